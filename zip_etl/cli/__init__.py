@@ -1,0 +1,1 @@
+"""The `zip-etl` command line."""

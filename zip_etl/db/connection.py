@@ -1,0 +1,137 @@
+"""Where the database is, and connections to it that fail with a message a person can act on.
+
+Configuration comes from the environment only (never from committed files):
+
+- ``ZIP_ETL_DATABASE_URL``: libpq URL of the ETL database (raw and cleaned tables). Unset: the
+  embedded server, database ``zip_etl``.
+- ``ZIP_ETL_DAGSTER_DATABASE_URL``: Dagster's run/event storage. Unset: ``ZIP_ETL_DATABASE_URL`` if
+  that is set, else the embedded server, database ``dagster``.
+- ``ZIP_ETL_HOME``: folder for local state (the embedded server's data). Default: ``.zip_etl`` in
+  the project root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+DATABASE_URL_ENV = "ZIP_ETL_DATABASE_URL"
+DAGSTER_DATABASE_URL_ENV = "ZIP_ETL_DAGSTER_DATABASE_URL"
+HOME_ENV = "ZIP_ETL_HOME"
+
+ETL_DATABASE = "zip_etl"
+DAGSTER_DATABASE = "dagster"
+
+
+class DatabaseError(RuntimeError):
+    """A database problem explained in one line, naming the setting to fix."""
+
+
+def project_root() -> Path:
+    """The checkout that holds dagster.yaml (editable install), else the working directory."""
+    package_parent = Path(__file__).resolve().parents[2]
+    if (package_parent / "dagster.yaml").exists():
+        return package_parent
+    return Path.cwd()
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get(HOME_ENV) or project_root() / ".zip_etl").resolve()
+
+
+def embedded_data_dir() -> Path:
+    return state_dir() / "pgdata"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@functools.cache
+def _embedded_url(database: str) -> str:
+    from zip_etl.db.embedded import start_embedded_server
+
+    base = start_embedded_server(embedded_data_dir())
+    with contextlib.closing(psycopg2.connect(base)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            if cur.fetchone() is None:
+                try:
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+                except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
+                    pass  # another process created it first
+    return _with_database(base, database)
+
+
+def etl_database_url() -> str:
+    """URL of the ETL database: the user's, or the embedded server's (started on demand)."""
+    return os.environ.get(DATABASE_URL_ENV) or _embedded_url(ETL_DATABASE)
+
+
+def dagster_database_url() -> str:
+    """URL of Dagster's storage database, as libpq understands it."""
+    return (
+        os.environ.get(DAGSTER_DATABASE_URL_ENV)
+        or os.environ.get(DATABASE_URL_ENV)
+        or _embedded_url(DAGSTER_DATABASE)
+    )
+
+
+def sqlalchemy_url(libpq_url: str) -> str:
+    """Pin SQLAlchemy to psycopg2: SQLAlchemy 2.1 maps plain `postgresql://` to psycopg 3."""
+    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg2://", libpq_url)
+
+
+def describe_connection_error(url: str, error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    setting = DATABASE_URL_ENV if os.environ.get(DATABASE_URL_ENV) else f"the embedded server in {embedded_data_dir()}"
+    if "password authentication failed" in text or "authentication failed" in text:
+        problem = "the server rejected the credentials"
+    elif "does not exist" in text and "database" in text:
+        problem = "the database does not exist"
+    elif "Connection refused" in text or "could not connect" in text or "No such file" in text:
+        problem = "no PostgreSQL server answers there"
+    else:
+        problem = "the connection failed"
+    return f"Cannot connect to PostgreSQL at {redact_url(url)}: {problem} ({text}). Check {setting}."
+
+
+def connect(url: str, *, application_name: str = "zip_etl") -> psycopg2.extensions.connection:
+    """A psycopg2 connection, or a DatabaseError that names the problem and the setting to fix."""
+    try:
+        # UTC so timestamps leave COPY in one unambiguous form.
+        return psycopg2.connect(url, application_name=application_name, options="-c timezone=UTC")
+    except psycopg2.OperationalError as error:
+        raise DatabaseError(describe_connection_error(url, error)) from None
+
+
+@contextlib.contextmanager
+def transaction(url: str) -> Iterator[psycopg2.extensions.cursor]:
+    """One transaction: committed when the block ends, rolled back (and nothing kept) on any error."""
+    conn = connect(url)
+    try:
+        with conn:  # commit on success, rollback on exception
+            with conn.cursor() as cur:
+                yield cur
+    finally:
+        conn.close()

@@ -1,0 +1,17 @@
+"""Everything Dagster loads for zip_etl: assets, checks and resources, in one place."""
+
+import dagster as dg
+
+from zip_etl.assets import cleaned_companies, raw_companies
+from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+
+postgres = PostgresResource()
+
+defs = dg.Definitions(
+    assets=[raw_companies, cleaned_companies],
+    resources={
+        "postgres": postgres,
+        "postgres_io_manager": PostgresCopyIOManager(postgres=postgres),
+    },
+    executor=dg.multiprocess_executor,
+)

@@ -1,0 +1,78 @@
+"""Dagster's run, event and schedule storage on PostgreSQL (dagster-postgres), with zip_etl's defaults.
+
+dagster.yaml names these classes so that `dagster dev`, the daemon, run workers and the CLI all
+share one PostgreSQL-backed instance with nothing to set first: the URL comes from
+``ZIP_ETL_DAGSTER_DATABASE_URL`` / ``ZIP_ETL_DATABASE_URL``, else from the embedded server, which
+is started on demand. Credentials never appear in dagster.yaml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import Field, StringSource
+from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+
+from zip_etl.db.connection import dagster_database_url, sqlalchemy_url
+
+_CONFIG = {
+    "postgres_url": Field(
+        StringSource,
+        is_required=False,
+        description="Override the storage URL (prefer ZIP_ETL_DAGSTER_DATABASE_URL).",
+    )
+}
+
+
+def _storage_url(config_value: Mapping[str, Any]) -> str:
+    return sqlalchemy_url(config_value.get("postgres_url") or dagster_database_url())
+
+
+class ZipEtlRunStorage(PostgresRunStorage):
+    @classmethod
+    def config_type(cls):
+        return _CONFIG
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(postgres_url=_storage_url(config_value), inst_data=inst_data)
+
+
+class ZipEtlEventLogStorage(PostgresEventLogStorage):
+    @classmethod
+    def config_type(cls):
+        return _CONFIG
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(postgres_url=_storage_url(config_value), inst_data=inst_data)
+
+
+class ZipEtlScheduleStorage(PostgresScheduleStorage):
+    @classmethod
+    def config_type(cls):
+        return _CONFIG
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(postgres_url=_storage_url(config_value), inst_data=inst_data)
+
+
+def get_instance():
+    """The zip_etl Dagster instance: dagster.yaml from the project root, local files in ZIP_ETL_HOME.
+
+    The CLI uses this so that its runs land in the same storage `dagster dev` shows.
+    """
+    import os
+
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    from zip_etl.db.connection import project_root, state_dir
+
+    if os.environ.get("DAGSTER_HOME"):
+        return DagsterInstance.get()
+    home = state_dir() / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    return DagsterInstance.from_ref(InstanceRef.from_dir(str(home), config_dir=str(project_root())))

@@ -1,0 +1,97 @@
+"""Test fixtures: a real PostgreSQL server (embedded by default) and an isolated schema per test.
+
+Set ZIP_ETL_TEST_DATABASE_URL to run against your own server instead of the embedded one.
+"""
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from zip_etl.db.connection import DAGSTER_DATABASE_URL_ENV, DATABASE_URL_ENV, HOME_ENV
+
+TEST_URL_ENV = "ZIP_ETL_TEST_DATABASE_URL"
+
+
+def _create_database(base_url: str, name: str) -> str:
+    from zip_etl.db.connection import _with_database
+
+    conn = psycopg2.connect(base_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    conn.close()
+    return _with_database(base_url, name)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url():
+    """libpq URL of a real server's maintenance database for this test session."""
+    if os.environ.get(TEST_URL_ENV):
+        yield os.environ[TEST_URL_ENV]
+        return
+    from zip_etl.db.embedded import start_embedded_server, stop_embedded_server
+
+    # Short path: the server's Unix socket lives in its data directory.
+    root = Path(tempfile.mkdtemp(prefix="zetl-"))
+    data_dir = root / "pg"
+    url = start_embedded_server(data_dir)
+    yield url
+    stop_embedded_server(data_dir)
+
+
+@pytest.fixture(scope="session")
+def zip_etl_environment(pg_server_url, tmp_path_factory):
+    """Point zip_etl (resources, CLI, Dagster storage) at the test server, never at local state."""
+    etl_url = _create_database(pg_server_url, "zip_etl_test")
+    dagster_url = _create_database(pg_server_url, "dagster_test")
+    saved = {k: os.environ.get(k) for k in (DATABASE_URL_ENV, DAGSTER_DATABASE_URL_ENV, HOME_ENV)}
+    os.environ[DATABASE_URL_ENV] = etl_url
+    os.environ[DAGSTER_DATABASE_URL_ENV] = dagster_url
+    os.environ[HOME_ENV] = str(tmp_path_factory.mktemp("zip_etl_home"))
+    yield {"etl_url": etl_url, "dagster_url": dagster_url}
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def etl_url(zip_etl_environment):
+    return zip_etl_environment["etl_url"]
+
+
+@pytest.fixture
+def schema(etl_url):
+    """A fresh schema for one test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(etl_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    yield name
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+    conn.close()
+
+
+@pytest.fixture
+def query(etl_url):
+    """Run SQL on the test database and return all rows."""
+    conn = psycopg2.connect(etl_url)
+    conn.autocommit = True
+
+    def run(statement, params=None):
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+
+    yield run
+    conn.close()

@@ -1,0 +1,51 @@
+"""The zip-etl CLI and the PostgreSQL-backed Dagster instance it shares with `dagster dev`."""
+
+import subprocess
+import sys
+
+from zip_etl.instance import ZipEtlEventLogStorage, ZipEtlRunStorage, get_instance
+
+
+def zip_etl(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "zip_etl.cli.main", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_instance_stores_runs_in_postgres(zip_etl_environment):
+    with get_instance() as instance:
+        assert isinstance(instance.run_storage, ZipEtlRunStorage)
+        assert isinstance(instance.event_log_storage, ZipEtlEventLogStorage)
+        assert "postgresql+psycopg2://" in instance.run_storage.postgres_url
+
+
+def test_seed_then_demo_materializes_every_requested_zip_code(zip_etl_environment, query):
+    seeded = zip_etl("seed", "--rows", "4000")
+    assert seeded.returncode == 0, seeded.stderr
+    assert query("SELECT count(*) FROM public.raw_companies")[0][0] == 4000
+    assert query("SELECT count(*) FROM pg_indexes WHERE tablename = 'raw_companies' AND indexdef LIKE '%zip_code%'")[0][0] == 1
+
+    demo = zip_etl("demo", "--zip-codes", "300", "--partitions-per-run", "100", "--workers", "2")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "[3/3 runs, 300/300 zip codes" in demo.stdout
+    assert "zip codes done:   300 of 300 (0 failed)" in demo.stdout
+
+    from zip_etl.partitions import ZIP_CODES
+
+    written = query("SELECT count(DISTINCT zip_code), max(zip_code) FROM public.cleaned_companies")[0]
+    assert written[0] > 0 and written[1] <= ZIP_CODES[299]
+    with get_instance() as instance:
+        runs = instance.get_runs()
+        assert len([r for r in runs if r.tags.get("dagster/asset_partition_range_start")]) >= 3
+
+
+def test_bad_database_url_is_one_clear_line(monkeypatch):
+    monkeypatch.setenv("ZIP_ETL_DATABASE_URL", "postgresql://etl:s3cret@127.0.0.1:1/zip_etl")
+    result = subprocess.run(
+        [sys.executable, "-m", "zip_etl.cli.main", "seed", "--rows", "10"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert "Cannot connect to PostgreSQL at postgresql://etl:***@127.0.0.1:1/zip_etl" in result.stderr
+    assert "ZIP_ETL_DATABASE_URL" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr

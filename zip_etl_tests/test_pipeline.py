@@ -1,0 +1,103 @@
+"""The whole path: raw table -> cleaned_companies partitions, through Dagster, on real PostgreSQL."""
+
+import dagster as dg
+import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from psycopg2 import sql
+
+from zip_etl.assets import cleaned_companies, raw_companies
+from zip_etl.db.connection import transaction
+from zip_etl.definitions import defs
+from zip_etl.demo_data import generate_raw_companies, write_raw_companies
+from zip_etl.partitions import ZIP_CODES, zip_code_partitions
+from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+from zip_etl.tables import RAW_COMPANIES
+
+TEST_ZIPS = ["00501", "00544", "01001", "10016", "60614", "90210"]
+
+
+@pytest.fixture
+def seeded(schema, etl_url):
+    with transaction(etl_url) as cursor:
+        write_raw_companies(cursor, generate_raw_companies(3000, TEST_ZIPS, seed=11), RAW_COMPANIES.with_name(schema, "raw_companies"))
+    return schema
+
+
+def resources(schema):
+    postgres = PostgresResource(raw_schema=schema)
+    return {"postgres": postgres, "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema=schema)}
+
+
+def cleaned_rows(query, schema, zip_code=None):
+    statement = sql.SQL("SELECT * FROM {} {} ORDER BY zip_code, record_id").format(
+        sql.Identifier(schema, "cleaned_companies"),
+        sql.SQL("WHERE zip_code = %s") if zip_code else sql.SQL(""),
+    )
+    return query(statement, (zip_code,) if zip_code else None)
+
+
+def test_partitions_are_all_active_zip_codes_as_strings():
+    keys = zip_code_partitions.get_partition_keys()
+    assert len(keys) == 41_749
+    assert keys == sorted(keys) == ZIP_CODES
+    assert keys[0] == "00501"
+    assert all(len(k) == 5 and k.isdigit() for k in keys)
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {"raw_companies", "cleaned_companies"}
+
+
+def test_one_partition_end_to_end(seeded, query):
+    result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+                            resources=resources(seeded))
+    assert result.success
+    rows = cleaned_rows(query, seeded, "10016")
+    raw_count = query(sql.SQL("SELECT count(*) FROM {} WHERE zip_code = '10016'").format(
+        sql.Identifier(seeded, "raw_companies")))[0][0]
+    assert 0 < len(rows) < raw_count
+    assert {r[0] for r in cleaned_rows(query, seeded)} == {"10016"}  # nothing else written
+
+    metadata = result.asset_materializations_for_node("cleaned_companies")[0].metadata
+    assert metadata["rows_in"].value == raw_count
+    assert metadata["rows_in"].value == metadata["rows_out"].value + metadata["rows_rejected"].value
+    assert metadata["rows_out"].value == len(rows)
+    assert metadata["memory_cleaned_bytes"].value < metadata["memory_raw_bytes"].value
+    for key in ["read_seconds", "transform_seconds", "write_seconds", "peak_process_memory_mb", "rejected_duplicate"]:
+        assert key in metadata
+
+    # Re-materializing leaves the table exactly as it was.
+    dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+                   resources=resources(seeded))
+    assert cleaned_rows(query, seeded, "10016") == rows
+
+
+def test_a_range_of_partitions_in_one_run(seeded, query):
+    result = defs.resolve_implicit_global_asset_job_def()
+    result = dg.materialize(
+        [raw_companies, cleaned_companies],
+        selection=[cleaned_companies],
+        resources=resources(seeded),
+        tags={ASSET_PARTITION_RANGE_START_TAG: "00501", ASSET_PARTITION_RANGE_END_TAG: "01001"},
+    )
+    assert result.success
+    events = result.asset_materializations_for_node("cleaned_companies")
+    materialized = sorted(e.partition for e in events)
+    assert materialized == [k for k in ZIP_CODES if "00501" <= k <= "01001"]
+    by_zip = {e.partition: e.metadata for e in events}
+    written = dict(query(sql.SQL("SELECT zip_code, count(*) FROM {} GROUP BY 1").format(
+        sql.Identifier(seeded, "cleaned_companies"))))
+    for zip_code in ["00501", "00544", "01001"]:
+        assert by_zip[zip_code]["rows_out"].value == written.get(zip_code, 0)
+    # zip codes in the range with no raw rows are materialized as empty partitions
+    assert all(by_zip[z]["rows_in"].value == 0 for z in materialized if z not in TEST_ZIPS)
+
+
+def test_missing_raw_table_is_a_clear_error(schema):
+    result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+                            resources=resources(schema), raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else failure.step_failure_data.error.message
+    assert f"The raw table {schema}.raw_companies does not exist" in (failure.step_failure_data.error.message + message)

@@ -1,0 +1,179 @@
+"""The cleaning rules, on plain DataFrames: no database, no Dagster."""
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from zip_etl.transform import RAW_COLUMNS, clean_companies, downcast, frame_bytes, partition_stats
+from zip_etl.transform.cleaning import parse_phone, parse_postal_code, parse_revenue, parse_whole_number
+
+TODAY = dt.date(2026, 11, 23)
+
+
+def raw_rows(*rows: dict) -> pd.DataFrame:
+    base = {
+        "updated_at": pd.Timestamp("2026-01-01", tz="UTC"),
+        "record_id": "C1",
+        "company_name": "Acme",
+        "street_address": "1 Main St",
+        "city": "New York",
+        "state": "NY",
+        "zip_code": "10016",
+        "postal_code": "10016",
+        "phone": "212-555-0123",
+        "employees": "10",
+        "annual_revenue": "1000",
+        "founded_year": "1999",
+        "industry": "Retail",
+    }
+    records = [{**base, "raw_id": i + 1, **row} for i, row in enumerate(rows)]
+    return pd.DataFrame(records)[RAW_COLUMNS]
+
+
+def test_text_is_normalised():
+    result = clean_companies(
+        raw_rows({"company_name": "  Acme\t Widgets \n LLC ", "city": "  new   YORK ", "state": " ny", "industry": " TECH "}),
+        today=TODAY,
+    )
+    row = result.cleaned.iloc[0]
+    assert row["company_name"] == "Acme Widgets LLC"
+    assert row["city"] == "New York"
+    assert row["state"] == "NY"
+    assert row["industry"] == "Technology"
+
+
+def test_non_ascii_and_punctuation_survive():
+    name = 'Café "Zoë", A\\B — 東京'
+    result = clean_companies(raw_rows({"company_name": name}), today=TODAY)
+    assert result.cleaned.iloc[0]["company_name"] == name
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("(212) 555-0123", "+12125550123"),
+        ("212.555.0123", "+12125550123"),
+        ("+1 212 555 0123", "+12125550123"),
+        ("1-212-555-0123", "+12125550123"),
+        ("212-555-0123 x45", "+12125550123"),
+        ("(212)555-0123 ext. 7", "+12125550123"),
+        ("555-0123", None),
+        ("000-000-0000", None),
+        ("N/A", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_phone_parsing(raw, expected):
+    assert parse_phone(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("1,200", 1200), (" 45 ", 45), ("12.0", 12), ("N/A", None), ("", None), ("unknown", None), ("-5", None),
+     ("12.5", None), ("99999999999", None), ("lots", None)],
+)
+def test_employee_counts(raw, expected):
+    assert parse_whole_number(raw, 0, 2_147_483_647) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("$1,250,000", 1_250_000), ("1.2M", 1_200_000), ("850K", 850_000), ("1000", 1000), ("N/A", None),
+     ("USD 1,000", None), ("1e400", None), ("", None)],
+)
+def test_revenue(raw, expected):
+    assert parse_revenue(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("10016", ("10016", None, True)), ("10016-1234", ("10016", "1234", True)), ("10016 1234", ("10016", "1234", True)),
+     ("100161234", ("10016", "1234", True)), ("501", ("00501", None, True)), (" 02134 ", ("02134", None, True)),
+     (None, (None, None, True)), ("ABCDE", (None, None, False)), ("1234567", (None, None, False))],
+)
+def test_postal_codes(raw, expected):
+    assert parse_postal_code(raw) == expected
+
+
+def test_postal_code_is_checked_against_the_partition():
+    result = clean_companies(
+        raw_rows(
+            {"record_id": "A", "postal_code": "10016-0001"},
+            {"record_id": "B", "postal_code": "90210"},
+            {"record_id": "C", "postal_code": "ABCDE"},
+            {"record_id": "D", "postal_code": None},
+            {"record_id": "E", "zip_code": "00501", "postal_code": "501"},
+        ),
+        today=TODAY,
+    )
+    assert sorted(result.cleaned["record_id"]) == ["A", "D", "E"]
+    assert dict(zip(result.rejected["record_id"], result.rejected["reason"])) == {
+        "B": "zip_mismatch",
+        "C": "invalid_postal_code",
+    }
+    cleaned = result.cleaned.set_index("record_id")
+    assert cleaned.loc["A", "zip4"] == 1
+    assert cleaned.loc["E", "zip_code"] == "00501"
+
+
+def test_required_values_and_duplicates():
+    result = clean_companies(
+        raw_rows(
+            {"record_id": " c1 ", "updated_at": pd.Timestamp("2026-01-01", tz="UTC"), "company_name": "Old"},
+            {"record_id": "C1", "updated_at": pd.Timestamp("2026-03-01", tz="UTC"), "company_name": "New"},
+            {"record_id": "C1", "updated_at": pd.Timestamp("2026-03-01", tz="UTC"), "company_name": "Tie"},
+            {"record_id": None},
+            {"record_id": "C2", "company_name": "   "},
+        ),
+        today=TODAY,
+    )
+    assert result.cleaned["company_name"].tolist() == ["New"]  # newest wins; tie goes to lowest raw id
+    assert sorted(result.rejected["reason"]) == ["duplicate", "duplicate", "missing_company_name", "missing_record_id"]
+
+
+def test_unparseable_values_become_null_and_are_counted():
+    result = clean_companies(raw_rows({"employees": "lots", "founded_year": "3000", "phone": "call us"}), today=TODAY)
+    row = result.cleaned.iloc[0]
+    assert pd.isna(row["employees"]) and pd.isna(row["founded_year"]) and pd.isna(row["phone"])
+    assert result.unparseable["employees"] == 1
+    assert result.unparseable["founded_year"] == 1
+    assert result.unparseable["phone"] == 1
+
+
+def test_rows_in_equal_rows_out_plus_rejected_per_zip(demo_frame):
+    result = clean_companies(demo_frame, today=TODAY)
+    stats = partition_stats(demo_frame, result)
+    assert (stats["rows_in"] == stats["rows_out"] + stats["rows_rejected"]).all()
+    assert stats["rows_in"].sum() == len(demo_frame)
+    for reason in ["duplicate", "zip_mismatch", "invalid_postal_code", "missing_company_name"]:
+        assert stats[f"rejected_{reason}"].sum() > 0, reason
+
+
+def test_downcasting_halves_memory(demo_frame):
+    result = clean_companies(demo_frame, today=TODAY)
+    assert frame_bytes(result.cleaned) <= 0.5 * frame_bytes(demo_frame)
+    dtypes = result.cleaned.dtypes
+    assert str(dtypes["founded_year"]) == "Int16"
+    assert str(dtypes["state"]) == "category"
+
+
+def test_downcast_keeps_values():
+    df = pd.DataFrame({"n": pd.array([1, None, 300], dtype="Int64"), "s": ["a", "a", None]})
+    small = downcast(df)
+    assert str(small["n"].dtype) == "Int16"
+    assert small["n"].tolist()[0] == 1 and pd.isna(small["n"].tolist()[1])
+    assert small["s"].astype(object).tolist()[:2] == ["a", "a"]
+
+
+def test_missing_raw_column_is_a_clear_error():
+    with pytest.raises(ValueError, match="lack the columns.*phone"):
+        clean_companies(raw_rows({}).drop(columns=["phone"]))
+
+
+@pytest.fixture(scope="module")
+def demo_frame():
+    from zip_etl.demo_data import generate_raw_companies
+
+    return generate_raw_companies(20_000, ["00501", "01001", "10016", "60614", "90210", "99950"], seed=7)
