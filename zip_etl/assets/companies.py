@@ -8,8 +8,10 @@ import pandas as pd
 
 from zip_etl.partitions import zip_code_partitions
 from zip_etl.resources.database import PostgresResource
+from zip_etl.resources.io_manager import PostgresCopyIOManager
 from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, dagster_table_schema
-from zip_etl.transform import REJECTION_REASONS, clean_companies, frame_bytes, partition_stats
+from zip_etl.transform import REJECTION_REASONS, frame_bytes, partition_stats
+from zip_etl.transform.isolation import clean_isolating_failures
 
 # Zip codes per run in a backfill: one run reads its range with one query and writes it with one
 # COPY, so Dagster's per-run cost is paid once per range, not once per zip code.
@@ -34,6 +36,18 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def _partition_metadata(row, share: float, raw_bytes: int, cleaned_bytes: int) -> dict:
+    return {
+        "rows_in": row.rows_in,
+        "rows_out": row.rows_out,
+        "rows_rejected": row.rows_rejected,
+        **{f"rejected_{reason}": getattr(row, f"rejected_{reason}") for reason in REJECTION_REASONS},
+        # Memory is measured on the run's whole frame; each zip code's share is by rows.
+        "memory_raw_bytes": int(raw_bytes * share),
+        "memory_cleaned_bytes": int(cleaned_bytes * share),
+    }
+
+
 @dg.asset(
     partitions_def=zip_code_partitions,
     deps=[raw_companies],
@@ -48,11 +62,16 @@ def _peak_rss_mb() -> float:
     },
 )
 def cleaned_companies(
-    context: dg.AssetExecutionContext, postgres: PostgresResource
-) -> dg.Output[pd.DataFrame]:
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager],
+):
     """Company records cleaned by `zip_etl.transform.cleaning`: text normalised, phones in E.164,
     numbers parsed, postal codes checked against the zip code, duplicates removed, dtypes
-    downcast. Rejected rows are counted per zip code by reason (see each partition's metadata)."""
+    downcast. Rejected rows are counted per zip code by reason (see each partition's metadata).
+
+    A run covers a range of zip codes. If cleaning raises for some of them, the others are still
+    written and marked materialized; the run then fails naming the zip codes that failed."""
     zip_codes = list(context.partition_keys)
 
     started = time.perf_counter()
@@ -60,42 +79,60 @@ def cleaned_companies(
     read_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    result = clean_companies(raw)
+    result, failures = clean_isolating_failures(raw, zip_codes)
     transform_seconds = time.perf_counter() - started
 
-    raw_bytes, cleaned_bytes = frame_bytes(raw), frame_bytes(result.cleaned)
-    stats = partition_stats(raw, result).reindex(zip_codes, fill_value=0)
+    good = [z for z in zip_codes if z not in failures]
+    good_raw = raw[~raw["zip_code"].isin(list(failures))] if failures else raw
+    raw_bytes, cleaned_bytes = frame_bytes(good_raw), frame_bytes(result.cleaned)
+    stats = partition_stats(good_raw, result).reindex(good, fill_value=0)
     rows_in_total = max(int(stats["rows_in"].sum()), 1)
-    for zip_code, row in zip(zip_codes, stats.itertuples()):
-        share = row.rows_in / rows_in_total
-        context.add_asset_metadata(
-            {
-                "rows_in": row.rows_in,
-                "rows_out": row.rows_out,
-                "rows_rejected": row.rows_rejected,
-                **{f"rejected_{reason}": getattr(row, f"rejected_{reason}") for reason in REJECTION_REASONS},
-                # Memory is measured on the run's whole frame; each zip code's share is by rows.
-                "memory_raw_bytes": int(raw_bytes * share),
-                "memory_cleaned_bytes": int(cleaned_bytes * share),
-            },
-            partition_key=zip_code,
-        )
-
+    per_partition = {
+        zip_code: _partition_metadata(row, row.rows_in / rows_in_total, raw_bytes, cleaned_bytes)
+        for zip_code, row in zip(good, stats.itertuples())
+    }
+    run_metadata = {
+        "run_partitions": len(zip_codes),
+        "run_rows_in": len(good_raw),
+        "run_rows_out": len(result.cleaned),
+        "run_rows_rejected": len(result.rejected),
+        "memory_saved_pct": round(100 * (1 - cleaned_bytes / raw_bytes), 1) if raw_bytes else 0.0,
+        "peak_process_memory_mb": _peak_rss_mb(),
+        "read_seconds": round(read_seconds, 4),
+        "transform_seconds": round(transform_seconds, 4),
+        **{f"unparseable_{column}": count for column, count in result.unparseable.items()},
+    }
     context.log.info(
         f"{len(zip_codes)} zip code(s): {len(raw)} rows in, {len(result.cleaned)} out, "
-        f"{len(result.rejected)} rejected; memory {raw_bytes:,} -> {cleaned_bytes:,} bytes"
+        f"{len(result.rejected)} rejected, {len(failures)} failed; memory {raw_bytes:,} -> {cleaned_bytes:,} bytes"
     )
-    return dg.Output(
-        result.cleaned,
-        metadata={
-            "run_partitions": len(zip_codes),
-            "run_rows_in": len(raw),
-            "run_rows_out": len(result.cleaned),
-            "run_rows_rejected": len(result.rejected),
-            "memory_saved_pct": round(100 * (1 - cleaned_bytes / raw_bytes), 1) if raw_bytes else 0.0,
-            "peak_process_memory_mb": _peak_rss_mb(),
-            "read_seconds": round(read_seconds, 4),
-            "transform_seconds": round(transform_seconds, 4),
-            **{f"unparseable_{column}": count for column, count in result.unparseable.items()},
-        },
+
+    if not failures:
+        for zip_code, metadata in per_partition.items():
+            context.add_asset_metadata(metadata, partition_key=zip_code)
+        yield dg.Output(result.cleaned, metadata=run_metadata)
+        return
+
+    # Some zip codes failed: write the others now (same atomic replace the IO manager does on
+    # output), mark each of them materialized, then fail the run naming the failed zip codes.
+    table = postgres_io_manager.table_for(context.asset_key, context.assets_def.metadata_by_key[context.asset_key])
+    if good:
+        started = time.perf_counter()
+        postgres_io_manager.write_partitions(table, good, result.cleaned)
+        run_metadata["write_seconds"] = round(time.perf_counter() - started, 4)
+    for zip_code in good:
+        yield dg.AssetMaterialization(
+            asset_key=context.asset_key,
+            partition=zip_code,
+            metadata={**run_metadata, **per_partition[zip_code], "dagster/table_name": f"{table.schema}.{table.name}"},
+        )
+    listed = "; ".join(f"{z}: {message}" for z, message in list(failures.items())[:20])
+    raise dg.Failure(
+        description=(
+            f"{len(failures)} of {len(zip_codes)} zip code(s) failed to clean and were not written "
+            f"(their previous rows are unchanged); the other {len(good)} were written. Re-run the "
+            f"failed ones (they show as missing). {listed}"
+        ),
+        metadata={"failed_zip_codes": dg.MetadataValue.json(sorted(failures)), "failed_count": len(failures)},
+        allow_retries=False,
     )

@@ -78,12 +78,9 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
     postgres: PostgresResource
     target_schema: str = Field(default="public", description="schema of the tables this IO manager writes")
 
-    def _table(self, context: dg.OutputContext | dg.InputContext) -> Table:
-        metadata = context.definition_metadata if isinstance(context, dg.OutputContext) else (
-            context.upstream_output.definition_metadata if context.upstream_output else {}
-        )
-        asset_key = context.asset_key
-        column_schema = _metadata_value(metadata, "dagster/column_schema")
+    def table_for(self, asset_key: dg.AssetKey, definition_metadata) -> Table:
+        """The table an asset is stored in, from its key and its definition metadata."""
+        column_schema = _metadata_value(definition_metadata, "dagster/column_schema")
         if column_schema is None:
             raise ValueError(
                 f"Asset {asset_key.to_user_string()} has no 'dagster/column_schema' metadata; "
@@ -95,8 +92,8 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
             schema,
             name,
             column_schema,
-            primary_key=_metadata_value(metadata, "primary_key"),
-            partition_column=_metadata_value(metadata, "partition_expr"),
+            primary_key=_metadata_value(definition_metadata, "primary_key"),
+            partition_column=_metadata_value(definition_metadata, "partition_expr"),
         )
 
     def _ensure_table(self, table: Table) -> None:
@@ -111,13 +108,17 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
                     raise
                 time.sleep(0.1)
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        table = self._table(context)
-        keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
-        started = time.perf_counter()
+    def write_partitions(self, table: Table, partition_keys: Sequence[str] | None, df: pd.DataFrame) -> int:
+        """Replace `partition_keys` of `table` with `df` in one transaction; return rows written."""
         self._ensure_table(table)
         with transaction(self.postgres.url()) as cursor:
-            rows = PandasCopyTypeHandler().write(cursor, table, keys, obj)
+            return PandasCopyTypeHandler().write(cursor, table, partition_keys, df)
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        table = self.table_for(context.asset_key, context.definition_metadata)
+        keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
+        started = time.perf_counter()
+        rows = self.write_partitions(table, keys, obj)
         context.add_output_metadata(
             {
                 "dagster/table_name": f"{table.schema}.{table.name}",
@@ -127,7 +128,8 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        table = self._table(context)
+        upstream = context.upstream_output
+        table = self.table_for(context.asset_key, upstream.definition_metadata if upstream else {})
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
         with transaction(self.postgres.url()) as cursor:
             return PandasCopyTypeHandler().read(cursor, table, keys)

@@ -1,0 +1,63 @@
+"""Run the cleaning over many zip codes at once, yet lose only the zip codes that break it.
+
+Cleaning a whole batch in one vectorised call is what makes a backfill fast; a single poisoned zip
+code must not take the other 1,999 with it. When the batch raises, it is split in halves and each
+half retried, down to single zip codes: k bad zip codes cost O(k log n) extra calls, and a clean
+batch costs nothing extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+
+from zip_etl.transform.cleaning import CleaningResult, clean_companies
+
+
+def clean_isolating_failures(
+    raw: pd.DataFrame,
+    zip_codes: Sequence[str],
+    clean: Callable[[pd.DataFrame], CleaningResult] = clean_companies,
+) -> tuple[CleaningResult, dict[str, str]]:
+    """Clean `raw` (rows of `zip_codes`); return the merged result of every zip code that cleaned
+    and, for each one that raised, its error message."""
+    groups = raw.groupby("zip_code", sort=False, observed=True).indices if len(raw) else {}
+    results: list[CleaningResult] = []
+    failures: dict[str, str] = {}
+
+    def attempt(keys: Sequence[str]) -> None:
+        rows = [i for key in keys for i in groups.get(key, ())]
+        try:
+            results.append(clean(raw.iloc[sorted(rows)] if len(keys) < len(zip_codes) else raw))
+        except Exception as error:  # noqa: BLE001 - isolate, then report per zip code
+            if len(keys) == 1:
+                failures[keys[0]] = f"{type(error).__name__}: {error}"
+                return
+            middle = len(keys) // 2
+            attempt(keys[:middle])
+            attempt(keys[middle:])
+
+    attempt(list(zip_codes))
+    if not results:
+        empty = clean(raw.iloc[0:0])
+        return empty, failures
+    return merge_results(results), failures
+
+
+def merge_results(results: list[CleaningResult]) -> CleaningResult:
+    if len(results) == 1:
+        return results[0]
+    from zip_etl.transform.cleaning import downcast
+
+    unparseable: dict[str, int] = {}
+    for result in results:
+        for column, count in result.unparseable.items():
+            unparseable[column] = unparseable.get(column, 0) + count
+    cleaned = pd.concat([r.cleaned.astype({c: object for c in r.cleaned.select_dtypes("category")})
+                         for r in results], ignore_index=True)
+    return CleaningResult(
+        cleaned=downcast(cleaned),
+        rejected=pd.concat([r.rejected for r in results], ignore_index=True),
+        unparseable=unparseable,
+    )
