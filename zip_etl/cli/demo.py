@@ -3,97 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 
+from zip_etl.backfill import partition_ranges, run_backfill
 from zip_etl.partitions import ZIP_CODES
-
-
-@dataclass
-class RangeResult:
-    first: str
-    last: str
-    partitions: int
-    success: bool
-    rows_in: int = 0
-    rows_out: int = 0
-    rows_rejected: int = 0
-    seconds: float = 0.0
-    error: str = ""
-
-
-def partition_ranges(keys: list[str], per_run: int) -> list[tuple[str, str, int]]:
-    """Contiguous (first, last, count) ranges of `keys`, at most `per_run` keys each."""
-    return [
-        (keys[i], keys[min(i + per_run, len(keys)) - 1], min(per_run, len(keys) - i))
-        for i in range(0, len(keys), per_run)
-    ]
-
-
-def materialize_range(first: str, last: str, count: int) -> RangeResult:
-    """One Dagster run of `cleaned_companies` over the zip codes first..last, recorded in the instance."""
-    import dagster as dg
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
-    from zip_etl.definitions import defs
-    from zip_etl.instance import get_instance
-
-    started = time.perf_counter()
-    job = defs.resolve_implicit_global_asset_job_def()
-    with get_instance() as instance:
-        try:
-            result = job.execute_in_process(
-                instance=instance,
-                asset_selection=[dg.AssetKey("cleaned_companies")],
-                tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
-                raise_on_error=False,
-                # Events are stored in full either way; the terminal only needs warnings.
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            )
-        except Exception as error:  # noqa: BLE001 - report, keep the other ranges going
-            return RangeResult(first, last, count, False, seconds=time.perf_counter() - started, error=str(error))
-        seconds = time.perf_counter() - started
-        if not result.success:
-            failure = next((e for e in result.all_events if e.is_step_failure), None)
-            message = failure.step_failure_data.error.message.strip() if failure else "run failed"
-            return RangeResult(first, last, count, False, seconds=seconds, error=message)
-        events = result.asset_materializations_for_node("cleaned_companies")
-        metadata = events[0].metadata if events else {}
-
-        def value(key: str) -> int:
-            return int(getattr(metadata.get(key), "value", 0) or 0)
-
-        return RangeResult(
-            first, last, count, True,
-            rows_in=value("run_rows_in"), rows_out=value("run_rows_out"),
-            rows_rejected=value("run_rows_rejected"), seconds=seconds,
-        )
-
-
-def run_backfill(keys: list[str], *, per_run: int, workers: int, out=sys.stdout) -> list[RangeResult]:
-    ranges = partition_ranges(keys, per_run)
-    results: list[RangeResult] = []
-    started = time.perf_counter()
-    done_partitions = 0
-    print(f"Materializing {len(keys):,} zip codes in {len(ranges)} runs, {workers} at a time", file=out, flush=True)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(materialize_range, *r) for r in ranges]
-        for future in as_completed(futures):
-            result = future.result()
-            results.append(result)
-            done_partitions += result.partitions
-            status = "ok" if result.success else f"FAILED: {result.error}"
-            print(
-                f"[{len(results)}/{len(ranges)} runs, {done_partitions:,}/{len(keys):,} zip codes, "
-                f"{time.perf_counter() - started:.0f}s] {result.first}..{result.last}: "
-                f"{result.rows_in:,} rows in, {result.rows_out:,} out, {result.rows_rejected:,} rejected "
-                f"({result.seconds:.1f}s) {status}",
-                file=out,
-                flush=True,
-            )
-    return results
 
 
 def demo(
@@ -122,7 +35,7 @@ def demo(
 
     started = time.perf_counter()
     keys = ZIP_CODES[:zip_codes] if zip_codes else ZIP_CODES
-    results = run_backfill(keys, per_run=per_run, workers=workers)
+    results = run_backfill(partition_ranges(keys, per_run), workers=workers)
     seconds = time.perf_counter() - started
     done = sum(r.partitions for r in results if r.success)
     failed = [r for r in results if not r.success]

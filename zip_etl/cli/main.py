@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 
@@ -27,6 +28,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=None, help="runs at once (default: CPU cores)")
     demo.add_argument("--zip-codes", type=int, default=None, help="only the first N zip codes (default: all)")
 
+    bench = commands.add_parser("bench", help="time zip_etl against the floors and the seed's approach")
+    bench.add_argument("--shape", choices=["many-small", "few-large", "both"], default="both")
+    bench.add_argument("--workers", type=int, default=None, help="processes (default: CPU cores)")
+    bench.add_argument("--seed-sample", type=int, default=2000, help="zip codes the seed's approach runs on")
+    bench.add_argument("--to-sql-rows", type=int, default=20_000, help="rows pandas.to_sql writes")
+    bench.add_argument("--max-rows-per-run", type=int, default=250_000, help="rows per Dagster run at most")
+    bench.add_argument("--output", default="docs/BENCHMARKS.md", help="report file ('' for none)")
+
+    sizing = commands.add_parser("sizing", help="how many concurrent runs fit in a memory budget")
+    sizing.add_argument("--memory-gb", type=float, default=None, help="budget (default: 80%% of RAM)")
+    sizing.add_argument("--samples", type=int, default=5, help="batches to measure")
+    sizing.add_argument("--batch-rows", type=int, default=250_000, help="rows per measured batch")
+
     db = commands.add_parser("db", help="the embedded PostgreSQL server")
     db.add_argument("action", choices=["start", "stop", "url"])
     return parser
@@ -34,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
+    import dagster as dg
+
+    for warning in (dg.BetaWarning, dg.PreviewWarning):  # Dagster's API notices, not user problems
+        warnings.filterwarnings("ignore", category=warning)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     args = _parser().parse_args(argv)
     from zip_etl.db.connection import DatabaseError
@@ -56,6 +74,28 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 zip_codes=args.zip_codes,
             )
+        if args.command == "bench":
+            from pathlib import Path
+
+            from zip_etl.cli.bench import bench
+
+            shapes = ["many-small", "few-large"] if args.shape == "both" else [args.shape]
+            return bench(
+                shapes,
+                workers=args.workers or os.cpu_count() or 1,
+                seed_sample=args.seed_sample,
+                to_sql_rows=args.to_sql_rows,
+                max_rows_per_run=args.max_rows_per_run,
+                output=Path(args.output) if args.output else None,
+                command="zip-etl " + " ".join(argv if argv is not None else sys.argv[1:]),
+            )
+        if args.command == "sizing":
+            import psutil
+
+            from zip_etl.cli.sizing import sizing as run_sizing
+
+            budget = args.memory_gb or 0.8 * psutil.virtual_memory().total / 2**30
+            return run_sizing(budget, args.samples, args.batch_rows)
         if args.command == "db":
             from zip_etl.db.connection import embedded_data_dir, etl_database_url, redact_url
             from zip_etl.db.embedded import stop_embedded_server
