@@ -3,12 +3,16 @@
 import dagster as dg
 
 from zip_etl.assets import cleaned_companies, raw_companies
+from zip_etl.checks.quality import QUALITY_CHECKS
+from zip_etl.jobs import cleaned_companies_debug
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
 
 postgres = PostgresResource()
 
 defs = dg.Definitions(
     assets=[raw_companies, cleaned_companies],
+    asset_checks=QUALITY_CHECKS,
+    jobs=[cleaned_companies_debug],
     resources={
         "postgres": postgres,
         "postgres_io_manager": PostgresCopyIOManager(postgres=postgres),

@@ -17,6 +17,10 @@ from zip_etl.transform.isolation import clean_isolating_failures
 # COPY, so Dagster's per-run cost is paid once per range, not once per zip code.
 PARTITIONS_PER_RUN = 2000
 
+# Run tag selecting debug mode (run everything, write nothing); see zip_etl/jobs.py.
+MODE_TAG = "zip_etl/mode"
+DEBUG_MODE = "debug"
+
 raw_companies = dg.AssetSpec(
     "raw_companies",
     description=(
@@ -52,6 +56,7 @@ def _partition_metadata(row, share: float, raw_bytes: int, cleaned_bytes: int) -
     partitions_def=zip_code_partitions,
     deps=[raw_companies],
     io_manager_key="postgres_io_manager",
+    output_required=False,  # a debug (dry-run) run records observations and writes nothing
     group_name="companies",
     kinds={"pandas", "postgres"},
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN),
@@ -107,32 +112,42 @@ def cleaned_companies(
         f"{len(result.rejected)} rejected, {len(failures)} failed; memory {raw_bytes:,} -> {cleaned_bytes:,} bytes"
     )
 
-    if not failures:
+    dry_run = postgres_io_manager.dry_run or context.run.tags.get(MODE_TAG) == DEBUG_MODE
+    if dry_run:
+        # Debug mode: the full read and transform ran; record what they found as observations. The
+        # partitions stay as they were: not materialized, nothing written, no table created.
+        for zip_code, metadata in per_partition.items():
+            yield dg.AssetObservation(
+                asset_key=context.asset_key, partition=zip_code, metadata={**metadata, "dry_run": True}
+            )
+    elif not failures:
         for zip_code, metadata in per_partition.items():
             context.add_asset_metadata(metadata, partition_key=zip_code)
         yield dg.Output(result.cleaned, metadata=run_metadata)
-        return
+    else:
+        # Some zip codes failed: write the others now (the same atomic replace the IO manager does
+        # on output) and mark each of them materialized; the failure below names the rest.
+        table = postgres_io_manager.table_for(context.asset_key, context.assets_def.metadata_by_key[context.asset_key])
+        if good:
+            started = time.perf_counter()
+            postgres_io_manager.write_partitions(table, good, result.cleaned)
+            run_metadata["write_seconds"] = round(time.perf_counter() - started, 4)
+        for zip_code in good:
+            yield dg.AssetMaterialization(
+                asset_key=context.asset_key,
+                partition=zip_code,
+                metadata={**run_metadata, **per_partition[zip_code], "dagster/table_name": f"{table.schema}.{table.name}"},
+            )
 
-    # Some zip codes failed: write the others now (same atomic replace the IO manager does on
-    # output), mark each of them materialized, then fail the run naming the failed zip codes.
-    table = postgres_io_manager.table_for(context.asset_key, context.assets_def.metadata_by_key[context.asset_key])
-    if good:
-        started = time.perf_counter()
-        postgres_io_manager.write_partitions(table, good, result.cleaned)
-        run_metadata["write_seconds"] = round(time.perf_counter() - started, 4)
-    for zip_code in good:
-        yield dg.AssetMaterialization(
-            asset_key=context.asset_key,
-            partition=zip_code,
-            metadata={**run_metadata, **per_partition[zip_code], "dagster/table_name": f"{table.schema}.{table.name}"},
+    if failures:
+        listed = "; ".join(f"{z}: {message}" for z, message in list(failures.items())[:20])
+        done = "cleaned (debug mode: nothing written)" if dry_run else "written"
+        raise dg.Failure(
+            description=(
+                f"{len(failures)} of {len(zip_codes)} zip code(s) failed to clean and were not written "
+                f"(their previous rows are unchanged); the other {len(good)} were {done}. Re-run the "
+                f"failed ones (they show as missing). {listed}"
+            ),
+            metadata={"failed_zip_codes": dg.MetadataValue.json(sorted(failures)), "failed_count": len(failures)},
+            allow_retries=False,
         )
-    listed = "; ".join(f"{z}: {message}" for z, message in list(failures.items())[:20])
-    raise dg.Failure(
-        description=(
-            f"{len(failures)} of {len(zip_codes)} zip code(s) failed to clean and were not written "
-            f"(their previous rows are unchanged); the other {len(good)} were written. Re-run the "
-            f"failed ones (they show as missing). {listed}"
-        ),
-        metadata={"failed_zip_codes": dg.MetadataValue.json(sorted(failures)), "failed_count": len(failures)},
-        allow_retries=False,
-    )

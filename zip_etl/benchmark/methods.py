@@ -76,13 +76,15 @@ def _seed_style_zip(args: tuple[str, str, str]) -> int:
             cleaned = clean_companies(raw).cleaned
             with conn.cursor() as cursor:
                 table = cleaned_table(schema, "seed_style_cleaned")
+                # copy_from takes a bare table name (psycopg2 quotes it), so resolve it by search_path
+                cursor.execute("SELECT set_config('search_path', %s, true)", (schema,))
                 cursor.execute(
                     sql.SQL("DELETE FROM {} WHERE zip_code = %s").format(table.identifier), (zip_code,)
                 )
                 buffer = io.StringIO()
                 cleaned.to_csv(buffer, sep="\t", header=False, index=False, na_rep="\\N")
                 buffer.seek(0)
-                cursor.copy_from(buffer, f"{schema}.seed_style_cleaned", sep="\t", null="\\N",
+                cursor.copy_from(buffer, "seed_style_cleaned", sep="\t", null="\\N",
                                  columns=list(cleaned.columns))
     finally:
         conn.close()
@@ -145,3 +147,50 @@ def to_sql_sample(schema: str, rows: int, total_rows: int) -> Measurement:
 
 def default_workers() -> int:
     return os.cpu_count() or 1
+
+
+def read_paths(schema: str) -> list[Measurement]:
+    """The whole raw table into pandas: `pandas.read_sql` against zip_etl's COPY reader."""
+    from sqlalchemy import create_engine
+
+    from zip_etl.db.connection import sqlalchemy_url
+    from zip_etl.db.tables import read_partitions
+
+    table = raw_table(schema)
+    engine = create_engine(sqlalchemy_url(etl_database_url()))
+    try:
+        started = time.perf_counter()
+        with engine.connect() as conn:
+            frame = pd.read_sql(
+                sql.SQL("SELECT * FROM {}").format(table.identifier).as_string(conn.connection.dbapi_connection),
+                conn,
+            )
+        read_sql_seconds = time.perf_counter() - started
+    finally:
+        engine.dispose()
+    started = time.perf_counter()
+    with transaction(etl_database_url()) as cursor:
+        copied = read_partitions(cursor, table, None)
+    copy_seconds = time.perf_counter() - started
+    assert len(copied) == len(frame)
+    return [
+        Measurement("pandas.read_sql of the raw table", read_sql_seconds, len(frame)),
+        Measurement("zip_etl COPY (SELECT ...) TO STDOUT -> typed pandas", copy_seconds, len(copied)),
+    ]
+
+
+def downcast_saving(schema: str) -> tuple[int, int, int]:
+    """(raw bytes as read, cleaned bytes before downcast, cleaned bytes after) for the whole table."""
+    from zip_etl.db.tables import read_partitions
+    from zip_etl.transform import cleaning, frame_bytes
+
+    with transaction(etl_database_url()) as cursor:
+        raw = read_partitions(cursor, raw_table(schema), None)
+    original = cleaning.downcast
+    undowncast: list[int] = []
+    try:
+        cleaning.downcast = lambda df, **kw: undowncast.append(frame_bytes(df)) or original(df, **kw)
+        result = cleaning.clean_companies(raw)
+    finally:
+        cleaning.downcast = original
+    return frame_bytes(raw), undowncast[0], frame_bytes(result.cleaned)

@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--to-sql-rows", type=int, default=20_000, help="rows pandas.to_sql writes")
     bench.add_argument("--max-rows-per-run", type=int, default=250_000, help="rows per Dagster run at most")
     bench.add_argument("--output", default="docs/BENCHMARKS.md", help="report file ('' for none)")
+    bench.add_argument("--scale", type=float, default=1.0, help="scale the shapes' row counts (smoke tests)")
 
     sizing = commands.add_parser("sizing", help="how many concurrent runs fit in a memory budget")
     sizing.add_argument("--memory-gb", type=float, default=None, help="budget (default: 80%% of RAM)")
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_rows_per_run=args.max_rows_per_run,
                 output=Path(args.output) if args.output else None,
                 command="zip-etl " + " ".join(argv if argv is not None else sys.argv[1:]),
+                scale=args.scale,
             )
         if args.command == "sizing":
             import psutil

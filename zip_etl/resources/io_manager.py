@@ -77,6 +77,10 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
 
     postgres: PostgresResource
     target_schema: str = Field(default="public", description="schema of the tables this IO manager writes")
+    dry_run: bool = Field(
+        default=False,
+        description="debug mode: assets run in full and record their metadata, but nothing is written",
+    )
 
     def table_for(self, asset_key: dg.AssetKey, definition_metadata) -> Table:
         """The table an asset is stored in, from its key and its definition metadata."""
@@ -110,6 +114,8 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
 
     def write_partitions(self, table: Table, partition_keys: Sequence[str] | None, df: pd.DataFrame) -> int:
         """Replace `partition_keys` of `table` with `df` in one transaction; return rows written."""
+        if self.dry_run:
+            raise RuntimeError(f"dry run: refusing to write {table.schema}.{table.name}")
         self._ensure_table(table)
         with transaction(self.postgres.url()) as cursor:
             return PandasCopyTypeHandler().write(cursor, table, partition_keys, df)

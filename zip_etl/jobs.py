@@ -1,0 +1,21 @@
+"""Jobs for the ways users run cleaned_companies besides a plain materialization.
+
+Debug mode is selected by the run tag `zip_etl/mode: debug` (so it is visible on every such run):
+the same asset code reads and cleans the chosen zip codes and records per-zip-code metadata as
+observations, and nothing is written or created. `cleaned_companies_debug` carries that tag; launch it
+from the UI (Jobs -> cleaned_companies_debug -> Materialize, or a backfill), add the tag to any
+launch in the launchpad, or run `zip-etl demo --debug`. `PostgresCopyIOManager(dry_run=True)` does
+the same for a whole deployment.
+"""
+
+import dagster as dg
+
+from zip_etl.assets import cleaned_companies
+from zip_etl.assets.companies import DEBUG_MODE, MODE_TAG
+
+cleaned_companies_debug = dg.define_asset_job(
+    "cleaned_companies_debug",
+    selection=dg.AssetSelection.assets(cleaned_companies).without_checks(),
+    tags={MODE_TAG: DEBUG_MODE},
+    description="Debug mode: read and clean, record metadata, write nothing.",
+)

@@ -1,0 +1,41 @@
+"""How a backfill's zip codes are cut into runs."""
+
+from zip_etl.backfill import Target, partition_ranges
+from zip_etl.partitions import ZIP_CODES, zip_code_partitions
+from dagster._core.definitions.partitions.partition_key_range import PartitionKeyRange
+
+
+def test_ranges_are_contiguous_bounded_and_cover_every_key_once():
+    ranges = partition_ranges(ZIP_CODES, 2000)
+    assert len(ranges) == 21
+    assert all(len(r) <= 2000 for r in ranges)
+    assert [k for r in ranges for k in r] == ZIP_CODES
+    for r in ranges:  # each run is a contiguous range of the partition order
+        assert zip_code_partitions.get_partition_keys_in_range(PartitionKeyRange(r[0], r[-1])) == r
+
+
+def test_row_budget_splits_heavy_ranges_and_keeps_a_giant_zip_code_alone():
+    keys = ["00501", "00544", "01001", "01002", "01003", "01004"]
+    rows = {"00501": 10, "00544": 10, "01001": 500, "01002": 10, "01003": 10, "01004": 10}
+    assert partition_ranges(keys, 2000, rows, max_rows=100) == [
+        ["00501", "00544"], ["01001"], ["01002", "01003", "01004"]
+    ]
+    assert partition_ranges(keys, 2, rows, max_rows=10_000) == [["00501", "00544"], ["01001", "01002"], ["01003", "01004"]]
+
+
+def test_zip_code_partitions_lookups_match_dagsters_semantics():
+    assert zip_code_partitions.has_partition_key("00501")
+    assert not zip_code_partitions.has_partition_key("501")
+    assert zip_code_partitions.get_partition_keys_in_range(PartitionKeyRange("00501", "00501")) == ["00501"]
+    import pytest
+    from dagster._core.errors import DagsterInvalidInvocationError
+
+    with pytest.raises(DagsterInvalidInvocationError, match="Nonexistent partition keys"):
+        zip_code_partitions.get_partition_keys_in_range(PartitionKeyRange("00000", "00501"))
+
+
+def test_target_run_config_carries_resource_overrides():
+    target = Target("cleaned_companies", resources=(("postgres", (("raw_schema", "bench"),)),))
+    config = target.run_config()
+    assert config["resources"] == {"postgres": {"config": {"raw_schema": "bench"}}}
+    assert config["loggers"]["console"]["config"]["log_level"] == "WARNING"
