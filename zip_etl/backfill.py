@@ -51,6 +51,7 @@ class Target:
     asset: str = "cleaned_companies"
     definitions: str = "zip_etl.definitions:defs"
     resources: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
 
     def run_config(self) -> dict:
         config: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -78,7 +79,7 @@ def materialize_range(keys: list[str], target: Target = Target()) -> RangeResult
             result = job.execute_in_process(
                 instance=instance,
                 asset_selection=[dg.AssetKey(target.asset)],
-                tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+                tags={**dict(target.tags), ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
                 raise_on_error=False,
                 # Events are stored in full either way; the terminal only needs warnings.
                 run_config=target.run_config(),
@@ -95,16 +96,19 @@ def materialize_range(keys: list[str], target: Target = Target()) -> RangeResult
                 else "run failed"
             )
             return RangeResult(first, last, count, False, seconds=seconds, error=message)
-        events = result.asset_materializations_for_node(target.asset)
-        metadata = events[0].metadata if events else {}
+        # Per-zip-code row counts: on materializations, or on observations in debug mode.
+        per_partition = [e.metadata for e in result.asset_materializations_for_node(target.asset)] or [
+            e.event_specific_data.asset_observation.metadata
+            for e in result.all_events
+            if e.event_type_value == "ASSET_OBSERVATION"
+        ]
 
-        def value(key: str) -> int:
-            return int(getattr(metadata.get(key), "value", 0) or 0)
+        def total(key: str) -> int:
+            return sum(int(getattr(m.get(key), "value", 0) or 0) for m in per_partition)
 
         return RangeResult(
             first, last, count, True,
-            rows_in=value("run_rows_in"), rows_out=value("run_rows_out"),
-            rows_rejected=value("run_rows_rejected"), seconds=seconds,
+            rows_in=total("rows_in"), rows_out=total("rows_out"), rows_rejected=total("rows_rejected"), seconds=seconds,
         )
 
 

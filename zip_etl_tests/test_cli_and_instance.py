@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 from zip_etl.instance import ZipEtlEventLogStorage, ZipEtlRunStorage, get_instance
+from zip_etl.partitions import ZIP_CODES
 
 
 def zip_etl(*args, timeout=600):
@@ -30,13 +31,24 @@ def test_seed_then_demo_materializes_every_requested_zip_code(zip_etl_environmen
     assert "[3/3 runs, 300/300 zip codes" in demo.stdout
     assert "zip codes done:   300 of 300 (0 failed)" in demo.stdout
 
-    from zip_etl.partitions import ZIP_CODES
-
     written = query("SELECT count(DISTINCT zip_code), max(zip_code) FROM public.cleaned_companies")[0]
     assert written[0] > 0 and written[1] <= ZIP_CODES[299]
     with get_instance() as instance:
         runs = instance.get_runs()
         assert len([r for r in runs if r.tags.get("dagster/asset_partition_range_start")]) >= 3
+
+
+def test_debug_demo_writes_nothing(zip_etl_environment, query):
+    seeded = zip_etl("seed", "--rows", "3000")
+    assert seeded.returncode == 0, seeded.stderr
+    if query("SELECT to_regclass('public.cleaned_companies') IS NOT NULL")[0][0]:
+        query("DROP TABLE public.cleaned_companies")
+    demo = zip_etl("demo", "--debug", "--zip-codes", "200", "--partitions-per-run", "100", "--workers", "2")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "Debug mode" in demo.stdout and "zip codes done:   200 of 200 (0 failed)" in demo.stdout
+    raw_rows = query("SELECT count(*) FROM public.raw_companies WHERE zip_code <= %s", (ZIP_CODES[199],))[0][0]
+    assert f"rows in:          {raw_rows:,}" in demo.stdout
+    assert query("SELECT to_regclass('public.cleaned_companies') IS NULL")[0][0]  # nothing created
 
 
 def test_bad_database_url_is_one_clear_line(monkeypatch):

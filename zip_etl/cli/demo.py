@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 import time
 
-from zip_etl.backfill import partition_ranges, run_backfill
+from zip_etl.assets.companies import DEBUG_MODE, MODE_TAG
+from zip_etl.backfill import Target, partition_ranges, run_backfill
 from zip_etl.partitions import ZIP_CODES
 
 
 def demo(
-    rows: int, *, reseed: bool, per_run: int, workers: int | None, seed: int, zip_codes: int | None = None
+    rows: int,
+    *,
+    reseed: bool,
+    per_run: int,
+    workers: int | None,
+    seed: int,
+    zip_codes: int | None = None,
+    debug: bool = False,
 ) -> int:
     from zip_etl.cli.seed import seed_raw_table
     from zip_etl.db.connection import DATABASE_URL_ENV, embedded_data_dir, etl_database_url, redact_url
@@ -35,7 +43,10 @@ def demo(
 
     started = time.perf_counter()
     keys = ZIP_CODES[:zip_codes] if zip_codes else ZIP_CODES
-    results = run_backfill(partition_ranges(keys, per_run), workers=workers)
+    target = Target(tags=((MODE_TAG, DEBUG_MODE),)) if debug else Target()
+    if debug:
+        print("Debug mode: every run reads and cleans, records metadata, and writes nothing.", flush=True)
+    results = run_backfill(partition_ranges(keys, per_run), workers=workers, target=target)
     seconds = time.perf_counter() - started
     done = sum(r.partitions for r in results if r.success)
     failed = [r for r in results if not r.success]

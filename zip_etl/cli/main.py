@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--partitions-per-run", type=int, default=None, help="zip codes per Dagster run")
     demo.add_argument("--workers", type=int, default=None, help="runs at once (default: CPU cores)")
     demo.add_argument("--zip-codes", type=int, default=None, help="only the first N zip codes (default: all)")
+    demo.add_argument("--debug", action="store_true", help="debug mode: run everything, write nothing")
 
     bench = commands.add_parser("bench", help="time zip_etl against the floors and the seed's approach")
     bench.add_argument("--shape", choices=["many-small", "few-large", "both"], default="both")
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 seed=args.seed,
                 zip_codes=args.zip_codes,
+                debug=args.debug,
             )
         if args.command == "bench":
             from pathlib import Path
