@@ -105,11 +105,11 @@ def cleaned_companies(
         "peak_process_memory_mb": _peak_rss_mb(),
         "read_seconds": round(read_seconds, 4),
         "transform_seconds": round(transform_seconds, 4),
-        **{f"unparseable_{column}": count for column, count in result.unparseable.items()},
     }
     context.log.info(
         f"{len(zip_codes)} zip code(s): {len(raw)} rows in, {len(result.cleaned)} out, "
-        f"{len(result.rejected)} rejected, {len(failures)} failed; memory {raw_bytes:,} -> {cleaned_bytes:,} bytes"
+        f"{len(result.rejected)} rejected, {len(failures)} failed; memory {raw_bytes:,} -> {cleaned_bytes:,} bytes; "
+        f"values unparseable (set to NULL): {result.unparseable}"
     )
 
     dry_run = postgres_io_manager.dry_run or context.run.tags.get(MODE_TAG) == DEBUG_MODE
