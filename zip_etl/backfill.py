@@ -13,6 +13,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
+from zip_etl.instance import get_instance
+
 @dataclass
 class RangeResult:
     first: str
@@ -70,8 +72,6 @@ def materialize_range(keys: list[str], target: Target = Target()) -> RangeResult
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from zip_etl.instance import get_instance
-
     started = time.perf_counter()
     job = target.job()
     with get_instance() as instance:
@@ -117,6 +117,8 @@ def run_backfill(
 ) -> list[RangeResult]:
     """Run every range as its own Dagster run, `workers` at a time; print progress as runs finish."""
     keys = [key for r in ranges for key in r]
+    with get_instance():  # creates Dagster's storage tables once, before the workers race to
+        pass
     results: list[RangeResult] = []
     started = time.perf_counter()
     done_partitions = 0

@@ -9,7 +9,6 @@ zeros, and text with commas, quotes, tabs, newlines, backslashes and non-ASCII c
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 
 import numpy as np

@@ -7,13 +7,11 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from psycopg2 import sql
 
 from zip_etl.assets import cleaned_companies, raw_companies
-from zip_etl.db.connection import transaction
-from zip_etl.demo_data import generate_raw_companies, write_raw_companies
+from zip_etl.demo_data import generate_raw_companies
 from zip_etl.partitions import ZIP_CODES
-from zip_etl.resources import PostgresCopyIOManager, PostgresResource
-from zip_etl.tables import RAW_COMPANIES
 from zip_etl.transform import cleaning
 from zip_etl.transform.isolation import clean_isolating_failures
+from zip_etl_tests.helpers import pipeline_resources, seed_raw
 
 ZIPS = ["00501", "00544", "01001", "01002", "01003"]
 POISON = "POISON-PILL"
@@ -57,14 +55,12 @@ def test_clean_batch_is_cleaned_in_one_call():
 def seeded(schema, etl_url):
     raw = generate_raw_companies(1500, ZIPS, seed=5)
     raw.loc[raw.index[raw["zip_code"] == "01002"][:1], "phone"] = POISON
-    with transaction(etl_url) as cursor:
-        write_raw_companies(cursor, raw, RAW_COMPANIES.with_name(schema, "raw_companies"))
+    seed_raw(etl_url, schema, raw)
     return schema
 
 
 def test_poisoned_zip_code_in_a_batched_run(seeded, query, monkeypatch):
-    postgres = PostgresResource(raw_schema=seeded)
-    resources = {"postgres": postgres, "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema=seeded)}
+    resources = pipeline_resources(seeded)
     table = sql.Identifier(seeded, "cleaned_companies")
     instance = dg.DagsterInstance.ephemeral()
 

@@ -7,30 +7,25 @@ from psycopg2 import sql
 
 from zip_etl.assets import cleaned_companies, raw_companies
 from zip_etl.checks.quality import QUALITY_CHECKS, zip_codes_are_partitions, key_is_unique
-from zip_etl.db.connection import transaction
-from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.jobs import MODE_TAG, cleaned_companies_debug
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
-from zip_etl.tables import RAW_COMPANIES
+from zip_etl_tests.helpers import pipeline_resources, seed_raw
 
 ZIPS = ["00501", "00544", "01001", "10016"]
 
 
 @pytest.fixture
 def seeded(schema, etl_url):
-    with transaction(etl_url) as cursor:
-        write_raw_companies(cursor, generate_raw_companies(2000, ZIPS, seed=9), RAW_COMPANIES.with_name(schema, "raw_companies"))
+    seed_raw(etl_url, schema, rows=2000, zip_codes=ZIPS, seed=9)
     return schema
 
 
 def definitions(schema):
-    postgres = PostgresResource(raw_schema=schema)
     return dg.Definitions(
         assets=[raw_companies, cleaned_companies],
         asset_checks=QUALITY_CHECKS,
         jobs=[cleaned_companies_debug],
-        resources={"postgres": postgres,
-                   "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema=schema)},
+        resources=pipeline_resources(schema),
     )
 
 

@@ -6,26 +6,20 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from psycopg2 import sql
 
 from zip_etl.assets import cleaned_companies, raw_companies
-from zip_etl.db.connection import transaction
 from zip_etl.definitions import defs
-from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
-from zip_etl.resources import PostgresCopyIOManager, PostgresResource
-from zip_etl.tables import RAW_COMPANIES
+from zip_etl_tests.helpers import pipeline_resources, seed_raw
 
 TEST_ZIPS = ["00501", "00544", "01001", "10016", "60614", "90210"]
 
 
 @pytest.fixture
 def seeded(schema, etl_url):
-    with transaction(etl_url) as cursor:
-        write_raw_companies(cursor, generate_raw_companies(3000, TEST_ZIPS, seed=11), RAW_COMPANIES.with_name(schema, "raw_companies"))
+    seed_raw(etl_url, schema, rows=3000, zip_codes=TEST_ZIPS, seed=11)
     return schema
 
 
-def resources(schema):
-    postgres = PostgresResource(raw_schema=schema)
-    return {"postgres": postgres, "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema=schema)}
+resources = pipeline_resources
 
 
 def cleaned_rows(query, schema, zip_code=None):
@@ -75,7 +69,6 @@ def test_one_partition_end_to_end(seeded, query):
 
 
 def test_a_range_of_partitions_in_one_run(seeded, query):
-    result = defs.resolve_implicit_global_asset_job_def()
     result = dg.materialize(
         [raw_companies, cleaned_companies],
         selection=[cleaned_companies],

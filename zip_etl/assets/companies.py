@@ -4,7 +4,6 @@ import resource
 import time
 
 import dagster as dg
-import pandas as pd
 
 from zip_etl.partitions import zip_code_partitions
 from zip_etl.resources.database import PostgresResource

@@ -121,7 +121,6 @@ def to_sql_sample(schema: str, rows: int, total_rows: int) -> Measurement:
     from sqlalchemy import create_engine
 
     from zip_etl.db.connection import sqlalchemy_url
-    from zip_etl.tables import CLEANED_COMPANIES as _  # noqa: F401  (documentation: same columns)
     from zip_etl.transform import clean_companies
 
     with transaction(etl_database_url()) as cursor:

@@ -9,7 +9,10 @@ which flags lost rows for a person to look at but does not make the written rows
 Each failing result names the zip codes concerned in its metadata, so the UI shows them per check.
 """
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 from dagster._core.storage.tags import (
@@ -59,18 +62,42 @@ def _missing_table(table: Table) -> dg.AssetCheckResult:
     )
 
 
+@dataclass
+class _Scope:
+    """What a check looks at: the table, the run's zip codes (None: all) as a WHERE clause, a cursor."""
+
+    table: Table
+    keys: list[str] | None
+    where: sql.Composable
+    params: tuple
+    cursor: Any
+
+
+@contextlib.contextmanager
+def _scope(
+    context: dg.AssetCheckExecutionContext | None, io_manager: PostgresCopyIOManager
+) -> Iterator[_Scope | None]:
+    """The check's scope in one read transaction; None when the table does not exist yet."""
+    table = _table(io_manager)
+    keys = run_zip_codes(context) if context is not None else None
+    where, params = _where(table, keys)
+    with transaction(io_manager.postgres.url()) as cursor:
+        exists = table_exists(cursor, table.schema, table.name)
+        yield _Scope(table, keys, where, params, cursor) if exists else None
+
+
 @dg.asset_check(asset=cleaned_companies, blocking=True, description="columns and types are the declared ones")
 def schema_matches_declaration(postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]) -> dg.AssetCheckResult:
-    table = _table(postgres_io_manager)
-    with transaction(postgres_io_manager.postgres.url()) as cursor:
-        if not table_exists(cursor, table.schema, table.name):
-            return _missing_table(table)
-        cursor.execute(
+    with _scope(None, postgres_io_manager) as scope:
+        if scope is None:
+            return _missing_table(_table(postgres_io_manager))
+        table = scope.table
+        scope.cursor.execute(
             "SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
             "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
             (table.schema, table.name),
         )
-        actual = [(name, kind, nullable) for name, kind, nullable in cursor.fetchall()]
+        actual = [(name, kind, nullable) for name, kind, nullable in scope.cursor.fetchall()]
     aliases = {"timestamptz": "timestamp with time zone"}
     declared = [(c.name, aliases.get(c.sql_type, c.sql_type), c.nullable) for c in table.columns]
     differences = [f"declared {d}, found {a}" for d, a in zip(declared, actual) if d != a]
@@ -86,24 +113,21 @@ def schema_matches_declaration(postgres_io_manager: dg.ResourceParam[PostgresCop
 def key_is_unique(
     context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
 ) -> dg.AssetCheckResult:
-    table = _table(postgres_io_manager)
-    keys = run_zip_codes(context)
-    where, params = _where(table, keys)
-    key_columns = sql.SQL(", ").join(map(sql.Identifier, table.primary_key))
-    with transaction(postgres_io_manager.postgres.url()) as cursor:
-        if not table_exists(cursor, table.schema, table.name):
-            return _missing_table(table)
-        cursor.execute(
+    with _scope(context, postgres_io_manager) as scope:
+        if scope is None:
+            return _missing_table(_table(postgres_io_manager))
+        key_columns = sql.SQL(", ").join(map(sql.Identifier, scope.table.primary_key))
+        scope.cursor.execute(
             sql.SQL("SELECT {cols}, count(*) FROM {t} WHERE {w} GROUP BY {cols} HAVING count(*) > 1 LIMIT 20").format(
-                cols=key_columns, t=table.identifier, w=where
+                cols=key_columns, t=scope.table.identifier, w=scope.where
             ),
-            params,
+            scope.params,
         )
-        duplicates = cursor.fetchall()
+        duplicates = scope.cursor.fetchall()
     return dg.AssetCheckResult(
         passed=not duplicates,
         metadata={
-            "zip_codes_checked": len(keys) if keys is not None else "all",
+            "zip_codes_checked": len(scope.keys) if scope.keys is not None else "all",
             "duplicate_keys": dg.MetadataValue.json([list(map(str, d)) for d in duplicates]),
         },
     )
@@ -113,19 +137,18 @@ def key_is_unique(
 def required_values_present(
     context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
 ) -> dg.AssetCheckResult:
-    table = _table(postgres_io_manager)
-    keys = run_zip_codes(context)
-    where, params = _where(table, keys)
-    required = [c.name for c in table.columns if not c.nullable]
-    counts = sql.SQL(", ").join(
-        sql.SQL("count(*) FILTER (WHERE {} IS NULL OR {}::text = '')").format(sql.Identifier(c), sql.Identifier(c))
-        for c in required
-    )
-    with transaction(postgres_io_manager.postgres.url()) as cursor:
-        if not table_exists(cursor, table.schema, table.name):
-            return _missing_table(table)
-        cursor.execute(sql.SQL("SELECT {} FROM {} WHERE {}").format(counts, table.identifier, where), params)
-        missing = dict(zip(required, cursor.fetchone()))
+    with _scope(context, postgres_io_manager) as scope:
+        if scope is None:
+            return _missing_table(_table(postgres_io_manager))
+        required = [c.name for c in scope.table.columns if not c.nullable]
+        counts = sql.SQL(", ").join(
+            sql.SQL("count(*) FILTER (WHERE {} IS NULL OR {}::text = '')").format(sql.Identifier(c), sql.Identifier(c))
+            for c in required
+        )
+        scope.cursor.execute(
+            sql.SQL("SELECT {} FROM {} WHERE {}").format(counts, scope.table.identifier, scope.where), scope.params
+        )
+        missing = dict(zip(required, scope.cursor.fetchone()))
     bad = {column: n for column, n in missing.items() if n}
     return dg.AssetCheckResult(passed=not bad, metadata={"rows_missing_a_required_value": dg.MetadataValue.json(bad)})
 
@@ -134,19 +157,16 @@ def required_values_present(
 def zip_codes_are_partitions(
     context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
 ) -> dg.AssetCheckResult:
-    table = _table(postgres_io_manager)
-    keys = run_zip_codes(context)
-    where, params = _where(table, keys)
-    with transaction(postgres_io_manager.postgres.url()) as cursor:
-        if not table_exists(cursor, table.schema, table.name):
-            return _missing_table(table)
-        cursor.execute(
+    with _scope(context, postgres_io_manager) as scope:
+        if scope is None:
+            return _missing_table(_table(postgres_io_manager))
+        scope.cursor.execute(
             sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {w} AND NOT ({c} = ANY(%s))").format(
-                c=sql.Identifier(table.partition_column), t=table.identifier, w=where
+                c=sql.Identifier(scope.table.partition_column), t=scope.table.identifier, w=scope.where
             ),
-            (*params, ZIP_CODES),
+            (*scope.params, ZIP_CODES),
         )
-        strays = sorted(r[0] for r in cursor.fetchall())
+        strays = sorted(r[0] for r in scope.cursor.fetchall())
     return dg.AssetCheckResult(passed=not strays, metadata={"unknown_zip_codes": dg.MetadataValue.json(strays[:50])})
 
 
@@ -163,24 +183,22 @@ RECONCILE_SAMPLE = 200
 def rows_reconcile(
     context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
 ) -> dg.AssetCheckResult:
-    table = _table(postgres_io_manager)
     # Reading a partition's materialization record costs ~1 ms (Dagster deserializes the whole
     # event), so a 2,000-zip-code run checks a sample: the zip codes with the most rows, where a loss
     # would matter most, plus every zip code when the run is small.
-    keys = run_zip_codes(context)
+    with _scope(context, postgres_io_manager) as scope:
+        if scope is None:
+            return _missing_table(_table(postgres_io_manager))
+        scope.cursor.execute(
+            sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {w} GROUP BY 1 ORDER BY 2 DESC").format(
+                c=sql.Identifier(scope.table.partition_column), t=scope.table.identifier, w=scope.where
+            ),
+            scope.params,
+        )
+        in_table = dict(scope.cursor.fetchall())
+    keys = scope.keys
     if keys is None:
         keys = sorted(context.instance.get_materialized_partitions(cleaned_companies.key))
-    where, params = _where(table, keys)
-    with transaction(postgres_io_manager.postgres.url()) as cursor:
-        if not table_exists(cursor, table.schema, table.name):
-            return _missing_table(table)
-        cursor.execute(
-            sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {w} GROUP BY 1 ORDER BY 2 DESC").format(
-                c=sql.Identifier(table.partition_column), t=table.identifier, w=where
-            ),
-            params,
-        )
-        in_table = dict(cursor.fetchall())
     keys = (list(in_table) + [k for k in keys if k not in in_table])[:RECONCILE_SAMPLE]
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=cleaned_companies.key, asset_partitions=list(keys)), limit=len(keys) * 2 + 10

@@ -31,8 +31,11 @@ class Sample:
 
 def _measure(zip_codes: list[str]) -> Sample:
     # Runs in a fresh process: its peak RSS is this batch's alone.
-    import zip_etl.definitions  # noqa: F401  (a run worker has all of this loaded)
+    import importlib
+
     from zip_etl.resources.database import PostgresResource
+
+    importlib.import_module("zip_etl.definitions")  # a run worker has all of Dagster and zip_etl loaded
     from zip_etl.transform import clean_companies, frame_bytes
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

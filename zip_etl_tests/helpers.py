@@ -1,0 +1,23 @@
+"""Small helpers shared by the suites that run the pipeline on a per-test schema."""
+
+import pandas as pd
+
+from zip_etl.db.connection import transaction
+from zip_etl.demo_data import generate_raw_companies, write_raw_companies
+from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+from zip_etl.tables import RAW_COMPANIES
+
+
+def seed_raw(etl_url: str, schema: str, raw: pd.DataFrame | None = None, *, rows: int = 2000,
+             zip_codes=None, seed: int = 1) -> pd.DataFrame:
+    """Write raw rows (generated unless given) to `schema`.raw_companies."""
+    raw = generate_raw_companies(rows, zip_codes, seed=seed) if raw is None else raw
+    with transaction(etl_url) as cursor:
+        write_raw_companies(cursor, raw, RAW_COMPANIES.with_name(schema, "raw_companies"))
+    return raw
+
+
+def pipeline_resources(schema: str) -> dict:
+    """The pipeline's resources, reading and writing `schema` on the test database."""
+    postgres = PostgresResource(raw_schema=schema)
+    return {"postgres": postgres, "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema=schema)}
