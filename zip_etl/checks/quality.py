@@ -74,7 +74,7 @@ class _Scope:
 
 
 @contextlib.contextmanager
-def _scope(
+def check_scope(
     context: dg.AssetCheckExecutionContext | None, io_manager: PostgresCopyIOManager
 ) -> Iterator[_Scope | None]:
     """The check's scope in one read transaction; None when the table does not exist yet."""
@@ -88,7 +88,7 @@ def _scope(
 
 @dg.asset_check(asset=cleaned_companies, blocking=True, description="columns and types are the declared ones")
 def schema_matches_declaration(postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]) -> dg.AssetCheckResult:
-    with _scope(None, postgres_io_manager) as scope:
+    with check_scope(None, postgres_io_manager) as scope:
         if scope is None:
             return _missing_table(_table(postgres_io_manager))
         table = scope.table
@@ -113,7 +113,7 @@ def schema_matches_declaration(postgres_io_manager: dg.ResourceParam[PostgresCop
 def key_is_unique(
     context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
 ) -> dg.AssetCheckResult:
-    with _scope(context, postgres_io_manager) as scope:
+    with check_scope(context, postgres_io_manager) as scope:
         if scope is None:
             return _missing_table(_table(postgres_io_manager))
         key_columns = sql.SQL(", ").join(map(sql.Identifier, scope.table.primary_key))
@@ -137,7 +137,7 @@ def key_is_unique(
 def required_values_present(
     context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
 ) -> dg.AssetCheckResult:
-    with _scope(context, postgres_io_manager) as scope:
+    with check_scope(context, postgres_io_manager) as scope:
         if scope is None:
             return _missing_table(_table(postgres_io_manager))
         required = [c.name for c in scope.table.columns if not c.nullable]
@@ -157,7 +157,7 @@ def required_values_present(
 def zip_codes_are_partitions(
     context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
 ) -> dg.AssetCheckResult:
-    with _scope(context, postgres_io_manager) as scope:
+    with check_scope(context, postgres_io_manager) as scope:
         if scope is None:
             return _missing_table(_table(postgres_io_manager))
         scope.cursor.execute(
@@ -186,7 +186,7 @@ def rows_reconcile(
     # Reading a partition's materialization record costs ~1 ms (Dagster deserializes the whole
     # event), so a 2,000-zip-code run checks a sample: the zip codes with the most rows, where a loss
     # would matter most, plus every zip code when the run is small.
-    with _scope(context, postgres_io_manager) as scope:
+    with check_scope(context, postgres_io_manager) as scope:
         if scope is None:
             return _missing_table(_table(postgres_io_manager))
         scope.cursor.execute(

@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     sizing.add_argument("--samples", type=int, default=5, help="batches to measure")
     sizing.add_argument("--batch-rows", type=int, default=250_000, help="rows per measured batch")
 
+    commands.add_parser("load-fixtures", help="load the test-mode sample raw table and its truth table")
+
     db = commands.add_parser("db", help="the embedded PostgreSQL server")
     db.add_argument("action", choices=["start", "stop", "url"])
     return parser
@@ -100,6 +102,15 @@ def main(argv: list[str] | None = None) -> int:
 
             budget = args.memory_gb or 0.8 * psutil.virtual_memory().total / 2**30
             return run_sizing(budget, args.samples, args.batch_rows)
+        if args.command == "load-fixtures":
+            from zip_etl.db.connection import etl_database_url, transaction
+            from zip_etl.testmode import SAMPLE_TABLE, TRUTH_TABLE, load_fixtures
+
+            with transaction(etl_database_url()) as cursor:
+                raw, truth = load_fixtures(cursor)
+            print(f"Loaded {raw} rows into {SAMPLE_TABLE.schema}.{SAMPLE_TABLE.name} and {truth} rows into "
+                  f"{TRUTH_TABLE.schema}.{TRUTH_TABLE.name}")
+            return 0
         if args.command == "db":
             from zip_etl.db.connection import embedded_data_dir, etl_database_url, redact_url
             from zip_etl.db.embedded import stop_embedded_server
