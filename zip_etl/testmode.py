@@ -1,10 +1,11 @@
 """Test mode: the same asset code on a small sample table, written to a test schema, and compared
 with a hand-written source of truth (zip_etl/fixtures/, loaded by `zip-etl load-fixtures`).
 
-Test mode is its own code location (`zip_etl_test` in workspace.yaml): its resources read
-`public.raw_companies_sample` and write `zip_etl_test.cleaned_companies`, never the production tables,
-and it adds the `matches_truth` check. In the UI pick the `zip_etl_test` location, materialize
-partitions 10016 and 00501 of cleaned_companies, and watch the checks.
+Test mode is its own code location (`zip_etl_test` in workspace.yaml) with the same asset code under
+the key prefix `test/` (so its materializations never count as production's): its resources read
+`public.raw_companies_sample` and write `zip_etl_test.cleaned_companies`, never the production
+tables, and it adds the `matches_truth` check. In the UI open `test/cleaned_companies`, materialize
+partitions 10016 and 00501, and watch the checks.
 """
 
 import json
@@ -79,7 +80,15 @@ def compare_with_truth(actual: pd.DataFrame, truth: pd.DataFrame, key: list[str]
     return problems
 
 
-@dg.asset_check(asset=cleaned_companies, description="test partitions equal the hand-written truth table")
+TEST_KEYS = {
+    cleaned_companies.key: dg.AssetKey(["test", "cleaned_companies"]),
+    raw_companies.key: dg.AssetKey(["test", "raw_companies"]),
+}
+test_cleaned_companies = cleaned_companies.with_attributes(asset_key_replacements=TEST_KEYS)
+test_raw_companies = raw_companies.replace_attributes(key=TEST_KEYS[raw_companies.key])
+
+
+@dg.asset_check(asset=test_cleaned_companies, description="test partitions equal the hand-written truth table")
 def matches_truth(
     context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
 ) -> dg.AssetCheckResult:
@@ -107,8 +116,8 @@ def matches_truth(
 _postgres = PostgresResource(raw_schema=SAMPLE_TABLE.schema, raw_table=SAMPLE_TABLE.name)
 
 defs = dg.Definitions(
-    assets=[raw_companies, cleaned_companies],
-    asset_checks=[*QUALITY_CHECKS, matches_truth],
+    assets=[test_raw_companies, test_cleaned_companies],
+    asset_checks=[*(c.with_attributes(asset_key_replacements=TEST_KEYS) for c in QUALITY_CHECKS), matches_truth],
     resources={
         "postgres": _postgres,
         "postgres_io_manager": PostgresCopyIOManager(postgres=_postgres, target_schema=TEST_SCHEMA),

@@ -5,9 +5,8 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from zip_etl.assets import cleaned_companies
 from zip_etl.db.connection import transaction
-from zip_etl.testmode import SAMPLE_TABLE, TEST_SCHEMA, defs, load_fixtures
+from zip_etl.testmode import SAMPLE_TABLE, TEST_SCHEMA, defs, load_fixtures, test_cleaned_companies
 from zip_etl.transform import cleaning
 
 
@@ -23,7 +22,7 @@ def run_test_partitions():
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(),
-        asset_selection=[cleaned_companies.key],
+        asset_selection=[test_cleaned_companies.key],
         tags={ASSET_PARTITION_RANGE_START_TAG: "00501", ASSET_PARTITION_RANGE_END_TAG: "10016"},
         raise_on_error=False,
     )

@@ -196,12 +196,13 @@ def rows_reconcile(
             scope.params,
         )
         in_table = dict(scope.cursor.fetchall())
+    asset_key = context.check_specs[0].asset_key  # cleaned_companies, or its copy in test mode
     keys = scope.keys
     if keys is None:
-        keys = sorted(context.instance.get_materialized_partitions(cleaned_companies.key))
+        keys = sorted(context.instance.get_materialized_partitions(asset_key))
     keys = (list(in_table) + [k for k in keys if k not in in_table])[:RECONCILE_SAMPLE]
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=cleaned_companies.key, asset_partitions=list(keys)), limit=len(keys) * 2 + 10
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=list(keys)), limit=len(keys) * 2 + 10
     ).records
     latest: dict[str, dict] = {}
     for record in records:  # newest first
