@@ -10,7 +10,8 @@ DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=false for Dagster's defaults.
 import argparse
 import time
 
-from zip_etl.backfill import materialize_range, partition_ranges
+from zip_etl.backfill import materialize_range
+from zip_etl.partitions import partition_ranges
 from zip_etl.partitions import ZIP_CODES
 
 parser = argparse.ArgumentParser()

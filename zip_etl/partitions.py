@@ -51,6 +51,24 @@ class ZipCodePartitionsDefinition(dg.StaticPartitionsDefinition):
         return self._hash
 
 
+def partition_ranges(
+    keys: list[str], max_partitions: int, rows_per_key: dict[str, int] | None = None, max_rows: int | None = None
+) -> list[list[str]]:
+    """Split `keys` (in partition order) into contiguous runs of at most `max_partitions` zip codes
+    and, when row counts are given, at most `max_rows` rows (a zip code larger than that runs alone)."""
+    ranges: list[list[str]] = [[]]
+    rows = 0
+    for key in keys:
+        n = rows_per_key.get(key, 0) if rows_per_key else 0
+        full = len(ranges[-1]) >= max_partitions or (max_rows is not None and rows + n > max_rows)
+        if ranges[-1] and full:
+            ranges.append([])
+            rows = 0
+        ranges[-1].append(key)
+        rows += n
+    return [r for r in ranges if r]
+
+
 ZIP_CODES: list[str] = active_zip_codes()
 
 zip_code_partitions = ZipCodePartitionsDefinition(ZIP_CODES)

@@ -54,6 +54,26 @@ CLEANED_COMPANIES = Table(
 )
 
 
+def quarantine_table(table: Table) -> Table:
+    """Where rows rejected from `table`'s partitions are kept: the partition they came from, why they
+    were rejected, and every original value (as JSON, so it survives any change of the raw schema).
+
+    It is written in the same transaction as `table`'s partitions, so for every partition
+    rows in = rows in `table` + rows here, at any moment.
+    """
+    return Table(
+        schema=table.schema,
+        name=f"{table.name}_quarantine",
+        columns=(
+            Column(table.partition_column, "text", nullable=False),
+            Column("reason", "text", nullable=False),
+            Column("detail", "text"),
+            Column("raw_values", "jsonb", nullable=False),
+        ),
+        partition_column=table.partition_column,
+    )
+
+
 def dagster_table_schema(table: Table) -> dg.TableSchema:
     """The table's columns as Dagster shows them (and as the IO manager creates them)."""
     return dg.TableSchema(

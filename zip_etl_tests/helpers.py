@@ -21,3 +21,19 @@ def pipeline_resources(schema: str) -> dict:
     """The pipeline's resources, reading and writing `schema` on the test database."""
     postgres = PostgresResource(raw_schema=schema)
     return {"postgres": postgres, "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema=schema)}
+
+
+def failure_message(result) -> str:
+    """Everything a failed step said: its Failure description, error and cause, as one string."""
+    parts = []
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        data = event.step_failure_data
+        if data.user_failure_data and data.user_failure_data.description:
+            parts.append(data.user_failure_data.description)
+        error = data.error
+        while error is not None:
+            parts.append(error.message)
+            error = error.cause
+    return "\n".join(parts)

@@ -1,6 +1,7 @@
 """How a backfill's zip codes are cut into runs."""
 
-from zip_etl.backfill import Target, partition_ranges
+from zip_etl.backfill import Target
+from zip_etl.partitions import partition_ranges
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
 from dagster._core.definitions.partitions.partition_key_range import PartitionKeyRange
 

@@ -6,6 +6,7 @@ import pytest
 from psycopg2 import sql
 
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+from zip_etl_tests.helpers import failure_message
 
 PARTITIONS = dg.StaticPartitionsDefinition(["00501", "01001", "10016"])
 SCHEMA = dg.TableSchema(
@@ -153,16 +154,14 @@ def test_rows_of_another_partition_are_refused(schema, query):
     run(schema, lambda key: frame(key, ["keep"]), "01001")
     result = run(schema, lambda key: frame("01001", ["intruder"]), "10016", raise_on_error=False)
     assert not result.success
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "do not belong to the partitions being written" in failure.step_failure_data.error.cause.message
+    assert "do not belong to the partitions being written" in failure_message(result)
     assert count(query, schema) == 1
 
 
 def test_schema_mismatch_names_the_columns(schema):
     result = run(schema, lambda key: frame(key, ["a"]).drop(columns=["ratio"]).assign(extra=1), "10016",
                  raise_on_error=False)
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    message = failure.step_failure_data.error.cause.message
+    message = failure_message(result)
     assert "missing columns ['ratio']" in message and "unexpected columns ['extra']" in message
 
 
@@ -174,5 +173,4 @@ def test_invalid_configured_schema_is_refused(bad_schema):
         resources={"io_manager": PostgresCopyIOManager(postgres=PostgresResource(), target_schema=bad_schema)},
         raise_on_error=False,
     )
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "Invalid target_schema" in failure.step_failure_data.error.cause.message
+    assert "Invalid target_schema" in failure_message(result)

@@ -8,7 +8,7 @@ from psycopg2 import sql
 from zip_etl.assets import cleaned_companies, raw_companies
 from zip_etl.definitions import defs
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
-from zip_etl_tests.helpers import pipeline_resources, seed_raw
+from zip_etl_tests.helpers import failure_message, pipeline_resources, seed_raw
 
 TEST_ZIPS = ["00501", "00544", "01001", "10016", "60614", "90210"]
 
@@ -91,6 +91,4 @@ def test_a_range_of_partitions_in_one_run(seeded, query):
 def test_missing_raw_table_is_a_clear_error(schema):
     result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
                             resources=resources(schema), raise_on_error=False)
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else failure.step_failure_data.error.message
-    assert f"The raw table {schema}.raw_companies does not exist" in (failure.step_failure_data.error.message + message)
+    assert f"The raw table {schema}.raw_companies does not exist" in failure_message(result)

@@ -2,15 +2,17 @@
 
 import resource
 import time
+from dataclasses import dataclass
 
 import dagster as dg
+import pandas as pd
 
-from zip_etl.partitions import zip_code_partitions
-from zip_etl.resources.database import PostgresResource
-from zip_etl.resources.io_manager import PostgresCopyIOManager
+from zip_etl.partitions import partition_ranges, zip_code_partitions
+from zip_etl.resources.database import PostgresResource, failures_explained
+from zip_etl.resources.io_manager import PostgresCopyIOManager, WithQuarantine
 from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, dagster_table_schema
-from zip_etl.transform import REJECTION_REASONS, frame_bytes, partition_stats
-from zip_etl.transform.isolation import clean_isolating_failures
+from zip_etl.transform import RAW_COLUMNS, REJECTION_REASONS, CleaningResult, clean_companies, frame_bytes, partition_stats
+from zip_etl.transform.isolation import clean_isolating_failures, merge_results
 
 # Zip codes per run in a backfill: one run reads its range with one query and writes it with one
 # COPY, so Dagster's per-run cost is paid once per range, not once per zip code.
@@ -51,6 +53,70 @@ def _partition_metadata(row, share: float, raw_bytes: int, cleaned_bytes: int) -
     }
 
 
+@dataclass
+class CleanedBatch:
+    """A run's zip codes read and cleaned: the merged result, and the zip codes that failed."""
+
+    result: CleaningResult
+    failures: dict[str, str]
+    stats: pd.DataFrame  # per zip code that cleaned: rows in/out/rejected by reason
+    raw_bytes: int
+    chunks: int
+    read_seconds: float
+    transform_seconds: float
+
+
+def read_and_clean(postgres: PostgresResource, zip_codes: list[str]) -> CleanedBatch:
+    """Read and clean `zip_codes` in chunks that fit `postgres.max_rows_in_memory`.
+
+    Rows are counted first (one query on the zip-code index), so a zip code too large for the
+    budget fails alone before anything is read, and a run whose zip codes together exceed it is
+    read and cleaned a chunk at a time: only the cleaned (downcast) rows accumulate.
+    """
+    budget = postgres.max_rows_in_memory
+    counts = postgres.count_raw(zip_codes)
+    failures = {
+        zip_code: (
+            f"MemoryBudgetExceeded: {n:,} raw rows, more than max_rows_in_memory={budget:,} of the postgres "
+            "resource; not read. Raise it where the machine has the memory (see `zip-etl sizing`)."
+        )
+        for zip_code, n in counts.items()
+        if n > budget
+    }
+    fitting = [z for z in zip_codes if z not in failures]
+    results, stats = [], []
+    raw_bytes = 0
+    read_seconds = transform_seconds = 0.0
+    chunks = partition_ranges(fitting, max(len(fitting), 1), counts, budget)
+    for chunk in chunks:
+        started = time.perf_counter()
+        raw = postgres.read_raw(chunk)
+        read_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        result, chunk_failures = clean_isolating_failures(raw, chunk)
+        transform_seconds += time.perf_counter() - started
+        failures.update(chunk_failures)
+        good_raw = raw[~raw["zip_code"].isin(list(chunk_failures))] if chunk_failures else raw
+        stats.append(partition_stats(good_raw, result))
+        raw_bytes += frame_bytes(good_raw)
+        results.append(result)
+        del raw, good_raw
+    if not results:  # every zip code over the budget: nothing was read
+        empty = pd.DataFrame({column: pd.Series(dtype=object) for column in RAW_COLUMNS})
+        results.append(clean_companies(empty))
+        stats.append(partition_stats(empty, results[0]))
+    good = [z for z in zip_codes if z not in failures]
+    return CleanedBatch(
+        result=merge_results(results),
+        failures=failures,
+        stats=pd.concat(stats).reindex(good, fill_value=0),
+        raw_bytes=raw_bytes,
+        chunks=len(chunks),
+        read_seconds=read_seconds,
+        transform_seconds=transform_seconds,
+    )
+
+
 @dg.asset(
     partitions_def=zip_code_partitions,
     deps=[raw_companies],
@@ -59,6 +125,9 @@ def _partition_metadata(row, share: float, raw_bytes: int, cleaned_bytes: int) -
     group_name="companies",
     kinds={"pandas", "postgres"},
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN),
+    # A lost connection or a restarting server is worth another try: 2 s, 4 s, 8 s later. Errors that
+    # cannot fix themselves (bad credentials, missing table, bad data) raise Failure(allow_retries=False).
+    retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
     metadata={
         "dagster/column_schema": dagster_table_schema(CLEANED_COMPANIES),
         "partition_expr": CLEANED_COMPANIES.partition_column,
@@ -72,43 +141,38 @@ def cleaned_companies(
 ):
     """Company records cleaned by `zip_etl.transform.cleaning`: text normalised, phones in E.164,
     numbers parsed, postal codes checked against the zip code, duplicates removed, dtypes
-    downcast. Rejected rows are counted per zip code by reason (see each partition's metadata).
+    downcast. Rejected rows go to `cleaned_companies_quarantine` with the reason and their original
+    values, in the same transaction, so per zip code rows in = rows out + rows quarantined.
 
     A run covers a range of zip codes. If cleaning raises for some of them, the others are still
     written and marked materialized; the run then fails naming the zip codes that failed."""
     zip_codes = list(context.partition_keys)
-
-    started = time.perf_counter()
-    raw = postgres.read_raw(zip_codes)
-    read_seconds = time.perf_counter() - started
-
-    started = time.perf_counter()
-    result, failures = clean_isolating_failures(raw, zip_codes)
-    transform_seconds = time.perf_counter() - started
+    with failures_explained():
+        batch = read_and_clean(postgres, zip_codes)
+    result, failures = batch.result, batch.failures
 
     good = [z for z in zip_codes if z not in failures]
-    good_raw = raw[~raw["zip_code"].isin(list(failures))] if failures else raw
-    raw_bytes, cleaned_bytes = frame_bytes(good_raw), frame_bytes(result.cleaned)
-    stats = partition_stats(good_raw, result).reindex(good, fill_value=0)
-    rows_in_total = max(int(stats["rows_in"].sum()), 1)
+    cleaned_bytes = frame_bytes(result.cleaned)
+    rows_in_total = max(int(batch.stats["rows_in"].sum()), 1)
     per_partition = {
-        zip_code: _partition_metadata(row, row.rows_in / rows_in_total, raw_bytes, cleaned_bytes)
-        for zip_code, row in zip(good, stats.itertuples())
+        zip_code: _partition_metadata(row, row.rows_in / rows_in_total, batch.raw_bytes, cleaned_bytes)
+        for zip_code, row in zip(good, batch.stats.itertuples())
     }
     run_metadata = {
         "run_partitions": len(zip_codes),
-        "run_rows_in": len(good_raw),
+        "run_rows_in": int(batch.stats["rows_in"].sum()),
         "run_rows_out": len(result.cleaned),
         "run_rows_rejected": len(result.rejected),
-        "memory_saved_pct": round(100 * (1 - cleaned_bytes / raw_bytes), 1) if raw_bytes else 0.0,
+        "run_chunks": batch.chunks,
+        "memory_saved_pct": round(100 * (1 - cleaned_bytes / batch.raw_bytes), 1) if batch.raw_bytes else 0.0,
         "peak_process_memory_mb": _peak_rss_mb(),
-        "read_seconds": round(read_seconds, 4),
-        "transform_seconds": round(transform_seconds, 4),
+        "read_seconds": round(batch.read_seconds, 4),
+        "transform_seconds": round(batch.transform_seconds, 4),
     }
     context.log.info(
-        f"{len(zip_codes)} zip code(s): {len(raw)} rows in, {len(result.cleaned)} out, "
-        f"{len(result.rejected)} rejected, {len(failures)} failed; memory {raw_bytes:,} -> {cleaned_bytes:,} bytes; "
-        f"values unparseable (set to NULL): {result.unparseable}"
+        f"{len(zip_codes)} zip code(s) in {batch.chunks} chunk(s): {run_metadata['run_rows_in']} rows in, "
+        f"{len(result.cleaned)} out, {len(result.rejected)} quarantined, {len(failures)} failed; memory "
+        f"{batch.raw_bytes:,} -> {cleaned_bytes:,} bytes; values unparseable (set to NULL): {result.unparseable}"
     )
 
     dry_run = postgres_io_manager.dry_run or context.run.tags.get(MODE_TAG) == DEBUG_MODE
@@ -122,14 +186,15 @@ def cleaned_companies(
     elif not failures:
         for zip_code, metadata in per_partition.items():
             context.add_asset_metadata(metadata, partition_key=zip_code)
-        yield dg.Output(result.cleaned, metadata=run_metadata)
+        yield dg.Output(WithQuarantine(result.cleaned, result.rejected), metadata=run_metadata)
     else:
         # Some zip codes failed: write the others now (the same atomic replace the IO manager does
         # on output) and mark each of them materialized; the failure below names the rest.
         table = postgres_io_manager.table_for(context.asset_key, context.assets_def.metadata_by_key[context.asset_key])
         if good:
             started = time.perf_counter()
-            postgres_io_manager.write_partitions(table, good, result.cleaned)
+            with failures_explained():
+                postgres_io_manager.write_partitions(table, good, result.cleaned, result.rejected)
             run_metadata["write_seconds"] = round(time.perf_counter() - started, 4)
         for zip_code in good:
             yield dg.AssetMaterialization(

@@ -22,11 +22,13 @@ from dagster._core.storage.tags import (
 )
 from psycopg2 import sql
 
-from zip_etl.assets.companies import cleaned_companies
+from zip_etl.assets.companies import cleaned_companies, raw_companies
 from zip_etl.db.connection import transaction
 from zip_etl.db.tables import Table, table_exists
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
+from zip_etl.resources.database import PostgresResource, failures_explained
 from zip_etl.resources.io_manager import PostgresCopyIOManager
+from zip_etl.tables import quarantine_table
 
 
 def run_zip_codes(context: dg.AssetCheckExecutionContext) -> list[str] | None:
@@ -170,60 +172,89 @@ def zip_codes_are_partitions(
     return dg.AssetCheckResult(passed=not strays, metadata={"unknown_zip_codes": dg.MetadataValue.json(strays[:50])})
 
 
-RECONCILE_SAMPLE = 200
+def _counts_by_partition(cursor, table: Table, where: sql.Composable, params: tuple) -> dict[str, int]:
+    if not table_exists(cursor, table.schema, table.name):
+        return {}
+    cursor.execute(
+        sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {w} GROUP BY 1").format(
+            c=sql.Identifier(table.partition_column), t=table.identifier, w=where
+        ),
+        params,
+    )
+    return dict(cursor.fetchall())
 
 
 @dg.asset_check(
     asset=cleaned_companies,
     description=(
-        "per zip code: rows in = rows out + rows rejected, and rows out = rows in the table "
-        f"(up to {RECONCILE_SAMPLE} zip codes of the run, the heaviest first)"
+        "no row lost: per zip code, rows in the raw table = rows in the cleaned table + rows in its "
+        "quarantine (the run's zip codes; launched alone, every zip code written so far)"
     ),
 )
 def rows_reconcile(
     context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
 ) -> dg.AssetCheckResult:
-    # Reading a partition's materialization record costs ~1 ms (Dagster deserializes the whole
-    # event), so a 2,000-zip-code run checks a sample: the zip codes with the most rows, where a loss
-    # would matter most, plus every zip code when the run is small.
     with check_scope(context, postgres_io_manager) as scope:
         if scope is None:
             return _missing_table(_table(postgres_io_manager))
-        scope.cursor.execute(
-            sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {w} GROUP BY 1 ORDER BY 2 DESC").format(
-                c=sql.Identifier(scope.table.partition_column), t=scope.table.identifier, w=scope.where
-            ),
-            scope.params,
-        )
-        in_table = dict(scope.cursor.fetchall())
-    asset_key = context.check_specs[0].asset_key  # cleaned_companies, or its copy in test mode
-    keys = scope.keys
-    if keys is None:
-        keys = sorted(context.instance.get_materialized_partitions(asset_key))
-    keys = (list(in_table) + [k for k in keys if k not in in_table])[:RECONCILE_SAMPLE]
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=list(keys)), limit=len(keys) * 2 + 10
-    ).records
-    latest: dict[str, dict] = {}
-    for record in records:  # newest first
-        event = record.asset_materialization
-        if event and event.partition and event.partition not in latest:
-            latest[event.partition] = {k: v.value for k, v in event.metadata.items()}
+        counts = {
+            name: _counts_by_partition(scope.cursor, table, scope.where, scope.params)
+            for name, table in (
+                ("raw", postgres_io_manager.postgres.raw),
+                ("cleaned", scope.table),
+                ("quarantined", quarantine_table(scope.table)),
+            )
+        }
+    keys = scope.keys if scope.keys is not None else sorted(set(counts["cleaned"]) | set(counts["quarantined"]))
     problems = []
     for zip_code in keys:
-        metadata = latest.get(zip_code)
-        if not metadata or "rows_in" not in metadata:
-            continue
-        if metadata["rows_in"] != metadata["rows_out"] + metadata["rows_rejected"]:
-            problems.append(f"{zip_code}: {metadata['rows_in']} in != {metadata['rows_out']} out + {metadata['rows_rejected']} rejected")
-        elif metadata["rows_out"] != in_table.get(zip_code, 0):
-            problems.append(f"{zip_code}: {metadata['rows_out']} out but {in_table.get(zip_code, 0)} rows in the table")
+        raw, out, held = (counts[name].get(zip_code, 0) for name in ("raw", "cleaned", "quarantined"))
+        if raw != out + held:
+            problems.append(f"{zip_code}: {raw} raw rows != {out} cleaned + {held} quarantined")
     return dg.AssetCheckResult(
         passed=not problems,
-        metadata={"zip_codes_checked": len(latest), "problems": dg.MetadataValue.json(problems[:20]),
-                  "problem_count": len(problems)},
+        description="; ".join(problems[:5]) if problems else None,
+        metadata={
+            "zip_codes_checked": len(keys),
+            "rows_raw": sum(counts["raw"].get(k, 0) for k in keys),
+            "rows_cleaned": sum(counts["cleaned"].get(k, 0) for k in keys),
+            "rows_quarantined": sum(counts["quarantined"].get(k, 0) for k in keys),
+            "problem_count": len(problems),
+            "problems": dg.MetadataValue.json(problems[:20]),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=raw_companies.key,
+    description=(
+        "every raw row belongs to a partition: rows whose zip_code is not an active zip code (ZIP+4, "
+        "malformed, retired) are read by no run, so they are listed here rather than lost unseen"
+    ),
+)
+def raw_rows_have_partitions(postgres: PostgresResource) -> dg.AssetCheckResult:
+    table = postgres.raw
+    with failures_explained(), transaction(postgres.url()) as cursor:
+        if not table_exists(cursor, table.schema, table.name):
+            return dg.AssetCheckResult(passed=False, description=f"{table.schema}.{table.name} does not exist")
+        cursor.execute(
+            sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {c} IS NULL OR {c} <> ALL(%s) GROUP BY 1 ORDER BY 2 DESC").format(
+                c=sql.Identifier(table.partition_column), t=table.identifier
+            ),
+            (ZIP_CODES,),
+        )
+        strays = cursor.fetchall()
+    rows = sum(n for _, n in strays)
+    return dg.AssetCheckResult(
+        passed=not strays,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{rows} raw row(s) under {len(strays)} value(s) that are not active zip codes" if strays else None,
+        metadata={
+            "rows_without_partition": rows,
+            "values": dg.MetadataValue.json([[value, n] for value, n in strays[:50]]),
+        },
     )
 
 
 QUALITY_CHECKS = [schema_matches_declaration, key_is_unique, required_values_present, zip_codes_are_partitions,
-                  rows_reconcile]
+                  rows_reconcile, raw_rows_have_partitions]

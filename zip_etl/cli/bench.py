@@ -13,7 +13,8 @@ import re
 import time
 from pathlib import Path
 
-from zip_etl.backfill import Target, partition_ranges, run_backfill
+from zip_etl.backfill import Target, run_backfill
+from zip_etl.partitions import partition_ranges
 from zip_etl.benchmark.methods import (
     Measurement,
     data_floor,

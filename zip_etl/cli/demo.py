@@ -6,7 +6,8 @@ import os
 import time
 
 from zip_etl.assets.companies import DEBUG_MODE, MODE_TAG
-from zip_etl.backfill import Target, partition_ranges, run_backfill
+from zip_etl.backfill import Target, run_backfill
+from zip_etl.partitions import partition_ranges
 from zip_etl.partitions import ZIP_CODES
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
@@ -33,7 +34,16 @@ DAGSTER_DATABASE = "dagster"
 
 
 class DatabaseError(RuntimeError):
-    """A database problem explained in one line, naming the setting to fix."""
+    """A database problem explained in one line, naming the setting to fix.
+
+    `retriable` says whether trying again later can help: a server that does not answer or dropped
+    the connection (restarting, failing over) may be back in seconds; wrong credentials, a missing
+    database or table, or a raw table with the wrong columns will not fix themselves.
+    """
+
+    def __init__(self, message: str, *, retriable: bool = False):
+        super().__init__(message)
+        self.retriable = retriable
 
 
 def project_root() -> Path:
@@ -102,18 +112,32 @@ def sqlalchemy_url(libpq_url: str) -> str:
     return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg2://", libpq_url)
 
 
-def describe_connection_error(url: str, error: Exception) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    setting = DATABASE_URL_ENV if os.environ.get(DATABASE_URL_ENV) else f"the embedded server in {embedded_data_dir()}"
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _setting() -> str:
+    return DATABASE_URL_ENV if os.environ.get(DATABASE_URL_ENV) else f"the embedded server in {embedded_data_dir()}"
+
+
+def describe_connection_error(url: str, error: Exception) -> DatabaseError:
+    text = _first_line(error)
+    retriable = False
     if "password authentication failed" in text or "authentication failed" in text:
         problem = "the server rejected the credentials"
-    elif "does not exist" in text and "database" in text:
-        problem = "the database does not exist"
+    elif "does not exist" in text and ("database" in text or "role" in text):
+        problem = "the database or role does not exist"
+    elif "starting up" in text or "shutting down" in text or "in recovery mode" in text:
+        problem, retriable = "the server is restarting", True
     elif "Connection refused" in text or "could not connect" in text or "No such file" in text:
-        problem = "no PostgreSQL server answers there"
+        problem, retriable = "no PostgreSQL server answers there", True
     else:
         problem = "the connection failed"
-    return f"Cannot connect to PostgreSQL at {redact_url(url)}: {problem} ({text}). Check {setting}."
+    return DatabaseError(
+        f"Cannot connect to PostgreSQL at {redact_url(url)}: {problem} ({text}). Check {_setting()}.",
+        retriable=retriable,
+    )
 
 
 def connect(url: str, *, application_name: str = "zip_etl") -> psycopg2.extensions.connection:
@@ -122,16 +146,30 @@ def connect(url: str, *, application_name: str = "zip_etl") -> psycopg2.extensio
         # UTC so timestamps leave COPY in one unambiguous form.
         return psycopg2.connect(url, application_name=application_name, options="-c timezone=UTC")
     except psycopg2.OperationalError as error:
-        raise DatabaseError(describe_connection_error(url, error)) from None
+        raise describe_connection_error(url, error) from None
 
 
 @contextlib.contextmanager
 def transaction(url: str) -> Iterator[psycopg2.extensions.cursor]:
-    """One transaction: committed when the block ends, rolled back (and nothing kept) on any error."""
+    """One transaction: committed when the block ends, rolled back (and nothing kept) on any error.
+
+    A connection lost mid-transaction (server restarted, network cut, backend killed) becomes a
+    retriable DatabaseError: the server rolls an unfinished transaction back, and zip_etl's writes
+    replace whole partitions, so trying again is safe even if the break came during COMMIT.
+    """
     conn = connect(url)
     try:
         with conn:  # commit on success, rollback on exception
             with conn.cursor() as cur:
                 yield cur
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+        if not (conn.closed or isinstance(error, psycopg2.errors.AdminShutdown)):
+            raise
+        raise DatabaseError(
+            f"Lost the connection to PostgreSQL at {redact_url(url)} mid-transaction ({_first_line(error)}); "
+            f"PostgreSQL keeps none of an unfinished transaction and a partition write replaces the partition "
+            f"whole, so a retry is safe. Check that the server is up ({_setting()}).",
+            retriable=True,
+        ) from None
     finally:
         conn.close()

@@ -59,14 +59,48 @@ def _encode_column(series: pd.Series) -> list[str]:
     return ["" if m else v for v, m in zip(_encode_text(values), missing)]
 
 
+class UnstorableTextError(ValueError):
+    """Text PostgreSQL cannot store: a NUL character, or a lone surrogate (bytes that were not UTF-8)."""
+
+
+def _find_unstorable(df: pd.DataFrame, columns: Sequence[str], test) -> str:
+    for name in columns:
+        values = df[name].astype(object).tolist()
+        bad = [i for i, v in enumerate(values) if isinstance(v, str) and test(v)]
+        if bad:
+            return f"column {name!r}: {len(bad)} value(s), first at row {bad[0]}: {values[bad[0]][:80]!r}"
+    return "a value"
+
+
+def _has_surrogate(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def frame_to_csv(df: pd.DataFrame, columns: Sequence[str]) -> io.BytesIO:
-    """Encode `df[columns]` as PostgreSQL CSV (no header) ready for `COPY ... FROM STDIN`."""
+    """Encode `df[columns]` as PostgreSQL CSV (no header) ready for `COPY ... FROM STDIN`.
+
+    Raises UnstorableTextError, naming the column and row, for text PostgreSQL cannot hold, before
+    anything is sent: a NUL character, or a lone surrogate (bytes that were not UTF-8).
+    """
     buffer = io.BytesIO()
     if len(df) == 0:
         return buffer
     encoded = [_encode_column(df[name]) for name in columns]
     text = "\n".join(map(",".join, zip(*encoded))) + "\n"
-    buffer.write(text.encode("utf-8"))
+    if "\x00" in text:
+        raise UnstorableTextError(
+            f"PostgreSQL text cannot contain NUL (\\x00) characters: {_find_unstorable(df, columns, lambda v: chr(0) in v)}"
+        )
+    try:
+        buffer.write(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UnstorableTextError(
+            f"text is not valid Unicode (undecodable bytes): {_find_unstorable(df, columns, _has_surrogate)}"
+        ) from None
     buffer.seek(0)
     return buffer
 
@@ -82,10 +116,8 @@ def copy_frame_in(cursor, table: sql.Composable, df: pd.DataFrame, columns: Sequ
     return len(df)
 
 
-def _null_mask_expression(columns: Sequence[str]) -> sql.Composable:
-    flags = [
-        sql.SQL("CASE WHEN {} IS NULL THEN '1' ELSE '0' END").format(sql.Identifier(c)) for c in columns
-    ]
+def _null_mask_expression(expressions: Sequence[sql.Composable]) -> sql.Composable:
+    flags = [sql.SQL("CASE WHEN {} IS NULL THEN '1' ELSE '0' END").format(e) for e in expressions]
     return sql.SQL("concat({})").format(sql.SQL(", ").join(flags))
 
 
@@ -94,16 +126,22 @@ def copy_query_out(
     columns: dict[str, str],
     from_clause: sql.Composable,
     params: Sequence | None = None,
+    expressions: dict[str, sql.Composable] | None = None,
 ) -> pd.DataFrame:
     """Run `SELECT columns FROM ...` through `COPY ... TO STDOUT` and parse it into typed pandas.
 
     `columns` maps column name to SQL type; `from_clause` is everything after FROM (parameters as
-    %s placeholders, filled by psycopg2 from `params`).
+    %s placeholders, filled by psycopg2 from `params`); `expressions` optionally replaces a column
+    by an expression (e.g. a cast). Text that is not valid UTF-8 (possible in a SQL_ASCII database)
+    is kept, not lost: its bytes become lone surrogates (Python's "surrogateescape"), which the
+    cleaning rules reject to quarantine with the bytes shown.
     """
     names = list(columns)
+    expressions = expressions or {}
+    selected = [expressions.get(c, sql.Identifier(c)) for c in names]
     query = sql.SQL("COPY (SELECT {}, {} FROM {}) TO STDOUT WITH (FORMAT csv, HEADER)").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c in names),
-        _null_mask_expression(names),
+        sql.SQL(", ").join(selected),
+        _null_mask_expression(selected),
         from_clause,
     )
     statement = cursor.mogrify(query, params)  # values are escaped by psycopg2, never formatted in
@@ -116,6 +154,7 @@ def copy_query_out(
         na_filter=False,
         keep_default_na=False,
         encoding="utf-8",
+        encoding_errors="surrogateescape",
         names=[*names, NULL_MASK_COLUMN],
         header=0,
     )

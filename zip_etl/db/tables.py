@@ -84,8 +84,16 @@ def create_table_statement(table: Table) -> sql.Composed:
 
 
 def ensure_table(cursor, table: Table) -> None:
-    """Create the schema and table if missing; an existing table is left as it is."""
-    cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema)))
+    """Create the schema and table if missing; an existing table is left as it is.
+
+    No DDL runs when the table exists, so a role with only SELECT/INSERT/DELETE on tables a DBA
+    created can write them (see docs/RELIABILITY.md, least-privilege roles).
+    """
+    if table_exists(cursor, table.schema, table.name):
+        return
+    cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (table.schema,))
+    if cursor.fetchone() is None:
+        cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema)))
     cursor.execute(create_table_statement(table))
     if table.partition_column and table.partition_column not in table.primary_key[:1]:
         cursor.execute(
@@ -122,10 +130,12 @@ def replace_partitions(cursor, table: Table, keys: Sequence[str] | None, df: pd.
     return copy_frame_in(cursor, table.identifier, df, table.column_names)
 
 
-def read_partitions(cursor, table: Table, keys: Sequence[str] | None) -> pd.DataFrame:
+def read_partitions(
+    cursor, table: Table, keys: Sequence[str] | None, expressions: dict[str, sql.Composable] | None = None
+) -> pd.DataFrame:
     """Stream the rows of `keys` (all rows if None) out with COPY into typed pandas."""
     if keys is None:
-        return copy_query_out(cursor, table.column_types, table.identifier)
+        return copy_query_out(cursor, table.column_types, table.identifier, expressions=expressions)
     assert table.partition_column, f"{table.name} has no partition column"
     where = sql.SQL("{} WHERE {} = ANY(%s)").format(table.identifier, sql.Identifier(table.partition_column))
-    return copy_query_out(cursor, table.column_types, where, (list(keys),))
+    return copy_query_out(cursor, table.column_types, where, (list(keys),), expressions)

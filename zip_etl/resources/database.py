@@ -2,10 +2,13 @@
 
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 
 import dagster as dg
 import pandas as pd
+import psycopg2.errors
+from psycopg2 import sql
 from pydantic import Field
 
 from zip_etl.db.connection import DatabaseError, etl_database_url, transaction
@@ -25,6 +28,14 @@ class PostgresResource(dg.ConfigurableResource):
     )
     raw_schema: str = Field(default=RAW_COMPANIES.schema, description="schema of the raw table")
     raw_table: str = Field(default=RAW_COMPANIES.name, description="table holding the raw records")
+    max_rows_in_memory: int = Field(
+        default=1_000_000,
+        description=(
+            "raw rows a run holds in memory at once (about 1.2 KB each at peak with the demo's columns; "
+            "see `zip-etl sizing`): a run with more is read and cleaned in chunks of zip codes, and a "
+            "single zip code with more fails alone, before it is read"
+        ),
+    )
 
     def url(self) -> str:
         return self.database_url or etl_database_url()
@@ -41,13 +52,93 @@ class PostgresResource(dg.ConfigurableResource):
             validate_identifier(self.raw_schema, "raw_schema"), validate_identifier(self.raw_table, "raw_table")
         )
 
-    def read_raw(self, zip_codes: Sequence[str]) -> pd.DataFrame:
-        """The raw rows of `zip_codes`, in one `COPY (SELECT ... WHERE zip_code = ANY(%s))`."""
+    def count_raw(self, zip_codes: Sequence[str]) -> dict[str, int]:
+        """Raw rows per zip code (only those with rows), in one query on the zip-code index."""
         table = self.raw
         with self.transaction() as cursor:
-            if not table_exists(cursor, table.schema, table.name):
+            _require_table(cursor, table)
+            cursor.execute(
+                sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {c} = ANY(%s) GROUP BY 1").format(
+                    c=sql.Identifier(table.partition_column), t=table.identifier
+                ),
+                (list(zip_codes),),
+            )
+            return dict(cursor.fetchall())
+
+    def read_raw(self, zip_codes: Sequence[str]) -> pd.DataFrame:
+        """The raw rows of `zip_codes`, in one `COPY (SELECT ... WHERE zip_code = ANY(%s))`.
+
+        The raw table may drift from its declaration: extra columns are ignored (and logged), a
+        column of another type is cast to the declared one, a missing column or a non-text zip
+        code is a clear, non-retriable error.
+        """
+        table = self.raw
+        with self.transaction() as cursor:
+            _require_table(cursor, table)
+            expressions = raw_column_expressions(cursor, table)
+            try:
+                return read_partitions(cursor, table, zip_codes, expressions)
+            except (psycopg2.errors.DataError, psycopg2.errors.UndefinedFunction, psycopg2.errors.CannotCoerce) as error:
                 raise DatabaseError(
-                    f"The raw table {table.schema}.{table.name} does not exist. Load it (`zip-etl seed` for "
-                    "demo data) or point the `raw_table`/`raw_schema` settings of the `postgres` resource at it."
-                )
-            return read_partitions(cursor, table, zip_codes)
+                    f"The raw table {table.schema}.{table.name} has values zip_etl cannot read as declared "
+                    f"({str(error).strip().splitlines()[0]}). Fix the column's type or values, or update "
+                    "RAW_COMPANIES in zip_etl/tables.py."
+                ) from None
+
+
+
+@contextlib.contextmanager
+def failures_explained() -> Iterator[None]:
+    """A DatabaseError becomes a Dagster Failure with its one-line message (no library stack trace),
+    retried by the step's RetryPolicy only when trying again can help."""
+    try:
+        yield
+    except DatabaseError as error:
+        raise dg.Failure(description=str(error), allow_retries=error.retriable) from None
+
+
+def _require_table(cursor, table: Table) -> None:
+    if not table_exists(cursor, table.schema, table.name):
+        raise DatabaseError(
+            f"The raw table {table.schema}.{table.name} does not exist. Load it (`zip-etl seed` for "
+            "demo data) or point the `raw_table`/`raw_schema` settings of the `postgres` resource at it."
+        )
+
+
+_TEXT_TYPES = {"text", "character varying", "character"}
+logger = logging.getLogger(__name__)
+
+
+def raw_column_expressions(cursor, table: Table) -> dict[str, sql.Composable]:
+    """How to select each declared column from the table as it is now: casts for retyped columns.
+
+    Raises a DatabaseError naming the columns when the table lacks one, or when its partition
+    column is not text (an integer zip code has lost its leading zeros: 00501 would read as 501).
+    """
+    cursor.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+        (table.schema, table.name),
+    )
+    actual = dict(cursor.fetchall())
+    missing = [c for c in table.column_names if c not in actual]
+    if missing:
+        raise DatabaseError(
+            f"The raw table {table.schema}.{table.name} lacks the column(s) {missing} that zip_etl reads "
+            f"(it has {sorted(actual)}). Restore them, or change RAW_COMPANIES in zip_etl/tables.py and the "
+            "cleaning rules together."
+        )
+    extra = sorted(set(actual) - set(table.column_names))
+    if extra:
+        logger.warning("raw table %s.%s: ignoring columns zip_etl does not declare: %s", table.schema, table.name, extra)
+    expressions = {}
+    aliases = {"timestamptz": "timestamp with time zone"}
+    for column in table.columns:
+        found, declared = actual[column.name], aliases.get(column.sql_type, column.sql_type)
+        if column.name == table.partition_column and found not in _TEXT_TYPES:
+            raise DatabaseError(
+                f"The raw table's partition column {table.schema}.{table.name}.{column.name} is {found}, not text: "
+                "zip codes must be text to keep their leading zeros (00501). Alter it to text."
+            )
+        if found != declared and not (declared == "text" and found in _TEXT_TYPES):
+            expressions[column.name] = sql.SQL("CAST({} AS {})").format(sql.Identifier(column.name), sql.SQL(column.sql_type))
+    return expressions

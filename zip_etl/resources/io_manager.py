@@ -11,11 +11,18 @@ The asset declares what the IO manager needs in its definition metadata:
 - ``dagster/column_schema``: a `TableSchema`; the table is created from it if missing.
 - ``partition_expr``: the column holding the partition key (as in dagster-duckdb).
 - ``primary_key`` (optional): list of key columns.
+
+An asset that rejects rows returns `WithQuarantine(rows, rejected)`: the rejected rows go to
+``<table>_quarantine`` (reason, detail, original values as JSON) in the same transaction, so no
+row is ever silently dropped and rows in = rows written + rows quarantined for every partition.
 """
 
 
+import datetime as dt
+import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
@@ -24,8 +31,51 @@ from pydantic import Field
 
 from zip_etl.db.connection import transaction
 from zip_etl.db.tables import Table, ensure_table, read_partitions, replace_partitions, validate_identifier
-from zip_etl.resources.database import PostgresResource
-from zip_etl.tables import table_from_dagster_schema
+from zip_etl.resources.database import PostgresResource, failures_explained
+from zip_etl.tables import quarantine_table, table_from_dagster_schema
+
+
+@dataclass(frozen=True)
+class WithQuarantine:
+    """An asset's output together with the rows it rejected.
+
+    `rejected` has the partition column, `reason`, optionally `detail`, and the original columns;
+    the original values are kept as JSON in the quarantine table's `raw_values`.
+    """
+
+    rows: pd.DataFrame
+    rejected: pd.DataFrame
+
+
+def _json_value(value):
+    """An original value as JSON can hold it and PostgreSQL's jsonb accepts it."""
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, str):
+        # Undecodable bytes (lone surrogates) and NUL cannot be stored: show them as \xNN escapes.
+        text = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return text.replace("\x00", "\\x00")
+    if isinstance(value, (pd.Timestamp, dt.datetime, dt.date)):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+def quarantine_frame(rejected: pd.DataFrame, partition_column: str) -> pd.DataFrame:
+    """Rejected rows in the quarantine table's shape: partition, reason, detail, original values."""
+    originals = [c for c in rejected.columns if c not in ("reason", "detail")]
+    records = rejected[originals].astype(object).to_dict("records")
+    return pd.DataFrame(
+        {
+            partition_column: rejected[partition_column].astype(str).tolist(),
+            "reason": rejected["reason"].astype(str).tolist(),
+            "detail": rejected["detail"].tolist() if "detail" in rejected else [None] * len(rejected),
+            "raw_values": [
+                json.dumps({k: _json_value(v) for k, v in record.items()}, ensure_ascii=False) for record in records
+            ],
+        }
+    )
 
 
 def _metadata_value(metadata, key: str):
@@ -112,26 +162,51 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
                     raise
                 time.sleep(0.1)
 
-    def write_partitions(self, table: Table, partition_keys: Sequence[str] | None, df: pd.DataFrame) -> int:
-        """Replace `partition_keys` of `table` with `df` in one transaction; return rows written."""
+    def write_partitions(
+        self,
+        table: Table,
+        partition_keys: Sequence[str] | None,
+        df: pd.DataFrame,
+        rejected: pd.DataFrame | None = None,
+    ) -> int:
+        """Replace `partition_keys` of `table` with `df` (and of its quarantine table with `rejected`,
+        if given) in one transaction; return rows written to `table`."""
         if self.dry_run:
             raise RuntimeError(f"dry run: refusing to write {table.schema}.{table.name}")
-        self._ensure_table(table)
+        handler = PandasCopyTypeHandler()
+        quarantine = quarantine_table(table) if rejected is not None else None
+        quarantined = quarantine_frame(rejected, table.partition_column) if rejected is not None else None
+        for target in (table, quarantine):
+            if target is not None:
+                self._ensure_table(target)
         with transaction(self.postgres.url()) as cursor:
-            return PandasCopyTypeHandler().write(cursor, table, partition_keys, df)
+            written = handler.write(cursor, table, partition_keys, df)
+            if quarantine is not None:
+                handler.write(cursor, quarantine, partition_keys, quarantined)
+            return written
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | WithQuarantine) -> None:
         table = self.table_for(context.asset_key, context.definition_metadata)
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
+        rows, rejected = (obj.rows, obj.rejected) if isinstance(obj, WithQuarantine) else (obj, None)
         started = time.perf_counter()
-        rows = self.write_partitions(table, keys, obj)
-        context.add_output_metadata(
-            {
-                "dagster/table_name": f"{table.schema}.{table.name}",
-                "rows_written": dg.MetadataValue.int(rows),
-                "write_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 4)),
-            }
-        )
+        with failures_explained():
+            try:
+                written = self.write_partitions(table, keys, rows, rejected)
+            except (ValueError, TypeError) as error:  # the frame itself is wrong: retrying cannot help
+                raise dg.Failure(
+                    description=f"Nothing written to {table.schema}.{table.name}: {error}", allow_retries=False
+                ) from None
+        metadata = {
+            "dagster/table_name": f"{table.schema}.{table.name}",
+            "rows_written": dg.MetadataValue.int(written),
+            "write_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 4)),
+        }
+        if rejected is not None:
+            quarantine = quarantine_table(table)
+            metadata["quarantine_table"] = f"{quarantine.schema}.{quarantine.name}"
+            metadata["rows_quarantined"] = dg.MetadataValue.int(len(rejected))
+        context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         upstream = context.upstream_output

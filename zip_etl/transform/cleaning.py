@@ -8,12 +8,17 @@ that for every zip code ``rows in = rows out + rows rejected``.
 
 Rules, in order:
 
-1. **Text** (name, address, city, industry, record id): Unicode NFC; every run of whitespace
-   (spaces, tabs, newlines, carriage returns) becomes one space; ends trimmed; empty becomes NULL.
+0. **Encoding**: a row with any text that is not valid UTF-8 (possible when the raw database is
+   SQL_ASCII) is rejected (`invalid_encoding`); the quarantine shows the bytes as `\\xNN`.
+1. **Text** (name, address, city, industry, record id): Unicode NFC; control characters (NUL
+   included, which PostgreSQL cannot store) removed; every run of whitespace (spaces, tabs,
+   newlines, carriage returns) becomes one space; ends trimmed; empty becomes NULL. The literal
+   text `\\N`, backslashes and quotes are ordinary text and kept.
    City is title-cased, state upper-cased and must be a USPS code (or a full state name, mapped to
    its code), else NULL. Industry is mapped to a canonical label. Record ids are upper-cased.
 2. **Required values**: a row with no record id (`missing_record_id`) or no company name
-   (`missing_company_name`) is rejected.
+   (`missing_company_name`) is rejected, and so is a record id over 200 characters
+   (`record_id_too_long`: it is half of the table's key, and no real id is that long).
 3. **Postal code vs partition**: the address's postal code may be `12345`, `12345-6789`,
    `12345 6789`, `123456789`, or a code that lost its leading zeros (`501` -> `00501`). Its 5-digit
    part must equal the row's partition zip code, else `zip_mismatch`; a value that is no zip code
@@ -77,7 +82,9 @@ CLEANED_COLUMNS = [
 ]
 
 REJECTION_REASONS = [
+    "invalid_encoding",
     "missing_record_id",
+    "record_id_too_long",
     "missing_company_name",
     "invalid_postal_code",
     "zip_mismatch",
@@ -87,6 +94,7 @@ REJECTION_REASONS = [
 INT32_MAX = 2_147_483_647
 INT64_MAX = 9_223_372_036_854_775_807
 MIN_FOUNDED_YEAR = 1800
+MAX_RECORD_ID_LENGTH = 200
 
 US_STATES = {
     "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California",
@@ -129,6 +137,8 @@ INDUSTRIES = {
 }
 
 _WHITESPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # not \t \n \v \f \r: those are whitespace
+_SURROGATE = re.compile("[\udc80-\udcff]")
 _NUMBER_NULLS = {"", "n/a", "na", "none", "null", "unknown", "-", "--", "?", "nan"}
 _POSTAL = re.compile(r"^(\d{5})(?:[-\s]?(\d{4}))?$")
 _SHORT_POSTAL = re.compile(r"^\d{3,4}$")
@@ -143,7 +153,8 @@ class CleaningResult:
     cleaned: pd.DataFrame
     """Clean rows, `CLEANED_COLUMNS`, downcast."""
     rejected: pd.DataFrame
-    """Rejected rows with their original raw values and a `reason` (one of `REJECTION_REASONS`)."""
+    """Rejected rows with their original raw values, a `reason` (one of `REJECTION_REASONS`) and a
+    `detail` for a person (which value, which rule)."""
     unparseable: dict[str, int] = field(default_factory=dict)
     """Values that were present but could not be parsed and became NULL, per cleaned column."""
 
@@ -157,8 +168,13 @@ def normalize_text(value: object) -> str | None:
         return None
     if value.isascii() and value.isprintable() and "  " not in value and value[:1] != " " and value[-1:] != " ":
         return value or None  # already clean: the common case, no regex needed
-    text = _WHITESPACE.sub(" ", unicodedata.normalize("NFC", value)).strip()
+    text = _WHITESPACE.sub(" ", unicodedata.normalize("NFC", _CONTROL.sub("", value))).strip()
     return text or None
+
+
+def has_invalid_encoding(value: object) -> bool:
+    """Text holding bytes that were not UTF-8 (read with "surrogateescape")."""
+    return isinstance(value, str) and not value.isascii() and _SURROGATE.search(value) is not None
 
 
 def normalize_state(value: object) -> str | None:
@@ -271,16 +287,34 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
     postal = _apply(parse_postal_code, raw["postal_code"])
     partition_zip = raw["zip_code"].astype(object).tolist()
 
+    text_columns = [c for c in RAW_COLUMNS if c not in ("raw_id", "updated_at")]
+    undecodable = np.zeros(len(raw), dtype=bool)
+    for column in text_columns:
+        undecodable |= np.array(_apply(has_invalid_encoding, raw[column]), dtype=bool)
+
     reasons = np.full(len(raw), None, dtype=object)
-    for i, (rid, nm, (zip5, _, valid), pzip) in enumerate(zip(record_id, name, postal, partition_zip)):
-        if rid is None:
+    details = np.full(len(raw), None, dtype=object)
+    raw_postal = raw["postal_code"].astype(object).tolist()
+    rows = zip(record_id, name, postal, partition_zip, undecodable.tolist(), raw_postal)
+    for i, (rid, nm, (zip5, _, valid), pzip, bad_bytes, original_postal) in enumerate(rows):
+        if bad_bytes:
+            reasons[i] = "invalid_encoding"
+            details[i] = "text with bytes that are not UTF-8: " + ", ".join(
+                c for c in text_columns if has_invalid_encoding(raw.at[i, c])
+            )
+        elif rid is None:
             reasons[i] = "missing_record_id"
+        elif len(rid) > MAX_RECORD_ID_LENGTH:
+            reasons[i] = "record_id_too_long"
+            details[i] = f"record id of {len(rid)} characters (at most {MAX_RECORD_ID_LENGTH})"
         elif nm is None:
             reasons[i] = "missing_company_name"
         elif not valid:
             reasons[i] = "invalid_postal_code"
+            details[i] = f"postal code {original_postal!r} is not a zip code"
         elif zip5 is not None and zip5 != pzip:
             reasons[i] = "zip_mismatch"
+            details[i] = f"postal code {original_postal!r} is in zip code {zip5}, not {pzip}"
 
     cleaned = pd.DataFrame(
         {
@@ -331,9 +365,13 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
     candidates = cleaned.iloc[newest_first][valid[newest_first]]
     duplicate_index = candidates.index[candidates.duplicated(["zip_code", "record_id"], keep="first")]
     reasons[duplicate_index] = "duplicate"
+    if len(duplicate_index):
+        kept_raw_id = candidates.groupby(["zip_code", "record_id"], sort=False)["raw_id"].transform("first")
+        for i in duplicate_index:
+            details[i] = f"same zip code and record id as raw_id {kept_raw_id[i]}, which was kept"
 
     rejected_mask = pd.Series(reasons, dtype=object).notna().to_numpy()
-    rejected = raw[rejected_mask].assign(reason=reasons[rejected_mask])
+    rejected = raw[rejected_mask].assign(reason=reasons[rejected_mask], detail=details[rejected_mask])
     kept = cleaned[~rejected_mask]
     return CleaningResult(
         cleaned=downcast(kept.reset_index(drop=True)),
