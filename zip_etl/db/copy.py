@@ -180,7 +180,8 @@ def _typed_frame(raw: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
 def _to_pandas(values: pd.Series, sql_type: str) -> pd.Series:
     sql_type = sql_type.lower()
     if sql_type in INTEGER_TYPES:
-        return pd.to_numeric(values).astype(INTEGER_TYPES[sql_type])
+        # Straight to nullable integers: through float64 a bigint over 2**53 next to a NULL lost digits.
+        return pd.to_numeric(values, dtype_backend="numpy_nullable").astype(INTEGER_TYPES[sql_type])
     if sql_type in FLOAT_TYPES:
         return pd.to_numeric(values.where(values.notna(), np.nan)).astype(FLOAT_TYPES[sql_type])
     if sql_type == "boolean":

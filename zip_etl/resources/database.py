@@ -56,7 +56,7 @@ class PostgresResource(dg.ConfigurableResource):
         """Raw rows per zip code (only those with rows), in one query on the zip-code index."""
         table = self.raw
         with self.transaction() as cursor:
-            _require_table(cursor, table)
+            raw_column_expressions(cursor, table)  # the table exists, with a text zip code
             cursor.execute(
                 sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {c} = ANY(%s) GROUP BY 1").format(
                     c=sql.Identifier(table.partition_column), t=table.identifier
@@ -74,7 +74,6 @@ class PostgresResource(dg.ConfigurableResource):
         """
         table = self.raw
         with self.transaction() as cursor:
-            _require_table(cursor, table)
             expressions = raw_column_expressions(cursor, table)
             try:
                 return read_partitions(cursor, table, zip_codes, expressions)
@@ -95,6 +94,15 @@ def failures_explained() -> Iterator[None]:
         yield
     except DatabaseError as error:
         raise dg.Failure(description=str(error), allow_retries=error.retriable) from None
+    except psycopg2.Error as error:
+        # Deadlocks, serialization failures, cancelled or timed-out statements may pass; a statement
+        # PostgreSQL refuses (permissions, constraints, types) will be refused again.
+        transient = isinstance(error, (psycopg2.OperationalError, psycopg2.errors.TransactionRollbackError))
+        first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
+        raise dg.Failure(
+            description=f"PostgreSQL refused a statement: {type(error).__name__}: {first_line}",
+            allow_retries=transient,
+        ) from None
 
 
 def _require_table(cursor, table: Table) -> None:
@@ -112,9 +120,11 @@ logger = logging.getLogger(__name__)
 def raw_column_expressions(cursor, table: Table) -> dict[str, sql.Composable]:
     """How to select each declared column from the table as it is now: casts for retyped columns.
 
-    Raises a DatabaseError naming the columns when the table lacks one, or when its partition
-    column is not text (an integer zip code has lost its leading zeros: 00501 would read as 501).
+    Raises a DatabaseError when the table does not exist, naming the columns when it lacks one, or
+    when its partition column is not text (an integer zip code has lost its leading zeros: 00501
+    would read as 501).
     """
+    _require_table(cursor, table)
     cursor.execute(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
         (table.schema, table.name),

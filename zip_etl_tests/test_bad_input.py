@@ -1,0 +1,306 @@
+"""Hostile input through the real pipeline: every row is either cleaned or quarantined with its
+reason and original values, never silently lost (docs/RELIABILITY.md lists each case)."""
+
+import json
+
+import dagster as dg
+import pandas as pd
+import psycopg2
+import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from psycopg2 import sql
+
+from zip_etl.assets import cleaned_companies, raw_companies
+from zip_etl.checks.quality import QUALITY_CHECKS, raw_rows_have_partitions, rows_reconcile
+from zip_etl.db.connection import _with_database
+from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+from zip_etl.transform.cleaning import RAW_COLUMNS
+from zip_etl_tests.helpers import failure_message, pipeline_resources, seed_raw
+
+LONG_TEXT = "Suite " + "x" * 100_000
+TS = pd.Timestamp("2026-03-01 12:00:00", tz="UTC")
+
+# record_id -> (raw values that differ from a valid row, expected outcome). A str outcome is the
+# quarantine reason; a dict is the cleaned values expected.
+CORPUS = {
+    "WS1": ({"company_name": "Acme\tWidgets\r\n  Inc\n"}, {"company_name": "Acme Widgets Inc"}),
+    "QUOTE1": ({"company_name": 'O\'Brien "Best" \\ Co'}, {"company_name": 'O\'Brien "Best" \\ Co'}),
+    "SLASHN": ({"street_address": "\\N", "city": "\\N"}, {"street_address": "\\N", "city": "\\N"}),
+    "EMPTY1": ({"city": "", "phone": None, "industry": "   "}, {"city": None, "phone": None, "industry": None}),
+    "LONG1": ({"street_address": LONG_TEXT}, {"street_address": LONG_TEXT}),
+    "NUM1": (
+        {"employees": "lots", "annual_revenue": "$12.5M", "founded_year": "1e400"},
+        {"employees": None, "annual_revenue_usd": 12_500_000, "founded_year": None},
+    ),
+    "NUM2": (
+        {"employees": "99999999999", "annual_revenue": "99999999999999999999999", "founded_year": "-5"},
+        {"employees": None, "annual_revenue_usd": None, "founded_year": None},
+    ),
+    "NUM3": ({"employees": "1,200", "annual_revenue": "45k", "founded_year": "1999.0"},
+             {"employees": 1200, "annual_revenue_usd": 45_000, "founded_year": 1999}),
+    "ZIP4": ({"postal_code": "10016-1234"}, {"zip4": 1234}),
+    "BADZIP": ({"postal_code": "1001X"}, "invalid_postal_code"),
+    "MISMATCH": ({"postal_code": "10017"}, "zip_mismatch"),
+    "NONAME": ({"company_name": ""}, "missing_company_name"),
+    "": ({"record_id": None}, "missing_record_id"),
+    "R" * 300: ({}, "record_id_too_long"),
+}
+
+
+def corpus_frame() -> pd.DataFrame:
+    base = {
+        "company_name": "Good Co", "street_address": "1 Main St", "city": "new york", "state": "NY",
+        "zip_code": "10016", "postal_code": "10016", "phone": "(212) 555-0100", "employees": "12",
+        "annual_revenue": "1000", "founded_year": "1990", "industry": "tech",
+    }
+    rows = []
+    for i, (record_id, (changes, _)) in enumerate(CORPUS.items()):
+        rows.append({**base, "raw_id": i + 1, "updated_at": TS, "record_id": record_id or None, **changes})
+    n = len(rows)
+    rows += [
+        # duplicate ids: the newer row wins, the older goes to quarantine
+        {**base, "raw_id": n + 1, "updated_at": TS, "record_id": "DUP1", "company_name": "Old Name"},
+        {**base, "raw_id": n + 2, "updated_at": TS + pd.Timedelta(days=1), "record_id": "dup1", "company_name": "New Name"},
+        # another partition, and rows whose zip code is no partition at all
+        {**base, "raw_id": n + 3, "updated_at": TS, "record_id": "P1", "zip_code": "10013", "postal_code": "10013"},
+        {**base, "raw_id": n + 4, "updated_at": TS, "record_id": "ZIPPLUS4", "zip_code": "10016-1234"},
+        {**base, "raw_id": n + 5, "updated_at": TS, "record_id": "MALFORMED", "zip_code": "ABCDE"},
+    ]
+    frame = pd.DataFrame(rows)
+    frame["raw_id"] = frame["raw_id"].astype("int64")
+    return frame[RAW_COLUMNS]
+
+
+def definitions(schema, **postgres):
+    resources = pipeline_resources(schema)
+    if postgres:
+        resources["postgres"] = PostgresResource(raw_schema=schema, **postgres)
+        resources["postgres_io_manager"] = PostgresCopyIOManager(postgres=resources["postgres"], target_schema=schema)
+    return dg.Definitions(assets=[raw_companies, cleaned_companies], asset_checks=QUALITY_CHECKS, resources=resources)
+
+
+def materialize(schema, first="10013", last="10016", **postgres):
+    job = definitions(schema, **postgres).resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[cleaned_companies.key],
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+        raise_on_error=False,
+    )
+
+
+def table_rows(query, schema, table):
+    cursor_rows = query(sql.SQL("SELECT row_to_json(t)::text FROM {} t").format(sql.Identifier(schema, table)))
+    return [json.loads(r[0]) for r in cursor_rows]
+
+
+def test_corpus_rows_are_cleaned_or_quarantined_never_lost(schema, etl_url, query):
+    raw = corpus_frame()
+    seed_raw(etl_url, schema, raw)
+    result = materialize(schema)
+    assert result.success, failure_message(result)
+
+    cleaned = {r["record_id"]: r for r in table_rows(query, schema, "cleaned_companies")}
+    quarantined = table_rows(query, schema, "cleaned_companies_quarantine")
+    reasons = {(q["raw_values"]["record_id"] or ""): q["reason"] for q in quarantined if q["reason"] != "duplicate"}
+    for record_id, (_, expected) in CORPUS.items():
+        if isinstance(expected, str):
+            assert reasons.get(record_id) == expected, record_id
+            assert record_id.upper() not in cleaned
+        else:
+            row = cleaned[record_id]
+            for column, value in expected.items():
+                assert row[column] == value, (record_id, column, row[column])
+
+    # Duplicates: the newest row is kept; the other is quarantined naming the kept raw id.
+    assert cleaned["DUP1"]["company_name"] == "New Name"
+    duplicate = next(q for q in quarantined if q["reason"] == "duplicate")
+    assert duplicate["raw_values"]["company_name"] == "Old Name"
+    assert str(len(raw) - 3) in duplicate["detail"]  # the kept row's raw_id
+
+    # Original values are kept exactly: '' stays '', NULL stays null.
+    noname = next(q for q in quarantined if q["raw_values"]["record_id"] == "NONAME")
+    assert noname["raw_values"]["company_name"] == "" and noname["raw_values"]["employees"] == "12"
+    missing = next(q for q in quarantined if q["reason"] == "missing_record_id")
+    assert missing["raw_values"]["record_id"] is None
+    assert next(q for q in quarantined if q["reason"] == "zip_mismatch")["detail"] == (
+        "postal code '10017' is in zip code 10017, not 10016")
+
+    # Rows in = rows out + rows quarantined, for every partition, by the check and by the metadata.
+    for zip_code in ("10013", "10016"):
+        (raw_n,) = query(sql.SQL("SELECT count(*) FROM {} WHERE zip_code = %s").format(
+            sql.Identifier(schema, "raw_companies")), (zip_code,))[0]
+        out = sum(1 for r in cleaned.values() if r["zip_code"] == zip_code)
+        held = sum(1 for q in quarantined if q["zip_code"] == zip_code)
+        assert raw_n == out + held > 0
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["rows_reconcile"].passed
+    metadata = {e.partition: e.metadata for e in result.asset_materializations_for_node("cleaned_companies")}
+    assert metadata["10016"]["rows_in"].value == metadata["10016"]["rows_out"].value + metadata["10016"]["rows_rejected"].value
+
+    # Rows filed under no partition (ZIP+4, malformed) are read by no run: the raw check lists them.
+    checked = dg.materialize(
+        [raw_companies, cleaned_companies, raw_rows_have_partitions], selection=dg.AssetSelection.checks(raw_rows_have_partitions),
+        resources=pipeline_resources(schema),
+    )
+    evaluation = checked.get_asset_check_evaluations()[0]
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert sorted(evaluation.metadata["values"].value) == [["10016-1234", 1], ["ABCDE", 1]]
+
+
+def test_quarantine_is_replaced_with_its_partition(schema, etl_url, query):
+    seed_raw(etl_url, schema, corpus_frame())
+    assert materialize(schema).success
+    before = query(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, "cleaned_companies_quarantine")))
+    assert materialize(schema).success  # idempotent: the same rows, not twice as many
+    after = query(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, "cleaned_companies_quarantine")))
+    assert before == after and before[0][0] > 0
+    query(sql.SQL("DELETE FROM {} WHERE record_id = 'BADZIP'").format(sql.Identifier(schema, "raw_companies")))
+    assert materialize(schema).success
+    reasons = [r[0] for r in query(sql.SQL("SELECT reason FROM {}").format(
+        sql.Identifier(schema, "cleaned_companies_quarantine")))]
+    assert "invalid_postal_code" not in reasons and len(reasons) == before[0][0] - 1
+
+
+def test_rows_reconcile_fails_when_a_row_goes_missing(schema, etl_url, query):
+    seed_raw(etl_url, schema, corpus_frame())
+    assert materialize(schema).success
+    query(sql.SQL("DELETE FROM {} WHERE record_id = 'WS1'").format(sql.Identifier(schema, "cleaned_companies")))
+    result = dg.materialize([raw_companies, cleaned_companies, rows_reconcile], selection=dg.AssetSelection.checks(rows_reconcile),
+                            resources=pipeline_resources(schema))
+    evaluation = result.get_asset_check_evaluations()[0]
+    assert not evaluation.passed
+    assert evaluation.metadata["problems"].value[0].startswith("10016: ")
+
+
+# --- schema drift in the raw table ---
+
+
+def drift(query, schema, statement):
+    query(sql.SQL(statement).format(raw=sql.Identifier(schema, "raw_companies")))
+
+
+def test_added_raw_column_is_ignored(schema, etl_url, query, caplog):
+    seed_raw(etl_url, schema, rows=300, zip_codes=["10016"])
+    drift(query, schema, "ALTER TABLE {raw} ADD COLUMN loyalty_tier text DEFAULT 'gold'")
+    result = materialize(schema, "10016", "10016")
+    assert result.success
+    assert "ignoring columns zip_etl does not declare: ['loyalty_tier']" in caplog.text
+
+
+def test_removed_raw_column_is_a_clear_error_not_retried(schema, etl_url, query):
+    seed_raw(etl_url, schema, rows=300, zip_codes=["10016"])
+    drift(query, schema, "ALTER TABLE {raw} DROP COLUMN phone")
+    result = materialize(schema, "10016", "10016")
+    assert not result.success
+    assert "lacks the column(s) ['phone'] that zip_etl reads" in failure_message(result)
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+
+def test_retyped_raw_columns_are_cast_or_refused(schema, etl_url, query):
+    seed_raw(etl_url, schema, rows=300, zip_codes=["10016"])
+    drift(query, schema, "ALTER TABLE {raw} ALTER COLUMN employees TYPE integer USING NULL")
+    drift(query, schema, "UPDATE {raw} SET employees = 42")
+    drift(query, schema, "ALTER TABLE {raw} ALTER COLUMN raw_id TYPE integer")
+    assert materialize(schema, "10016", "10016").success
+    employees = query(sql.SQL("SELECT DISTINCT employees FROM {}").format(sql.Identifier(schema, "cleaned_companies")))
+    assert employees == [(42,)]
+
+    drift(query, schema, "ALTER TABLE {raw} ALTER COLUMN updated_at TYPE text")
+    drift(query, schema, "UPDATE {raw} SET updated_at = 'last tuesday' WHERE raw_id = (SELECT min(raw_id) FROM {raw})")
+    result = materialize(schema, "10016", "10016")
+    assert not result.success
+    assert "has values zip_etl cannot read as declared" in failure_message(result)
+    assert "last tuesday" in failure_message(result)
+
+    drift(query, schema, "ALTER TABLE {raw} ALTER COLUMN zip_code TYPE integer USING zip_code::integer")
+    result = materialize(schema, "10016", "10016")
+    assert "is integer, not text: zip codes must be text" in failure_message(result)
+
+
+# --- memory budget ---
+
+
+def test_zip_code_over_the_memory_budget_fails_alone_and_the_rest_run_in_chunks(schema, etl_url, query):
+    zips = ["00501", "00544", "01001", "01002", "01003"]
+    raw = seed_raw(etl_url, schema, rows=1200, zip_codes=zips, seed=5)
+    counts = raw["zip_code"].value_counts()  # largest first
+    biggest = counts.index[0]
+    budget = int(counts.iloc[1])  # the largest zip code does not fit, every other one does, not all together
+    assert counts.iloc[0] > budget and counts.iloc[1:].sum() > budget
+    result = materialize(schema, "00501", "01003", max_rows_in_memory=budget)
+    assert not result.success
+    message = failure_message(result)
+    assert f"{biggest}: MemoryBudgetExceeded: {counts.max():,} raw rows, more than max_rows_in_memory={budget:,}" in message
+    written = dict(query(sql.SQL("SELECT zip_code, count(*) FROM {} GROUP BY 1").format(
+        sql.Identifier(schema, "cleaned_companies"))))
+    assert biggest not in written and set(written) == set(zips) - {biggest}
+    materializations = result.asset_materializations_for_node("cleaned_companies")
+    assert materializations[0].metadata["run_chunks"].value >= 2
+
+    # The same zip codes with room to spare: one chunk, and the same rows for the others.
+    query(sql.SQL("TRUNCATE {}").format(sql.Identifier(schema, "cleaned_companies")))
+    assert materialize(schema, "00501", "01003").success
+    again = dict(query(sql.SQL("SELECT zip_code, count(*) FROM {} GROUP BY 1").format(
+        sql.Identifier(schema, "cleaned_companies"))))
+    assert {z: n for z, n in again.items() if z != biggest} == written
+
+
+# --- bytes that are not UTF-8 (a SQL_ASCII database), NUL ---
+
+
+@pytest.fixture
+def sql_ascii_url(pg_server_url):
+    name = "zip_etl_sql_ascii"
+    conn = psycopg2.connect(pg_server_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        cur.execute(sql.SQL("CREATE DATABASE {} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+                    .format(sql.Identifier(name)))
+    yield _with_database(pg_server_url, name)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    conn.close()
+
+
+def test_undecodable_bytes_are_quarantined_with_the_bytes_shown(sql_ascii_url):
+    seed_raw(sql_ascii_url, "public", rows=200, zip_codes=["10016"])
+    conn = psycopg2.connect(sql_ascii_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:  # Latin-1 bytes, as a legacy loader would leave them
+        cur.execute("UPDATE public.raw_companies SET company_name = E'Caf\\xe9 Ol\\xe9' "
+                    "WHERE raw_id = (SELECT min(raw_id) FROM public.raw_companies)")
+    postgres = PostgresResource(database_url=sql_ascii_url)
+    result = dg.materialize(
+        [raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+        resources={"postgres": postgres, "postgres_io_manager": PostgresCopyIOManager(postgres=postgres)},
+    )
+    assert result.success
+    with conn.cursor() as cur:
+        cur.execute("SELECT reason, detail, raw_values->>'company_name' FROM public.cleaned_companies_quarantine "
+                    "WHERE reason = 'invalid_encoding'")
+        assert cur.fetchall() == [("invalid_encoding", "text with bytes that are not UTF-8: company_name",
+                                   "Caf\\xe9 Ol\\xe9")]
+        cur.execute("SELECT (SELECT count(*) FROM public.raw_companies), (SELECT count(*) FROM "
+                    "public.cleaned_companies) + (SELECT count(*) FROM public.cleaned_companies_quarantine)")
+        raw_n, accounted = cur.fetchone()
+    assert raw_n == accounted
+    conn.close()
+
+
+def test_nul_in_an_output_frame_is_refused_naming_the_column(schema, query):
+    manager = PostgresCopyIOManager(postgres=PostgresResource(), target_schema=schema)
+    table = manager.table_for(cleaned_companies.key, cleaned_companies.metadata_by_key[cleaned_companies.key])
+    from zip_etl.transform import clean_companies
+
+    good = clean_companies(corpus_frame().iloc[[0]]).cleaned
+    manager.write_partitions(table, ["10016"], good)
+    bad = good.assign(company_name=["Acme\x00Corp"])
+    with pytest.raises(ValueError, match=r"NUL .* column 'company_name': 1 value\(s\), first at row 0"):
+        manager.write_partitions(table, ["10016"], bad)
+    surrogate = good.assign(city=["Caf\udce9"])
+    with pytest.raises(ValueError, match=r"not valid Unicode .* column 'city'"):
+        manager.write_partitions(table, ["10016"], surrogate)
+    names = query(sql.SQL("SELECT company_name FROM {}").format(sql.Identifier(schema, "cleaned_companies")))
+    assert names == [("Acme Widgets Inc",)]  # the earlier write, untouched
