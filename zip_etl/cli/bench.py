@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from zip_etl.backfill import Target, run_backfill
-from zip_etl.partitions import partition_ranges
+from zip_etl.partitions import ZIP_CODES, partition_ranges
 from zip_etl.benchmark.methods import (
     Measurement,
     data_floor,
@@ -25,7 +25,6 @@ from zip_etl.benchmark.methods import (
 )
 from zip_etl.db.connection import etl_database_url, transaction
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
-from zip_etl.partitions import ZIP_CODES
 
 SHAPES = {
     "many-small": {"rows": 1_000_000, "zip_codes": None},

@@ -7,8 +7,7 @@ import time
 
 from zip_etl.assets.companies import DEBUG_MODE, MODE_TAG
 from zip_etl.backfill import Target, run_backfill
-from zip_etl.partitions import partition_ranges
-from zip_etl.partitions import ZIP_CODES
+from zip_etl.partitions import ZIP_CODES, partition_ranges
 
 
 def demo(

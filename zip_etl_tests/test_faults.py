@@ -1,0 +1,182 @@
+"""Faults against real PostgreSQL servers: a writer killed mid-COPY, a server restarted mid-backfill,
+and the errors a person sees when the database is unreachable or refuses them."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from zip_etl.assets import cleaned_companies, raw_companies
+from zip_etl.db.connection import DAGSTER_DATABASE_URL_ENV, DATABASE_URL_ENV, HOME_ENV
+from zip_etl.partitions import ZIP_CODES
+from zip_etl_tests.helpers import failure_message, pipeline_resources, seed_raw
+from zip_etl_tests.tcp_postgres import TcpPostgres, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+WRITE_ONE_PARTITION = """
+import sys, dagster as dg
+from zip_etl.assets import cleaned_companies, raw_companies
+from zip_etl_tests.helpers import pipeline_resources
+dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+               resources=pipeline_resources(sys.argv[1]))
+"""
+
+
+def partition_state(query, schema, zip_code="10016"):
+    """Row count and a digest of every row of the partition, cleaned and quarantined."""
+    state = []
+    for table, order in (("cleaned_companies", "record_id"), ("cleaned_companies_quarantine", "raw_values->>'raw_id'")):
+        state.append(query(
+            sql.SQL("SELECT count(*), md5(string_agg(t::text, '|' ORDER BY {})) FROM {} t WHERE zip_code = %s").format(
+                sql.SQL(order), sql.Identifier(schema, table)),
+            (zip_code,),
+        )[0])
+    return state
+
+
+def test_writer_killed_mid_copy_leaves_the_old_rows_and_a_rerun_completes(schema, etl_url, query):
+    seed_raw(etl_url, schema, rows=3000, zip_codes=["10016"], seed=1)
+    assert dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+                          resources=pipeline_resources(schema)).success
+    old = partition_state(query, schema)
+    new_raw = seed_raw(etl_url, schema, rows=120_000, zip_codes=["10016"], seed=2)  # a COPY long enough to interrupt
+
+    writer = subprocess.Popen([sys.executable, "-c", WRITE_ONE_PARTITION, schema], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    copying = []
+    deadline = time.time() + 120
+    while not copying:
+        assert writer.poll() is None and time.time() < deadline, "the writer never reached its COPY"
+        copying = query("SELECT p.pid, p.tuples_processed FROM pg_stat_progress_copy p JOIN pg_stat_activity a "
+                        "USING (pid) WHERE p.command = 'COPY FROM' AND a.application_name = 'zip_etl' "
+                        "AND p.tuples_processed > 0")
+        time.sleep(0.02)
+    writer.send_signal(signal.SIGKILL)
+    assert writer.wait(30) == -signal.SIGKILL
+    backend = copying[0][0]
+    while query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (backend,)):
+        assert time.time() < deadline, "the server kept the killed writer's session"
+        time.sleep(0.1)
+
+    assert partition_state(query, schema) == old  # exactly the old rows: the COPY's transaction never committed
+
+    result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+                            resources=pipeline_resources(schema))
+    assert result.success
+    (cleaned_n, _), (quarantined_n, _) = partition_state(query, schema)
+    metadata = result.asset_materializations_for_node("cleaned_companies")[0].metadata
+    assert cleaned_n == metadata["rows_out"].value and cleaned_n + quarantined_n == len(new_raw)
+
+
+@pytest.fixture
+def tcp_server():
+    server = TcpPostgres()
+    yield server
+    server.stop()
+
+
+def cli(*args, env, timeout=300):
+    return subprocess.run([sys.executable, "-m", "zip_etl.cli.main", *args], cwd=ROOT, env=env, timeout=timeout,
+                          capture_output=True, text=True)
+
+
+def server_env(url: str, dagster_url: str | None, home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env.update({DATABASE_URL_ENV: url, HOME_ENV: str(home)})
+    env[DAGSTER_DATABASE_URL_ENV] = dagster_url or url
+    return env
+
+
+def test_server_restarted_mid_backfill_every_partition_is_retried_and_written_once(tcp_server, tmp_path):
+    tcp_server.create_role("etl", "etl-pw")
+    for database in ("etl", "dagster"):
+        tcp_server.create_database(database, owner="etl")
+    etl_url, dagster_url = tcp_server.url("etl", "etl-pw", "etl"), tcp_server.url("etl", "etl-pw", "dagster")
+    zips = ZIP_CODES[:40]
+    raw = seed_raw(etl_url, "public", rows=4000, zip_codes=zips, seed=3)
+
+    # Hold the raw table so the backfill's runs are mid-query when the server goes down.
+    blocker = psycopg2.connect(etl_url)
+    with blocker.cursor() as cur:
+        cur.execute("LOCK TABLE public.raw_companies IN ACCESS EXCLUSIVE MODE")
+    backfill = subprocess.Popen(
+        [sys.executable, "-m", "zip_etl.cli.main", "demo", "--zip-codes", "40", "--partitions-per-run", "10",
+         "--workers", "2"],
+        cwd=ROOT, env=server_env(etl_url, dagster_url, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while len(tcp_server.admin("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                               "AND application_name = 'zip_etl'")) < 2:
+        assert backfill.poll() is None and time.time() < deadline, "the backfill's runs never reached the raw table"
+        time.sleep(0.2)
+    tcp_server.restart()  # cuts every session: the blocker's, and both runs' mid-query
+    output, _ = backfill.communicate(timeout=300)
+
+    assert backfill.returncode == 0, output
+    assert "4 runs" in output and "FAILED" not in output
+    events = tcp_server.admin("SELECT dagster_event_type, count(*) FROM event_logs GROUP BY 1", database="dagster")
+    events = dict(events)
+    assert events.get("STEP_UP_FOR_RETRY", 0) >= 2  # the cut runs were retried by the RetryPolicy
+    assert events.get("STEP_SUCCESS", 0) >= 4
+    counts = tcp_server.admin(
+        "SELECT r.zip_code, r.n, coalesce(c.n, 0), coalesce(q.n, 0) FROM "
+        "(SELECT zip_code, count(*) n FROM raw_companies GROUP BY 1) r "
+        "LEFT JOIN (SELECT zip_code, count(*) n FROM cleaned_companies GROUP BY 1) c USING (zip_code) "
+        "LEFT JOIN (SELECT zip_code, count(*) n FROM cleaned_companies_quarantine GROUP BY 1) q USING (zip_code)",
+        database="etl",
+    )
+    assert len(counts) == raw["zip_code"].nunique() and all(raw == out + held for _, raw, out, held in counts)
+    keys = tcp_server.admin("SELECT count(*), count(DISTINCT (zip_code, record_id)) FROM cleaned_companies", database="etl")
+    assert keys[0][0] == keys[0][1]  # each row written once
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def test_connection_refused_is_one_line_naming_the_setting(tmp_path):
+    url = f"postgresql://etl:hunter2@127.0.0.1:{free_port()}/etl"
+    result = cli("seed", "--rows", "10", env=server_env(url, None, tmp_path), timeout=120)
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert "no PostgreSQL server answers there" in line and "Check ZIP_ETL_DATABASE_URL" in line
+    assert "hunter2" not in line and "etl:***@127.0.0.1" in line
+
+
+def test_wrong_credentials_are_one_line_and_not_retried(tcp_server, tmp_path, monkeypatch):
+    tcp_server.create_role("etl", "right-pw")
+    tcp_server.create_database("etl", owner="etl")
+    url = tcp_server.url("etl", "wrong-pw", "etl")
+    line = one_line(cli("seed", "--rows", "10", env=server_env(url, None, tmp_path), timeout=120).stderr)
+    assert "the server rejected the credentials" in line and "Check ZIP_ETL_DATABASE_URL" in line
+    assert "wrong-pw" not in line
+
+    monkeypatch.setenv(DATABASE_URL_ENV, url)  # the same through a Dagster run: a Failure, no retries
+    result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+                            resources=pipeline_resources("public"), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
+    assert failure.user_failure_data.description.startswith("Cannot connect to PostgreSQL at postgresql://etl:***@")
+    assert "\n" not in failure.user_failure_data.description
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert "wrong-pw" not in failure_message(result)
+
+
+def test_missing_raw_table_is_one_line_naming_the_setting(schema):
+    result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+                            resources=pipeline_resources(schema), raise_on_error=False)
+    description = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
+    assert description == (
+        f"The raw table {schema}.raw_companies does not exist. Load it (`zip-etl seed` for demo data) or point the "
+        "`raw_table`/`raw_schema` settings of the `postgres` resource at it.")
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
