@@ -104,3 +104,31 @@ def test_credentials_never_reach_logs_run_config_or_metadata(locked_down, monkey
         assert ETL_PASSWORD not in text and DAGSTER_PASSWORD not in text
     failure = next(e for e in failed.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
     assert "rejected the credentials" in failure and "zip_etl_etl:***@127.0.0.1" in failure
+
+
+def test_a_role_without_rights_gets_one_line_naming_the_grant(locked_down, monkeypatch, tmp_path):
+    locked_down.create_role("zip_etl_nobody", "nobody-pw")
+    locked_down.admin("GRANT USAGE ON SCHEMA upstream TO zip_etl_nobody", database="companies")
+    monkeypatch.setenv(DATABASE_URL_ENV, locked_down.url("zip_etl_nobody", "nobody-pw", "companies"))
+    postgres = PostgresResource(raw_schema="upstream")
+    result = dg.materialize(
+        [raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+        resources={"postgres": postgres, "postgres_io_manager": PostgresCopyIOManager(postgres=postgres)},
+        raise_on_error=False,
+    )
+    description = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
+    assert description.startswith("The role zip_etl_nobody cannot read the raw table upstream.raw_companies: "
+                                  "it lacks SELECT on upstream.raw_companies.")
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+    # A refused write is one line too, and not retried.
+    locked_down.admin("GRANT SELECT ON upstream.raw_companies TO zip_etl_nobody", database="companies")
+    result = dg.materialize(
+        [raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+        resources={"postgres": postgres,
+                   "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema="cleaned")},
+        raise_on_error=False,
+    )
+    description = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
+    assert description.startswith("PostgreSQL refused a statement: InsufficientPrivilege: permission denied for schema cleaned")
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]

@@ -106,11 +106,28 @@ def failures_explained() -> Iterator[None]:
 
 
 def _require_table(cursor, table: Table) -> None:
+    cursor.execute("SELECT has_schema_privilege(current_user, %s, 'USAGE') FROM pg_namespace WHERE nspname = %s",
+                   (table.schema, table.schema))
+    usage = cursor.fetchone()
+    if usage is not None and not usage[0]:
+        raise DatabaseError(_privilege_message(cursor, table, f"USAGE on schema {table.schema}"))
     if not table_exists(cursor, table.schema, table.name):
         raise DatabaseError(
             f"The raw table {table.schema}.{table.name} does not exist. Load it (`zip-etl seed` for "
             "demo data) or point the `raw_table`/`raw_schema` settings of the `postgres` resource at it."
         )
+    cursor.execute("SELECT has_table_privilege(current_user, %s, 'SELECT')", (f'"{table.schema}"."{table.name}"',))
+    if not cursor.fetchone()[0]:
+        raise DatabaseError(_privilege_message(cursor, table, f"SELECT on {table.schema}.{table.name}"))
+
+
+def _privilege_message(cursor, table: Table, missing: str) -> str:
+    cursor.execute("SELECT current_user")
+    return (
+        f"The role {cursor.fetchone()[0]} cannot read the raw table {table.schema}.{table.name}: it lacks {missing}. "
+        "Grant it (docs/RELIABILITY.md lists the least-privilege grants) or connect as another role "
+        "(ZIP_ETL_DATABASE_URL)."
+    )
 
 
 _TEXT_TYPES = {"text", "character varying", "character"}
