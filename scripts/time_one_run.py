@@ -11,8 +11,7 @@ import argparse
 import time
 
 from zip_etl.backfill import materialize_range
-from zip_etl.partitions import partition_ranges
-from zip_etl.partitions import ZIP_CODES
+from zip_etl.partitions import ZIP_CODES, partition_ranges
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--per-run", type=int, default=2000, help="zip codes in the run")
