@@ -10,6 +10,7 @@ zeros, and text with commas, quotes, tabs, newlines, backslashes and non-ASCII c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -317,3 +318,75 @@ def write_raw_companies(cursor, df: pd.DataFrame, table=None, *, replace: bool =
     )
     cursor.execute(sql.SQL("ANALYZE {}").format(table.identifier))
     return len(df)
+
+
+@dataclass(frozen=True)
+class ZipCodeChange:
+    zip_code: str
+    inserted: int
+    updated: int
+    deleted: int
+
+
+def pick_zip_codes_with_rows(cursor, table, count: int, *, seed: int = 1) -> list[str]:
+    """`count` zip codes that have raw rows, picked deterministically (same table, same seed)."""
+    from psycopg2 import sql
+
+    cursor.execute(
+        sql.SQL("SELECT DISTINCT {0} FROM {1} ORDER BY {0}").format(sql.Identifier(table.partition_column), table.identifier)
+    )
+    with_rows = [row[0] for row in cursor.fetchall()]
+    if count > len(with_rows):
+        raise ValueError(f"asked to change {count} zip codes but only {len(with_rows)} have rows")
+    picked = np.random.default_rng(seed).choice(len(with_rows), size=count, replace=False)
+    return sorted(with_rows[i] for i in picked)
+
+
+def apply_change_set(
+    cursor, zip_codes: Sequence[str], *, delete_all: Sequence[str] = (), seed: int = 1, table=None
+) -> list[ZipCodeChange]:
+    """Change the raw rows of `zip_codes` the way upstream does between two loads: in each, about a
+    fifth of the rows deleted, a fifth updated (renamed, phone re-typed, `updated_at` one day later)
+    and 1-5 new rows inserted (fresh `raw_id`s); every row of `delete_all` is deleted. Deterministic:
+    the same table and arguments give the same rows. Runs on the caller's transaction."""
+    from psycopg2 import sql
+
+    from zip_etl.db.copy import copy_frame_in
+    from zip_etl.tables import RAW_COMPANIES
+
+    table = table or RAW_COMPANIES
+    zip_column = sql.Identifier(table.partition_column)
+    # New raw_ids must not collide with a concurrent writer's.
+    cursor.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table.identifier))
+    cursor.execute(sql.SQL("SELECT coalesce(max(raw_id), 0) FROM {}").format(table.identifier))
+    next_id = int(cursor.fetchone()[0]) + 1
+    rng = np.random.default_rng(seed)
+    changes = []
+    for zip_code in sorted(set(zip_codes) - set(delete_all)):
+        cursor.execute(
+            sql.SQL("SELECT raw_id FROM {} WHERE {} = %s ORDER BY raw_id").format(table.identifier, zip_column),
+            (zip_code,),
+        )
+        ids = np.array([row[0] for row in cursor.fetchall()], dtype=np.int64)
+        order = rng.permutation(len(ids))
+        n_delete = len(ids) // 5
+        n_update = max(1, len(ids) // 5) if len(ids) > n_delete else 0
+        deleted = ids[order[:n_delete]].tolist()
+        updated = ids[order[n_delete : n_delete + n_update]].tolist()
+        cursor.execute(sql.SQL("DELETE FROM {} WHERE raw_id = ANY(%s)").format(table.identifier), (deleted,))
+        cursor.execute(
+            sql.SQL(
+                "UPDATE {} SET company_name = company_name || ' (renamed)', phone = translate(phone, '-', '.'), "
+                "updated_at = updated_at + interval '1 day' WHERE raw_id = ANY(%s)"
+            ).format(table.identifier),
+            (updated,),
+        )
+        new_rows = generate_raw_companies(int(rng.integers(1, 6)), [zip_code], seed=int(rng.integers(2**31)), first_raw_id=next_id)
+        copy_frame_in(cursor, table.identifier, new_rows, table.column_names)
+        next_id += len(new_rows)
+        changes.append(ZipCodeChange(zip_code, len(new_rows), len(updated), len(deleted)))
+    for zip_code in sorted(set(delete_all)):
+        cursor.execute(sql.SQL("DELETE FROM {} WHERE {} = %s").format(table.identifier, zip_column), (zip_code,))
+        changes.append(ZipCodeChange(zip_code, 0, 0, cursor.rowcount))
+    cursor.execute(sql.SQL("ANALYZE {}").format(table.identifier))
+    return sorted(changes, key=lambda c: c.zip_code)

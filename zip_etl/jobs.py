@@ -10,7 +10,7 @@ the same for a whole deployment.
 
 import dagster as dg
 
-from zip_etl.assets import cleaned_companies
+from zip_etl.assets import cleaned_companies, raw_companies
 from zip_etl.assets.companies import DEBUG_MODE, MODE_TAG
 
 cleaned_companies_debug = dg.define_asset_job(
@@ -18,4 +18,16 @@ cleaned_companies_debug = dg.define_asset_job(
     selection=dg.AssetSelection.assets(cleaned_companies).without_checks(),
     tags={MODE_TAG: DEBUG_MODE},
     description="Debug mode: read and clean, record metadata, write nothing.",
+)
+
+# The refresh cycle's jobs (zip_etl/refresh.py): its sensor launches them.
+observe_raw_companies = dg.define_asset_job(
+    "observe_raw_companies",
+    selection=dg.AssetSelection.assets(raw_companies.key),
+    description="Record each zip code's raw data version (only the changed ones are written).",
+)
+refresh_cleaned_companies = dg.define_asset_job(
+    "refresh_cleaned_companies",
+    selection=dg.AssetSelection.assets(cleaned_companies),
+    description="Rebuild a range of stale or missing zip codes (launched by refresh_changed_zip_codes).",
 )

@@ -3,7 +3,10 @@ all come from here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
+from psycopg2 import sql
 
 from zip_etl.db.tables import Column, Table
 
@@ -29,6 +32,40 @@ RAW_COMPANIES = Table(
     primary_key=("raw_id",),
     partition_column="zip_code",
 )
+
+# The data version of a zip code's raw rows. It relies on two columns of the raw table:
+# - `raw_id`: unique per row, never reused (a deleted row's id does not come back);
+# - `updated_at`: set by upstream whenever a row is inserted or changed.
+# Version = row count + md5 of the zip code's (raw_id, updated_at) pairs in raw_id order, so an
+# insert, a delete, an update (which bumps updated_at) and a row moving to another zip code all
+# change it. A zip code with no rows (never had any, or all deleted) has EMPTY_RAW_VERSION.
+# An update that does not bump `updated_at` is not seen: upstream must maintain that column.
+EMPTY_RAW_VERSION = "0-empty"
+
+_RAW_VERSIONS = """
+SELECT {zip}, count(*) || '-' || md5(string_agg(
+           {id}::text || '@' || (extract(epoch FROM {updated}) * 1000000)::bigint::text, ',' ORDER BY {id}))
+FROM {table} {where} GROUP BY {zip}
+"""
+
+
+def raw_data_versions(cursor, table: Table, zip_codes: Sequence[str] | None = None) -> dict[str, str]:
+    """Data version per zip code of `table` (shaped like RAW_COMPANIES), for every zip code (or
+    `zip_codes`) in ONE grouped query; zip codes without rows get EMPTY_RAW_VERSION."""
+    zip_column = sql.Identifier(table.partition_column)
+    statement = sql.SQL(_RAW_VERSIONS).format(
+        zip=zip_column,
+        id=sql.Identifier("raw_id"),
+        updated=sql.Identifier("updated_at"),
+        table=table.identifier,
+        where=sql.SQL("WHERE {} = ANY(%s)").format(zip_column) if zip_codes is not None else sql.SQL(""),
+    )
+    cursor.execute(statement, (list(zip_codes),) if zip_codes is not None else None)
+    versions = dict(cursor.fetchall())
+    if zip_codes is not None:
+        return {z: versions.get(z, EMPTY_RAW_VERSION) for z in zip_codes}
+    return versions
+
 
 CLEANED_COMPANIES = Table(
     schema="public",

@@ -85,7 +85,7 @@ TEST_KEYS = {
     raw_companies.key: dg.AssetKey(["test", "raw_companies"]),
 }
 test_cleaned_companies = cleaned_companies.with_attributes(asset_key_replacements=TEST_KEYS)
-test_raw_companies = raw_companies.replace_attributes(key=TEST_KEYS[raw_companies.key])
+test_raw_companies = raw_companies.with_attributes(key=TEST_KEYS[raw_companies.key])
 
 
 @dg.asset_check(asset=test_cleaned_companies, description="test partitions equal the hand-written truth table")

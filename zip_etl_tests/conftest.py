@@ -95,3 +95,21 @@ def query(etl_url):
 
     yield run
     conn.close()
+
+
+@pytest.fixture
+def fresh_dagster_storage(pg_server_url, zip_etl_environment, monkeypatch):
+    """Dagster's storage in a database of its own for one test: partitions' history starts empty."""
+    from zip_etl.instance import get_instance
+
+    name = f"dagster_{uuid.uuid4().hex[:12]}"
+    url = _create_database(pg_server_url, name)
+    monkeypatch.setenv(DAGSTER_DATABASE_URL_ENV, url)
+    with get_instance():  # create Dagster's tables before any pool worker races to
+        pass
+    yield url
+    conn = psycopg2.connect(pg_server_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    conn.close()

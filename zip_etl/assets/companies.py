@@ -6,8 +6,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
+from zip_etl.assets.batched_events import batched_events
 from zip_etl.partitions import partition_ranges, zip_code_partitions
+from zip_etl.refresh import latest_data_versions, provenance_tags, raw_dependency
 from zip_etl.resources.database import PostgresResource, failures_explained
 from zip_etl.resources.io_manager import PostgresCopyIOManager, WithQuarantine
 from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, dagster_table_schema
@@ -22,19 +25,42 @@ PARTITIONS_PER_RUN = 2000
 MODE_TAG = "zip_etl/mode"
 DEBUG_MODE = "debug"
 
-raw_companies = dg.AssetSpec(
-    "raw_companies",
+# Bump when the cleaning rules change: every partition then shows stale and the refresh rebuilds it.
+CLEANING_CODE_VERSION = "1"
+
+
+@dg.observable_source_asset(
+    partitions_def=zip_code_partitions,
     description=(
         "Company records as they arrive from upstream: text columns, dirty. Loaded outside Dagster "
-        "(`zip-etl seed` writes demo data). Each row's `zip_code` is its partition."
+        "(`zip-etl seed` writes demo data). Each row's `zip_code` is its partition. Observing it "
+        "computes every zip code's data version (row count + md5 of raw_id/updated_at) in one query "
+        "and records the zip codes whose version changed since the last observation."
     ),
     group_name="companies",
-    kinds={"postgres"},
     metadata={
         "dagster/table_name": f"{RAW_COMPANIES.schema}.{RAW_COMPANIES.name}",
         "dagster/column_schema": dagster_table_schema(RAW_COMPANIES),
     },
 )
+def raw_companies(context: dg.OpExecutionContext, postgres: PostgresResource) -> dg.DataVersionsByPartition:
+    """Only changed versions are recorded: Dagster keeps the latest observation per partition, so
+    re-recording 41,749 unchanged versions on every observation would add nothing but events. They
+    are recorded here as one batch (returned, Dagster would store them one INSERT at a time: minutes
+    for the first observation of 41,749 zip codes), so the DataVersionsByPartition returned is empty."""
+    from zip_etl.refresh import changed_raw_versions
+
+    changed = changed_raw_versions(context.instance, context.asset_key, postgres)
+    # Building the events records them (Dagster logs a DagsterEvent as it is created).
+    batched_events(
+        context,
+        [
+            dg.AssetObservation(asset_key=context.asset_key, partition=z, tags={DATA_VERSION_TAG: v})
+            for z, v in changed.items()
+        ],
+    )
+    context.log.info(f"{len(changed):,} zip code(s) with a new raw data version")
+    return dg.DataVersionsByPartition({})
 
 
 def _peak_rss_mb() -> float:
@@ -61,6 +87,7 @@ class CleanedBatch:
     failures: dict[str, str]
     stats: pd.DataFrame  # per zip code that cleaned: rows in/out/rejected by reason
     raw_bytes: int
+    raw_versions: dict[str, str]  # data version of each zip code read, from the same snapshot as its rows
     chunks: int
     read_seconds: float
     transform_seconds: float
@@ -85,12 +112,14 @@ def read_and_clean(postgres: PostgresResource, zip_codes: list[str]) -> CleanedB
     }
     fitting = [z for z in zip_codes if z not in failures]
     results, stats = [], []
+    raw_versions: dict[str, str] = {}
     raw_bytes = 0
     read_seconds = transform_seconds = 0.0
     chunks = partition_ranges(fitting, max(len(fitting), 1), counts, budget)
     for chunk in chunks:
         started = time.perf_counter()
-        raw = postgres.read_raw(chunk)
+        raw, versions = postgres.read_raw_with_versions(chunk)
+        raw_versions.update(versions)
         read_seconds += time.perf_counter() - started
         started = time.perf_counter()
         result, chunk_failures = clean_isolating_failures(raw, chunk)
@@ -111,6 +140,7 @@ def read_and_clean(postgres: PostgresResource, zip_codes: list[str]) -> CleanedB
         failures=failures,
         stats=pd.concat(stats).reindex(good, fill_value=0),
         raw_bytes=raw_bytes,
+        raw_versions=raw_versions,
         chunks=len(chunks),
         read_seconds=read_seconds,
         transform_seconds=transform_seconds,
@@ -124,6 +154,7 @@ def read_and_clean(postgres: PostgresResource, zip_codes: list[str]) -> CleanedB
     output_required=False,  # a debug (dry-run) run records observations and writes nothing
     group_name="companies",
     kinds={"pandas", "postgres"},
+    code_version=CLEANING_CODE_VERSION,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN),
     # A lost connection or a restarting server is worth another try: 2 s, 4 s, 8 s later. Errors that
     # cannot fix themselves (bad credentials, missing table, bad data) raise Failure(allow_retries=False).
@@ -155,7 +186,10 @@ def cleaned_companies(
     cleaned_bytes = frame_bytes(result.cleaned)
     rows_in_total = max(int(batch.stats["rows_in"].sum()), 1)
     per_partition = {
-        zip_code: _partition_metadata(row, row.rows_in / rows_in_total, batch.raw_bytes, cleaned_bytes)
+        zip_code: {
+            **_partition_metadata(row, row.rows_in / rows_in_total, batch.raw_bytes, cleaned_bytes),
+            "raw_data_version": batch.raw_versions[zip_code],
+        }
         for zip_code, row in zip(good, batch.stats.itertuples())
     }
     run_metadata = {
@@ -178,30 +212,58 @@ def cleaned_companies(
     dry_run = postgres_io_manager.dry_run or context.run.tags.get(MODE_TAG) == DEBUG_MODE
     if dry_run:
         # Debug mode: the full read and transform ran; record what they found as observations. The
-        # partitions stay as they were: not materialized, nothing written, no table created.
-        for zip_code, metadata in per_partition.items():
-            yield dg.AssetObservation(
-                asset_key=context.asset_key, partition=zip_code, metadata={**metadata, "dry_run": True}
-            )
-    elif not failures:
-        for zip_code, metadata in per_partition.items():
-            context.add_asset_metadata(metadata, partition_key=zip_code)
-        yield dg.Output(WithQuarantine(result.cleaned, result.rejected), metadata=run_metadata)
+        # partitions stay as they were: not materialized, nothing written, no table created. Each
+        # observation restates the partition's current data version (unchanged, since nothing was
+        # written), so the refresh does not mistake a debugged partition for an unknown one.
+        recorded = latest_data_versions(context.instance, context.asset_key, dg.DagsterEventType.ASSET_OBSERVATION, good)
+        yield from batched_events(
+            context,
+            [
+                dg.AssetObservation(
+                    asset_key=context.asset_key,
+                    partition=z,
+                    metadata={**metadata, "dry_run": True},
+                    tags={DATA_VERSION_TAG: recorded[z]} if z in recorded else None,
+                )
+                for z, metadata in per_partition.items()
+            ],
+        )
     else:
-        # Some zip codes failed: write the others now (the same atomic replace the IO manager does
-        # on output) and mark each of them materialized; the failure below names the rest.
-        table = postgres_io_manager.table_for(context.asset_key, context.assets_def.metadata_by_key[context.asset_key])
-        if good:
-            started = time.perf_counter()
-            with failures_explained():
-                postgres_io_manager.write_partitions(table, good, result.cleaned, result.rejected)
-            run_metadata["write_seconds"] = round(time.perf_counter() - started, 4)
-        for zip_code in good:
-            yield dg.AssetMaterialization(
-                asset_key=context.asset_key,
-                partition=zip_code,
-                metadata={**run_metadata, **per_partition[zip_code], "dagster/table_name": f"{table.schema}.{table.name}"},
+        raw_key = raw_dependency(context.assets_def, context.asset_key)
+        code_version = context.assets_def.code_versions_by_key[context.asset_key] or CLEANING_CODE_VERSION
+        provenance = {z: provenance_tags(raw_key, batch.raw_versions[z], code_version) for z in good}
+        if not failures:
+            for zip_code, metadata in per_partition.items():
+                context.add_asset_metadata(metadata, partition_key=zip_code)
+            yield dg.Output(WithQuarantine(result.cleaned, result.rejected), metadata=run_metadata)
+        else:
+            # Some zip codes failed: write the others now (the same atomic replace the IO manager does
+            # on output) and mark each of them materialized; the failure below names the rest.
+            table = postgres_io_manager.table_for(context.asset_key, context.assets_def.metadata_by_key[context.asset_key])
+            if good:
+                started = time.perf_counter()
+                with failures_explained():
+                    postgres_io_manager.write_partitions(table, good, result.cleaned, result.rejected)
+                run_metadata["write_seconds"] = round(time.perf_counter() - started, 4)
+            yield from batched_events(
+                context,
+                [
+                    dg.AssetMaterialization(
+                        asset_key=context.asset_key,
+                        partition=z,
+                        metadata={**run_metadata, **per_partition[z], "dagster/table_name": f"{table.schema}.{table.name}"},
+                        tags=provenance[z],
+                    )
+                    for z in good
+                ],
             )
+        # Each written partition's data provenance: the raw data version it was built from. Dagster
+        # gives every partition of an Output the same tags, so the per-partition provenance follows
+        # as one batch of observations (zip_etl/refresh.py reads them; so does Dagster's stale status).
+        yield from batched_events(
+            context,
+            [dg.AssetObservation(asset_key=context.asset_key, partition=z, tags=provenance[z]) for z in good],
+        )
 
     if failures:
         listed = "; ".join(f"{z}: {message}" for z, message in list(failures.items())[:20])

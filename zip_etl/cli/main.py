@@ -19,6 +19,13 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--rows", type=int, default=DEFAULT_DEMO_ROWS, help="rows to generate (default %(default)s)")
     seed.add_argument("--zip-codes", type=int, default=None, help="spread over this many zip codes (default: all active)")
     seed.add_argument("--seed", type=int, default=42, help="random seed (same seed, same rows)")
+    seed.add_argument(
+        "--change", default=None, metavar="ZIPS|N",
+        help="instead of reseeding, change the existing rows of these comma-separated zip codes (or of N zip "
+             "codes picked with --change-seed): inserts, updates and deletes",
+    )
+    seed.add_argument("--delete-all", default="", metavar="ZIPS", help="with --change: delete every row of these zip codes")
+    seed.add_argument("--change-seed", type=int, default=1, help="random seed of the change set (same seed, same changes)")
 
     demo = commands.add_parser("demo", help="seed if needed, then materialize every zip code through Dagster")
     demo.add_argument("--rows", type=int, default=DEFAULT_DEMO_ROWS, help="rows to seed (default %(default)s)")
@@ -37,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-rows-per-run", type=int, default=250_000, help="rows per Dagster run at most")
     bench.add_argument("--output", default="docs/BENCHMARKS.md", help="report file ('' for none)")
     bench.add_argument("--scale", type=float, default=1.0, help="scale the shapes' row counts (smoke tests)")
+
+    refresh = commands.add_parser(
+        "refresh", help="rebuild only the zip codes whose raw rows changed (or never built), in batched runs"
+    )
+    refresh.add_argument("--workers", type=int, default=None, help="runs at once (default: CPU cores)")
+    refresh.add_argument("--plan", action="store_true", help="only report what is stale or missing")
 
     sizing = commands.add_parser("sizing", help="how many concurrent runs fit in a memory budget")
     sizing.add_argument("--memory-gb", type=float, default=None, help="budget (default: 80%% of RAM)")
@@ -62,8 +75,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "seed":
-            from zip_etl.cli.seed import seed_raw_table
+            from zip_etl.cli.seed import apply_changes, seed_raw_table
 
+            if args.change is not None or args.delete_all:
+                try:
+                    apply_changes(args.change or "", delete_all=args.delete_all, seed=args.change_seed)
+                except ValueError as error:
+                    print(f"zip-etl seed: {error}", file=sys.stderr)
+                    return 2
+                return 0
             seed_raw_table(args.rows, seed=args.seed, zip_codes=args.zip_codes)
             return 0
         if args.command == "demo":
@@ -95,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
                 command="zip-etl " + " ".join(argv if argv is not None else sys.argv[1:]),
                 scale=args.scale,
             )
+        if args.command == "refresh":
+            from zip_etl.cli.refresh import refresh
+
+            report = refresh(workers=args.workers or os.cpu_count() or 1, dry_plan=args.plan)
+            for r in report.failed:
+                print(f"  FAILED {r.first}..{r.last}: {r.error}", flush=True)
+            return 1 if report.failed else 0
         if args.command == "sizing":
             import psutil
 

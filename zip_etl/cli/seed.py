@@ -19,3 +19,33 @@ def seed_raw_table(rows: int, *, seed: int = 42, zip_codes: int | None = None) -
         write_raw_companies(cursor, df)
     print(f"Seeded raw_companies: {rows:,} rows in {time.perf_counter() - started:.1f}s", flush=True)
     return rows
+
+
+def apply_changes(change: str, *, delete_all: str = "", seed: int = 1) -> list:
+    """`zip-etl seed --change ...`: apply a deterministic change set to the existing raw table.
+
+    `change` is a comma-separated list of zip codes, or a number N: N zip codes that have rows,
+    picked with `seed`. `delete_all` lists zip codes whose rows are all deleted."""
+    from zip_etl.demo_data import apply_change_set, pick_zip_codes_with_rows
+    from zip_etl.tables import RAW_COMPANIES
+
+    def zip_list(text: str) -> list[str]:
+        codes = [z.strip() for z in text.split(",") if z.strip()]
+        unknown = [z for z in codes if z not in ZIP_CODE_SET]
+        if unknown:
+            raise ValueError(f"not active zip codes (partitions): {unknown}; zip codes are 5-digit strings like 00501")
+        return codes
+
+    with transaction(etl_database_url()) as cursor:
+        if change.strip().isdigit() and len(change.strip()) < 5:
+            zip_codes = pick_zip_codes_with_rows(cursor, RAW_COMPANIES, int(change), seed=seed)
+        else:
+            zip_codes = zip_list(change)
+        changes = apply_change_set(cursor, zip_codes, delete_all=zip_list(delete_all), seed=seed)
+    for c in changes:
+        print(f"  {c.zip_code}: {c.inserted} inserted, {c.updated} updated, {c.deleted} deleted", flush=True)
+    print(f"Changed raw rows in {len(changes)} zip code(s) (change seed {seed})", flush=True)
+    return changes
+
+
+ZIP_CODE_SET = frozenset(ZIP_CODES)

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from zip_etl.db.connection import DatabaseError, etl_database_url, transaction
 from zip_etl.db.tables import Table, read_partitions, table_exists, validate_identifier
-from zip_etl.tables import RAW_COMPANIES
+from zip_etl.tables import RAW_COMPANIES, raw_data_versions
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -72,17 +72,35 @@ class PostgresResource(dg.ConfigurableResource):
         column of another type is cast to the declared one, a missing column or a non-text zip
         code is a clear, non-retriable error.
         """
+        with self.transaction() as cursor:
+            return self._read_raw(cursor, zip_codes)
+
+    def read_raw_with_versions(self, zip_codes: Sequence[str]) -> tuple[pd.DataFrame, dict[str, str]]:
+        """The raw rows of `zip_codes` (as `read_raw`) and the data version of each zip code, from one
+        snapshot (REPEATABLE READ), so each version describes exactly the rows that were read."""
+        with self.transaction() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            raw = self._read_raw(cursor, zip_codes)
+            return raw, raw_data_versions(cursor, self.raw, zip_codes)
+
+    def raw_data_versions(self, zip_codes: Sequence[str] | None = None) -> dict[str, str]:
+        """The data version of every zip code with rows (or of each of `zip_codes`), in one query."""
         table = self.raw
         with self.transaction() as cursor:
-            expressions = raw_column_expressions(cursor, table)
-            try:
-                return read_partitions(cursor, table, zip_codes, expressions)
-            except (psycopg2.errors.DataError, psycopg2.errors.UndefinedFunction, psycopg2.errors.CannotCoerce) as error:
-                raise DatabaseError(
-                    f"The raw table {table.schema}.{table.name} has values zip_etl cannot read as declared "
-                    f"({str(error).strip().splitlines()[0]}). Fix the column's type or values, or update "
-                    "RAW_COMPANIES in zip_etl/tables.py."
-                ) from None
+            raw_column_expressions(cursor, table)  # the table exists, with the declared columns
+            return raw_data_versions(cursor, table, zip_codes)
+
+    def _read_raw(self, cursor, zip_codes: Sequence[str]) -> pd.DataFrame:
+        table = self.raw
+        expressions = raw_column_expressions(cursor, table)
+        try:
+            return read_partitions(cursor, table, zip_codes, expressions)
+        except (psycopg2.errors.DataError, psycopg2.errors.UndefinedFunction, psycopg2.errors.CannotCoerce) as error:
+            raise DatabaseError(
+                f"The raw table {table.schema}.{table.name} has values zip_etl cannot read as declared "
+                f"({str(error).strip().splitlines()[0]}). Fix the column's type or values, or update "
+                "RAW_COMPANIES in zip_etl/tables.py."
+            ) from None
 
 
 
