@@ -237,3 +237,19 @@ def build_refresh_sensor(
         return dg.SensorResult(run_requests=requests)
 
     return refresh_sensor
+
+
+def dagster_stale_status_resolver(instance: dg.DagsterInstance, definitions: dg.Definitions):
+    """Dagster's own per-partition stale status (what the UI shows on a partition's page), for
+    tests and benchmarks: `resolver.get_status(asset_key, partition_key)`."""
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver
+    from dagster._time import get_current_datetime
+
+    asset_graph = definitions.resolve_asset_graph()
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+        instance=instance,
+        asset_graph=asset_graph,
+    )
+    return CachingStaleStatusResolver(instance=instance, asset_graph=asset_graph, loading_context=view)

@@ -3,7 +3,7 @@ zip codes that changed."""
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.definitions.data_version import StaleStatus
 from dagster._core.storage.dagster_run import RunsFilter
 from psycopg2 import sql
 
@@ -14,7 +14,7 @@ from zip_etl.definitions import defs
 from zip_etl.demo_data import apply_change_set
 from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES
-from zip_etl.refresh import CLEANED_KEY, REFRESH_TAG, contiguous_ranges
+from zip_etl.refresh import CLEANED_KEY, REFRESH_TAG, contiguous_ranges, dagster_stale_status_resolver
 from zip_etl.resources import PostgresResource
 from zip_etl.tables import EMPTY_RAW_VERSION, RAW_COMPANIES
 from zip_etl.transform import clean_companies
@@ -205,7 +205,7 @@ def test_refresh_sensor_over_every_zip_code(schema, etl_url, query, fresh_dagste
     with get_instance() as instance:
         quiet = tick(instance)
         assert quiet.run_requests == [] and "nothing to refresh" in quiet.skip_message
-        resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph())
+        resolver = dagster_stale_status_resolver(instance, defs)
         assert {resolver.get_status(CLEANED_KEY, z) for z in BLOCK} == {StaleStatus.FRESH}
 
     with_rows = zip_codes_with_rows(query, schema)
@@ -222,7 +222,7 @@ def test_refresh_sensor_over_every_zip_code(schema, etl_url, query, fresh_dagste
     # The observation alone makes the UI show the 10 partitions stale (Dagster's own stale status).
     execute(third.run_requests[:1], target)
     with get_instance() as instance:
-        resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph())
+        resolver = dagster_stale_status_resolver(instance, defs)
         assert {z: resolver.get_status(CLEANED_KEY, z) for z in expected} == {z: StaleStatus.STALE for z in expected}
         assert {resolver.get_status(CLEANED_KEY, z) for z in BLOCK if z not in expected} == {StaleStatus.FRESH}
         observed_before = {r.run_id for r in instance.get_runs()}
@@ -241,7 +241,7 @@ def test_refresh_sensor_over_every_zip_code(schema, etl_url, query, fresh_dagste
         )
         assert materialized == expected
         assert tick(instance).run_requests == []
-        resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph())
+        resolver = dagster_stale_status_resolver(instance, defs)
         assert {resolver.get_status(CLEANED_KEY, z) for z in expected} == {StaleStatus.FRESH}
 
     after = cleaned_by_zip(query, schema)
