@@ -249,3 +249,14 @@ def test_refresh_sensor_over_every_zip_code(schema, etl_url, query, fresh_dagste
     assert {z: rows for z, rows in after.items() if z not in expected} == {
         z: rows for z, rows in before.items() if z not in expected
     }
+
+
+def test_refresh_sensor_waits_for_runs_in_progress(fresh_dagster_storage):
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    sensor = defs.get_sensor_def("refresh_changed_zip_codes")
+    with get_instance() as instance:
+        instance.add_run(DagsterRun(job_name="refresh_cleaned_companies", run_id="a" * 36,
+                                    status=DagsterRunStatus.STARTED, asset_selection=frozenset({CLEANED_KEY})))
+        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources={"postgres": PostgresResource()}))
+    assert tick.run_requests == [] and "in progress" in tick.skip_message and "a" * 36 in tick.skip_message
