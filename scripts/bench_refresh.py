@@ -27,7 +27,7 @@ from zip_etl.demo_data import apply_change_set, pick_zip_codes_with_rows
 from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES
 from zip_etl.refresh import CLEANED_KEY, RAW_KEY, dagster_stale_status_resolver, latest_data_versions, plan_refresh
-from zip_etl.resources import PostgresResource
+from zip_etl.resources import PostgresCopyIOManager, PostgresResource
 from zip_etl.tables import RAW_COMPANIES
 
 SCHEMA = "bench_many_small"
@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--reseed", action="store_true")
     parser.add_argument("--builtin-sample", type=int, default=2000, help="partitions for Dagster's stale resolver")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--automation-only", action="store_true", help="only the Declarative Automation comparison")
     args = parser.parse_args()
 
     print(f"machine: {machine_description()}", flush=True)
@@ -62,6 +63,13 @@ def main() -> None:
         _seed(SCHEMA, 1_000_000, None)
 
     print("| step | seconds | load average (1, 5, 15 min) |\n| --- | ---: | --- |", flush=True)
+    table = RAW_COMPANIES.with_name(SCHEMA, "raw_companies")
+    if not args.automation_only:
+        refresh_cycle(args, postgres, table)
+    automation_comparison(args, postgres, table)
+
+
+def refresh_cycle(args, postgres, table) -> None:
     first, _ = timed("bring every zip code up to date (first time: observe all, build all)",
                      lambda: refresh(workers=args.workers, target=TARGET, out=_Null()))
     assert not first.failed, first.failed[:1]
@@ -75,7 +83,6 @@ def main() -> None:
         assert not plan.stale and not plan.missing, plan.summary()
 
     with transaction(etl_database_url()) as cursor:
-        table = RAW_COMPANIES.with_name(SCHEMA, "raw_companies")
         picked = pick_zip_codes_with_rows(cursor, table, 10, seed=2026)
         apply_change_set(cursor, picked[:9], delete_all=picked[9:], seed=2026, table=table)
     print(f"changed zip codes: {', '.join(picked)} (the last one emptied)", flush=True)
@@ -104,13 +111,35 @@ def main() -> None:
     assert not report.failed and sorted(k for r in report.plan.ranges for k in r) == picked
     print(f"  {len(report.plan.ranges)} runs; run seconds: {[round(r.seconds, 1) for r in report.results]}", flush=True)
 
+
+
+def automation_comparison(args, postgres, table) -> None:
+    # Declarative Automation on the same state: a first tick (sets its cursor), then a change in 10
+    # more zip codes and their observation, then a second tick: what does eager() ask for, how fast?
+    eager_defs = dg.Definitions(
+        assets=[_raw(), _cleaned_eager()],
+        resources={
+            "postgres": postgres,
+            "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema=SCHEMA),
+        },
+    )
     with get_instance() as instance:
-        eager_defs = dg.Definitions(
-            assets=[_raw(), _cleaned_eager()],
-            resources={"postgres": postgres},
-        )
-        timed("Declarative Automation: evaluate eager() on cleaned_companies (built-in, one tick)",
-              lambda: dg.evaluate_automation_conditions(defs=eager_defs, instance=instance))
+        first_tick, _ = timed("Declarative Automation: eager() over cleaned_companies, first tick (built-in)",
+                              lambda: dg.evaluate_automation_conditions(defs=eager_defs, instance=instance))
+        print(f"  requested {first_tick.total_requested} partition(s)", flush=True)
+    with transaction(etl_database_url()) as cursor:
+        more = pick_zip_codes_with_rows(cursor, table, 10, seed=7)
+        apply_change_set(cursor, more, seed=7, table=table)
+    observe_raw(TARGET)
+    with get_instance() as instance:
+        second_tick, _ = timed("Declarative Automation: eager(), tick after 10 more zip codes changed (built-in)",
+                               lambda: dg.evaluate_automation_conditions(
+                                   defs=eager_defs, instance=instance, cursor=first_tick.cursor))
+        requested = sorted(second_tick.get_requested_partitions(CLEANED_KEY))
+        print(f"  requested {second_tick.total_requested} partition(s): {requested} (changed: {more})", flush=True)
+    report, _ = timed("refresh those 10 with zip_etl's refresh (restores the state)",
+                      lambda: refresh(workers=args.workers, target=TARGET, observe=False, out=_Null()))
+    assert not report.failed
 
 
 def _raw():
