@@ -87,7 +87,7 @@ def refresh_cycle(args, postgres, table) -> None:
         apply_change_set(cursor, picked[:9], delete_all=picked[9:], seed=2026, table=table)
     print(f"changed zip codes: {', '.join(picked)} (the last one emptied)", flush=True)
 
-    sensor = defs.get_sensor_def("refresh_changed_zip_codes")
+    sensor = defs.resolve_sensor_def("refresh_changed_zip_codes")
     with get_instance() as instance:
         plan, _ = timed("detect changes over all 41,749 zip codes, 10 changed", lambda: plan_refresh(instance, postgres))
         assert plan.stale == picked, (plan.stale, picked)

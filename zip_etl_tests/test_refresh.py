@@ -11,7 +11,7 @@ from zip_etl.backfill import Target
 from zip_etl.cli.refresh import refresh
 from zip_etl.db.connection import transaction
 from zip_etl.definitions import defs
-from zip_etl.demo_data import apply_change_set
+from zip_etl.demo_data import apply_change_set, generate_raw_companies, write_raw_companies
 from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES
 from zip_etl.refresh import CLEANED_KEY, REFRESH_TAG, contiguous_ranges, dagster_stale_status_resolver
@@ -86,9 +86,8 @@ def test_change_sets_are_deterministic(etl_url, query, schema):
     tables = []
     for suffix in ("a", "b"):
         table = RAW_COMPANIES.with_name(schema, f"raw_{suffix}")
-        seed_raw_into = __import__("zip_etl.demo_data", fromlist=["x"])
         with transaction(etl_url) as cursor:
-            seed_raw_into.write_raw_companies(cursor, seed_raw_into.generate_raw_companies(500, BLOCK[:8], seed=4), table)
+            write_raw_companies(cursor, generate_raw_companies(500, BLOCK[:8], seed=4), table)
             apply_change_set(cursor, BLOCK[:3], delete_all=[BLOCK[3]], seed=12, table=table)
         tables.append(query(sql.SQL("SELECT * FROM {} ORDER BY raw_id").format(table.identifier)))
     assert tables[0] == tables[1]
@@ -188,7 +187,7 @@ def test_refresh_sensor_over_every_zip_code(schema, etl_url, query, fresh_dagste
     zip_codes = sorted(set(ZIP_CODES[::800]) | set(BLOCK))
     seed_raw(etl_url, schema, rows=3000, zip_codes=zip_codes, seed=8)
     target = target_for(schema)
-    sensor = defs.get_sensor_def("refresh_changed_zip_codes")
+    sensor = defs.resolve_sensor_def("refresh_changed_zip_codes")
     postgres = PostgresResource(raw_schema=schema)
 
     def tick(instance):
@@ -254,7 +253,7 @@ def test_refresh_sensor_over_every_zip_code(schema, etl_url, query, fresh_dagste
 def test_refresh_sensor_waits_for_runs_in_progress(fresh_dagster_storage):
     from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
-    sensor = defs.get_sensor_def("refresh_changed_zip_codes")
+    sensor = defs.resolve_sensor_def("refresh_changed_zip_codes")
     with get_instance() as instance:
         instance.add_run(DagsterRun(job_name="refresh_cleaned_companies", run_id="a" * 36,
                                     status=DagsterRunStatus.STARTED, asset_selection=frozenset({CLEANED_KEY})))

@@ -37,7 +37,7 @@ def _postgres(target: Target):
 def observe_raw(target: Target = Target()) -> None:
     """One run of the observe_raw_companies job: records the zip codes whose raw version changed."""
     module, attr = target.definitions.split(":")
-    job = getattr(importlib.import_module(module), attr).get_job_def("observe_raw_companies")
+    job = getattr(importlib.import_module(module), attr).resolve_job_def("observe_raw_companies")
     with get_instance() as instance:
         result = job.execute_in_process(instance=instance, run_config=target.run_config(), raise_on_error=False)
     if not result.success:
