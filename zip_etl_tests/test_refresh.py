@@ -259,3 +259,11 @@ def test_refresh_sensor_waits_for_runs_in_progress(fresh_dagster_storage):
                                     status=DagsterRunStatus.STARTED, asset_selection=frozenset({CLEANED_KEY})))
         tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources={"postgres": PostgresResource()}))
     assert tick.run_requests == [] and "in progress" in tick.skip_message and "a" * 36 in tick.skip_message
+
+
+def test_seed_change_names_unknown_zip_codes(zip_etl_environment, capsys):
+    from zip_etl.cli.main import main
+
+    assert main(["seed", "--change", "10016,1001X", "--delete-all", "00000"]) == 2
+    error = capsys.readouterr().err
+    assert "not active zip codes" in error and "1001X" in error
