@@ -113,3 +113,20 @@ def fresh_dagster_storage(pg_server_url, zip_etl_environment, monkeypatch):
     with conn.cursor() as cur:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     conn.close()
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def dagster_dev(zip_etl_environment):
+    """`dagster dev` (webserver + daemon) from the repository root on a free port, on the test
+    databases; shared by the suites that drive it (GraphQL, browser). Its log is in test-artifacts/.
+    The refresh sensor is off: it would start building every missing zip code while the tests
+    launch runs and backfills by hand."""
+    from zip_etl.dev_server import running_dagster_dev
+    from zip_etl.refresh import AUTO_REFRESH_ENV
+
+    env = {**os.environ, AUTO_REFRESH_ENV: "off"}
+    with running_dagster_dev(ARTIFACTS / "dagster-dev.log", env=env) as server:
+        yield server

@@ -1,0 +1,107 @@
+"""`dagster dev` as a child process on a free local port: for the browser and GraphQL tests and for
+`scripts/ui_latency.py`, which must drive the real webserver and daemon, never a fixed port that
+another checkout on the same machine may hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from zip_etl.db.connection import project_root
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class DagsterDev:
+    """A running `dagster dev`: its URL, port and log file."""
+
+    port: int
+    log_path: Path
+    host: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def client(self):
+        from dagster_graphql import DagsterGraphQLClient
+
+        return DagsterGraphQLClient(self.host, port_number=self.port)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+def _wait_until_serving(server: subprocess.Popen, dev: DagsterDev, timeout: float) -> None:
+    """Return once the webserver answers GraphQL and every code location has loaded."""
+    client = dev.client()
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"dagster dev exited with status {server.returncode}:\n{dev.log_tail()}")
+        with contextlib.suppress(Exception):
+            entries = client._execute(query)["workspaceOrError"]["locationEntries"]
+            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"dagster dev did not serve {dev.url} within {timeout:.0f}s:\n{dev.log_tail()}")
+        time.sleep(1)
+
+
+@contextlib.contextmanager
+def running_dagster_dev(
+    log_path: Path, *, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 240
+) -> Iterator[DagsterDev]:
+    """Start `dagster dev` (webserver + daemon) from the repository root, as the README does, on a
+    free 127.0.0.1 port; yield once it serves; stop it and its children afterwards.
+
+    DAGSTER_HOME is removed from the environment so that dagster.yaml in the checkout is used.
+    """
+    environment = {k: v for k, v in (env if env is not None else os.environ).items() if k != "DAGSTER_HOME"}
+    dev = DagsterDev(port=free_port(), log_path=log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-h", dev.host, "-p", str(dev.port)],
+            cwd=cwd or project_root(), env=environment, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopping it stops the daemon and run workers too
+            # A shell that starts us in the background ignores SIGINT, and the child would inherit
+            # that; `dagster dev` shuts its webserver and daemon down cleanly only on SIGINT.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            _wait_until_serving(server, dev, timeout)
+            yield dev
+        finally:
+            _stop(server)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """Ctrl-C for `dagster dev`; then whatever is left of its process group is killed."""
+    with contextlib.suppress(ProcessLookupError):
+        server.send_signal(signal.SIGINT)
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, sig)
+        time.sleep(1)
+    server.wait()
