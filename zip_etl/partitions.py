@@ -7,14 +7,45 @@ so backfill ranges (contiguous runs of this order) are stable. Codes are strings
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import dagster as dg
 import zipcodes
 from dagster._core.definitions.partitions.partition_key_range import PartitionKeyRange
 from dagster._core.errors import DagsterInvalidInvocationError
 
 
-def active_zip_codes() -> list[str]:
+def _zip_codes_from_package() -> list[str]:
     return sorted({record["zip_code"] for record in zipcodes.list_all() if record["active"]})
+
+
+def zip_codes_cache_path():
+    from zip_etl.db.connection import state_dir
+
+    return state_dir() / "cache" / f"active_zip_codes-zipcodes-{zipcodes.__version__}.txt"
+
+
+def active_zip_codes() -> list[str]:
+    """Every active zip code, sorted, from the `zipcodes` package, cached on disk per release.
+
+    Every process that loads the definitions needs them (the code server, each run worker), and
+    `zipcodes` builds all 42,789 of its records as dicts to answer: about 0.7 s per process here
+    (docs/BENCHMARKS.md), against milliseconds for reading the cached list. The cache file (first
+    line: the count) is written atomically; a missing, unreadable or inconsistent one is rebuilt.
+    """
+    path = zip_codes_cache_path()
+    with contextlib.suppress(OSError, ValueError):
+        count, *keys = path.read_text(encoding="ascii").split()
+        if int(count) == len(keys) > 0:
+            return keys
+    keys = _zip_codes_from_package()
+    with contextlib.suppress(OSError):  # a read-only state folder just means no cache
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        partial.write_text("\n".join([str(len(keys)), *keys]) + "\n", encoding="ascii")
+        os.replace(partial, path)
+    return keys
 
 
 class ZipCodePartitionsDefinition(dg.StaticPartitionsDefinition):

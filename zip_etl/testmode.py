@@ -122,4 +122,5 @@ defs = dg.Definitions(
         "postgres": _postgres,
         "postgres_io_manager": PostgresCopyIOManager(postgres=_postgres, target_schema=TEST_SCHEMA),
     },
+    executor=dg.in_process_executor,  # as zip_etl.definitions: one process per run
 )

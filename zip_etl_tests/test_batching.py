@@ -40,3 +40,19 @@ def test_target_run_config_carries_resource_overrides():
     config = target.run_config()
     assert config["resources"] == {"postgres": {"config": {"raw_schema": "bench"}}}
     assert config["loggers"]["console"]["config"]["log_level"] == "WARNING"
+
+
+def test_zip_code_cache_is_written_once_reused_and_rebuilt_when_damaged(tmp_path, monkeypatch):
+    from zip_etl.db.connection import HOME_ENV
+    from zip_etl.partitions import _zip_codes_from_package, active_zip_codes, zip_codes_cache_path
+
+    monkeypatch.setenv(HOME_ENV, str(tmp_path))
+    path = zip_codes_cache_path()
+    assert not path.exists()
+    assert active_zip_codes() == _zip_codes_from_package() == ZIP_CODES
+    assert path.read_text().split()[0] == str(len(ZIP_CODES))
+
+    path.write_text("3\n00501\n00544\n")  # count says 3, two keys: a damaged file is not trusted
+    assert active_zip_codes() == ZIP_CODES
+    path.write_text("2\n00501\n99999\n")  # a consistent file is the cache (never hand-edit it)
+    assert active_zip_codes() == ["00501", "99999"]

@@ -1,0 +1,109 @@
+"""Latency of one zip code from the Dagster UI: from the click on "Launch 1 run" to success.
+
+    python scripts/ui_latency.py                       # starts dagster dev on a free port
+    python scripts/ui_latency.py --repeat 5 --url http://127.0.0.1:3000
+
+Drives headless Chromium (Debian's /usr/bin/chromium) like a person: Materialize -> pick a zip code
+-> Launch 1 run, then watches the run's page (which updates live) until it shows "Success".
+Reports, per launch, the click-to-"Success" time seen in the browser, and from the run's record: time
+queued (until the daemon started a run worker), the worker's start-up until the asset step began,
+the asset step, and the run's end (after its checks). Uses the configured database (the embedded
+one by default) and its raw table: run `zip-etl seed` first. Needs the test extra (playwright).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from zip_etl.db.connection import etl_database_url, transaction  # noqa: E402
+from zip_etl.dev_server import running_dagster_dev  # noqa: E402
+from zip_etl_tests.dagster_ui import DagsterUI, chromium_page  # noqa: E402
+
+RUN_TIMES = """
+query($runId: ID!) {
+  runOrError(runId: $runId) {
+    ... on Run { status creationTime startTime endTime stepStats { stepKey startTime endTime } }
+  }
+}"""
+
+
+def zip_codes_with_rows(count: int) -> list[str]:
+    """The zip codes with the most raw rows: each launch does real work."""
+    with transaction(etl_database_url()) as cursor:
+        cursor.execute(
+            "SELECT zip_code FROM public.raw_companies GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT %s", (count,)
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def run_times(client, run_id: str, timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = client._execute(RUN_TIMES, {"runId": run_id})["runOrError"]
+        if run.get("endTime") or time.monotonic() > deadline:
+            return run
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running webserver (default: start dagster dev on a free port)")
+    parser.add_argument("--repeat", type=int, default=3, help="launches, one zip code each (default %(default)s)")
+    parser.add_argument("--artifacts", default="test-artifacts/ui_latency", help="screenshots and logs")
+    args = parser.parse_args(argv)
+    artifacts = Path(args.artifacts).resolve()
+    artifacts.mkdir(parents=True, exist_ok=True)
+
+    keys = zip_codes_with_rows(args.repeat)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} cores", flush=True)
+    rows = []
+    with ExitStack() as stack:
+        if args.url:
+            from zip_etl.dev_server import DagsterDev  # a running server: only its client is needed
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(args.url)
+            server = DagsterDev(port=parts.port, host=parts.hostname, log_path=Path(tempfile.mktemp()))
+        else:
+            server = stack.enter_context(running_dagster_dev(artifacts / "dagster-dev.log"))
+        client = server.client()
+        page = stack.enter_context(chromium_page(artifacts))
+        ui = DagsterUI(page, server.url, artifacts)
+        for key in keys:
+            run_id, clicked = ui.materialize_partition(key)
+            status = ui.wait_for_run(run_id)
+            seen = time.monotonic() - clicked
+            if status != "Success":
+                raise SystemExit(f"run {run_id} for {key}: {status} (see {artifacts})")
+            run = run_times(client, run_id)
+            asset_step = next(s for s in run["stepStats"] if s["stepKey"] == "cleaned_companies")
+            created = run["creationTime"]
+            row = {
+                "zip": key,
+                "click->Success shown": seen,
+                "queued": run["startTime"] - created,
+                "worker start-up": asset_step["startTime"] - run["startTime"],
+                "asset step": asset_step["endTime"] - asset_step["startTime"],
+                "created->run end (with checks)": run["endTime"] - created,
+            }
+            rows.append(row)
+            print("  ".join(f"{k} {v:.1f}s" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+        ui.screenshot("ui_latency_last_partition")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("median: " + "  ".join(
+        f"{k} {statistics.median(r[k] for r in rows):.1f}s" for k in rows[0] if k != "zip"
+    ))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

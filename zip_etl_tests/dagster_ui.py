@@ -1,0 +1,190 @@
+"""The Dagster UI driven the way a person uses it, in headless Chromium (Playwright).
+
+Shared by the browser test and `scripts/ui_latency.py`. Every step clicks and reads what a person
+sees: the Materialize dialog, the partition list and its status, the backfill page, the Checks tab.
+Debian's chromium is used (`CHROMIUM` below): Playwright's own browser download is not needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+VIEWPORT = {"width": 1440, "height": 1000}
+
+
+class UIError(AssertionError):
+    """The UI did not show what it should have, with the screenshot that shows what it did show."""
+
+
+@contextlib.contextmanager
+def chromium_page(artifacts: Path) -> Iterator:
+    """A fresh headless Chromium page; a trace of the session is kept in `artifacts` on failure."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise UIError(f"{CHROMIUM} not found: install Debian's chromium (`apt-get install -y chromium`)")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        context = browser.new_context(viewport=VIEWPORT)
+        context.tracing.start(screenshots=True, snapshots=True)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        # Dagster's one-time "Join the community" dialog covers the page on a fresh instance.
+        page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda button: button.click())
+        failed = True
+        try:
+            yield page
+            failed = False
+        finally:
+            context.tracing.stop(path=str(artifacts / "trace.zip") if failed else None)
+            browser.close()
+
+
+class DagsterUI:
+    """One asset's pages in the Dagster UI."""
+
+    def __init__(self, page, base_url: str, artifacts: Path, asset: str = "cleaned_companies"):
+        self.page = page
+        self.base_url = base_url.rstrip("/")
+        self.artifacts = artifacts
+        self.asset = asset
+
+    # -- navigation and evidence ------------------------------------------------------------
+    def open(self, path: str) -> None:
+        self.page.goto(self.base_url + path)
+
+    def open_asset(self, view: str) -> None:
+        self.open(f"/assets/{self.asset}?view={view}")
+
+    def screenshot(self, name: str, *, full_page: bool = False) -> Path:
+        path = self.artifacts / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+    def fail(self, message: str, name: str = "failure") -> UIError:
+        return UIError(f"{message} (screenshot: {self.screenshot(name)})")
+
+    # -- launching ------------------------------------------------------------------------------
+    def _launch_dialog(self, search: str):
+        self.open_asset("partitions")
+        self.page.get_by_role("button", name="Materialize…").click()
+        dialog = self.page.get_by_role("dialog")
+        dialog.get_by_text("Select a partition or create one").click()
+        self.page.keyboard.type(search)
+        return dialog
+
+    def _launched(self, kind: str) -> str:
+        """The id in the toast Dagster shows after a launch ("Launched run 1a2b3c4d" / "Created backfill abcdefgh"),
+        full length, from the toast's link."""
+        toast = self.page.get_by_text(re.compile(rf"^{kind} \w+$"))
+        toast.wait_for()
+        link = toast.locator("xpath=ancestor::*[3]").get_by_role("link", name="View", exact=True)
+        href = link.get_attribute("href") or ""
+        match = re.search(r"/runs/(?:b/)?([\w-]+)", href)
+        if not match:
+            raise self.fail(f"no link to the launched {kind.split()[-1]} in {href!r}")
+        return match.group(1)
+
+    def materialize_partition(self, key: str) -> tuple[str, float]:
+        """Materialize one partition from the asset's Materialize dialog; return the run id and the
+        time.monotonic() of the click on "Launch 1 run"."""
+        dialog = self._launch_dialog(key)
+        self.page.get_by_role("menuitem").filter(has=self.page.get_by_text(key, exact=True)).click()
+        self.page.keyboard.press("Escape")
+        launch = dialog.get_by_role("button", name="Launch 1 run")
+        self.screenshot("materialize_dialog_one_partition")
+        clicked = time.monotonic()
+        launch.click()
+        return self._launched("Launched run"), clicked
+
+    def launch_backfill(self, search: str, expected_partitions: int) -> str:
+        """Filter the partitions by `search`, "Select all", launch the backfill; return its id."""
+        dialog = self._launch_dialog(search)
+        self.page.get_by_role("menuitem").filter(has_text=f"Select all ({expected_partitions})").click()
+        self.page.keyboard.press("Escape")
+        dialog.get_by_text(f"{expected_partitions} partitions selected").wait_for()
+        self.screenshot("backfill_dialog")
+        dialog.get_by_role("button", name="Launch backfill").click()
+        return self._launched("Created backfill")
+
+    def execute_all_checks(self) -> str:
+        """Run every check of the asset from its Checks tab; return the run id."""
+        self.open_asset("checks")
+        self.page.get_by_role("button", name="Execute all").click()
+        return self._launched("Launched run")
+
+    # -- waiting for what a person would wait for ---------------------------------------------
+    def _poll(self, description: str, done, timeout: float, interval: float = 0.25) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise self.fail(f"timed out after {timeout:.0f}s waiting for {description}")
+            self.page.wait_for_timeout(interval * 1000)
+
+    def show_partition(self, key: str) -> None:
+        self.open_asset("partitions")
+        self.page.get_by_placeholder("Filter by name").fill(key)
+        self.page.get_by_text(key, exact=True).first.click()
+
+    def wait_for_partition_status(
+        self, key: str, status: str = "Materialized", run_id: str | None = None, timeout: float = 300
+    ) -> None:
+        """Wait until the partition's page shows `status`, from run `run_id` when given (the page
+        names the run of the latest materialization). That panel does not refresh by itself, so
+        it is reloaded each second, as a person would."""
+        self.show_partition(key)
+        badge = self.page.get_by_text(status, exact=True)
+        run_link = self.page.get_by_role("link", name=run_id[:8], exact=True) if run_id else None
+
+        def shown() -> bool:
+            if badge.count() and badge.first.is_visible() and (run_link is None or run_link.count() > 0):
+                return True
+            self.show_partition(key)
+            return False
+
+        self._poll(f"partition {key} to show {status}" + (f" from run {run_id[:8]}" if run_id else ""), shown, timeout, 1)
+
+    def run_status(self) -> str:
+        header = self.page.get_by_text(re.compile(r"^(Queued|Starting|Started|Success|Failure|Canceled|Canceling)$"))
+        return header.first.inner_text() if header.count() else ""
+
+    def wait_for_run(self, run_id: str, timeout: float = 300) -> str:
+        """Open the run's page and wait until it shows a final status; return it."""
+        self.open(f"/runs/{run_id}")
+        self._poll(f"run {run_id} to finish", lambda: self.run_status() in {"Success", "Failure", "Canceled"}, timeout)
+        return self.run_status()
+
+    def backfill_status(self) -> str:
+        """The backfill page's Status field ("In progress", "Succeeded", "Failed", ...)."""
+        label = self.page.get_by_text("Status", exact=True)
+        if not label.count():
+            return ""
+        lines = [line.strip() for line in label.first.locator("xpath=..").inner_text().splitlines() if line.strip()]
+        return lines[1] if len(lines) > 1 else ""
+
+    def wait_for_backfill(self, backfill_id: str, timeout: float = 600) -> str:
+        """Open the backfill's page and wait until its status is final; return it."""
+        self.open(f"/runs/b/{backfill_id}")
+        self._poll(
+            f"backfill {backfill_id} to finish",
+            lambda: self.backfill_status() not in {"", "In progress", "Requested", "Canceling", "Failing"},
+            timeout,
+            interval=1,
+        )
+        return self.backfill_status()
+
+    def check_results(self) -> dict[str, str]:
+        """The Checks tab's list: check name -> its latest status as shown ("Succeeded", "Failed", ...)."""
+        self.open_asset("checks")
+        self.page.get_by_text("Execute all").wait_for()
+        listing = self.page.get_by_text(re.compile(r"^Checks \(\d+\)$")).locator("xpath=ancestor::*[2]")
+        text = listing.inner_text()
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        statuses = {"Succeeded", "Failed", "Not evaluated", "Running", "In progress", "Skipped", "Errored"}
+        return {name: status for name, status in zip(lines, lines[1:]) if status in statuses and name not in statuses}
