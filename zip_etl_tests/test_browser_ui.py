@@ -1,0 +1,105 @@
+"""The Dagster UI as users use it, in headless Chromium: one zip code, a backfill, the checks.
+
+`dagster dev` runs from the repository root on the test databases; the browser clicks what a person
+clicks and the test checks what the UI shows, then the database. Screenshots go to
+test-artifacts/browser/ (and a Playwright trace, on failure). Needs Debian's chromium; marked
+`browser` and `slow`, so `-m "not slow"` skips it locally; CI (`.ci/run`) runs it.
+"""
+
+import shutil
+
+import pytest
+
+from zip_etl.db.connection import transaction
+from zip_etl.demo_data import generate_raw_companies, write_raw_companies
+from zip_etl.partitions import ZIP_CODES
+from zip_etl.transform import clean_companies
+from zip_etl_tests.conftest import ARTIFACTS
+from zip_etl_tests.dagster_ui import VIEWPORT, DagsterUI, chromium_page
+
+ONE = "10016"
+# Typing "1000" in the partition filter lists exactly these, a contiguous range: one batched run.
+BACKFILL_FILTER = "1000"
+BACKFILL = [z for z in ZIP_CODES if BACKFILL_FILTER in z]
+CHECKS = {"key_is_unique", "required_values_present", "rows_reconcile", "schema_matches_declaration",
+          "zip_codes_are_partitions"}
+MATERIALIZED = """
+{ assetNodeOrError(assetKey: {path: ["cleaned_companies"]}) {
+    ... on AssetNode { assetPartitionStatuses { ... on DefaultPartitionStatuses { materializedPartitions } } } } }"""
+
+
+def test_backfill_filter_is_a_contiguous_range():
+    start = ZIP_CODES.index(BACKFILL[0])
+    assert BACKFILL == ZIP_CODES[start : start + len(BACKFILL)] == [f"1000{i}" for i in range(1, 10)]
+
+
+def metadata_value(page, label: str) -> str:
+    row = page.locator("tr").filter(has=page.get_by_text(label, exact=True)).first
+    return row.locator("td").nth(1).inner_text().strip()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_materialize_backfill_and_checks_in_the_browser(zip_etl_environment, dagster_dev, query):
+    raw = generate_raw_companies(4000, [ONE, *BACKFILL], seed=6)
+    with transaction(zip_etl_environment["etl_url"]) as cursor:
+        write_raw_companies(cursor, raw)
+    expected = clean_companies(raw).cleaned["zip_code"].astype(str).value_counts().to_dict()
+    assert all(expected.get(z, 0) > 0 for z in [ONE, *BACKFILL])  # every partition has rows to write
+    if query("SELECT to_regclass('public.cleaned_companies') IS NOT NULL")[0][0]:
+        query("DELETE FROM public.cleaned_companies WHERE zip_code = ANY(%s)", ([ONE, *BACKFILL],))
+
+    def rows_in_table(zip_codes):
+        return dict(query(
+            "SELECT zip_code, count(*) FROM public.cleaned_companies WHERE zip_code = ANY(%s) GROUP BY 1",
+            (list(zip_codes),),
+        ))
+
+    artifacts = ARTIFACTS / "browser"
+    shutil.rmtree(artifacts, ignore_errors=True)
+    with chromium_page(artifacts) as page:
+        ui = DagsterUI(page, dagster_dev.url, artifacts)
+
+        ui.open_asset("overview")
+        page.get_by_text("Cleaning rules").first.wait_for()
+        page.get_by_role("button", name="Show more").click()
+        page.get_by_text("cleaned_companies_quarantine").first.wait_for()
+        ui.screenshot("01_asset_description")
+
+        # One zip code: Materialize -> 10016 -> Launch 1 run; the run succeeds, checks included.
+        run_id, _ = ui.materialize_partition(ONE)
+        assert ui.wait_for_run(run_id, timeout=600) == "Success"
+        ui.screenshot("02_run_one_partition")
+        ui.wait_for_partition_status(ONE, "Materialized", run_id=run_id)
+        assert metadata_value(page, "rows_out") == str(expected[ONE])
+        assert metadata_value(page, "dagster/row_count") == str(expected[ONE])
+        ui.screenshot("03_partition_metadata", full_page=True)
+        assert rows_in_table([ONE]) == {ONE: expected[ONE]}
+
+        # A range: filter "1000" -> Select all (9) -> Launch backfill; the backfill completes.
+        backfill_id = ui.launch_backfill(BACKFILL_FILTER, len(BACKFILL))
+        assert ui.wait_for_backfill(backfill_id, timeout=600) == "Succeeded"
+        page.get_by_text(f"{len(BACKFILL)} partitions").first.wait_for()
+        ui.screenshot("04_backfill_succeeded")
+        assert rows_in_table(BACKFILL) == {z: expected[z] for z in BACKFILL}
+
+        # The partitions list marks what is materialized (green) among its neighbours (grey).
+        ui.open_asset("partitions")
+        page.get_by_placeholder("Filter by name").fill("100")
+        page.set_viewport_size({"width": 1440, "height": 1300})  # tall enough to list 10016 too
+        page.get_by_text(ONE, exact=True).first.wait_for()
+        ui.screenshot("05_partitions_materialized")
+        page.set_viewport_size(VIEWPORT)
+        ui.open_asset("events")
+        page.wait_for_timeout(3000)
+        ui.screenshot("07_events")
+        status = dagster_dev.client()._execute(MATERIALIZED)["assetNodeOrError"]["assetPartitionStatuses"]
+        assert {ONE, *BACKFILL} <= set(status["materializedPartitions"])
+
+        # The checks, from the Checks tab's "Execute all", over the whole table: all pass.
+        checks_run = ui.execute_all_checks()
+        assert ui.wait_for_run(checks_run, timeout=600) == "Success"
+        results = ui.check_results()
+        assert results == {name: "Succeeded" for name in CHECKS}, results
+        page.get_by_text("Passed", exact=True).first.wait_for()
+        ui.screenshot("06_checks_passed")
