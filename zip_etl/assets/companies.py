@@ -63,12 +63,46 @@ def raw_companies(context: dg.OpExecutionContext, postgres: PostgresResource) ->
     return dg.DataVersionsByPartition({})
 
 
+CLEANED_COMPANIES_DESCRIPTION = """\
+Company records from `raw_companies`, one partition per active US zip code (41,749), cleaned by
+plain pandas in `zip_etl/transform/cleaning.py` and written with one `COPY` per run.
+
+**Cleaning rules** (in order; each rule's details are in the module's docstring):
+1. Text normalised: Unicode NFC, whitespace collapsed and trimmed, empty -> NULL; city title-cased;
+   state as a USPS code; industry mapped to a canonical label; record ids upper-cased.
+2. Rows without a record id or a company name are **rejected**.
+3. The address's postal code (`12345`, `12345-6789`, `501` ...) must match the partition's zip code,
+   else the row is **rejected** (`zip_mismatch` / `invalid_postal_code`); the +4 part becomes `zip4`.
+4. Phones to E.164 (`+1NXXNXXXXXX`), unparseable ones to NULL.
+5. Employees, revenue (`$1.2M`, `45K`), founded year parsed and range-checked, else NULL.
+6. Duplicates (same zip code and record id): the latest update is kept, the others **rejected**.
+7. Dtypes downcast (smallest integer types, categoricals) before writing.
+
+**Per partition** (Partitions tab; numeric, so the Events tab plots them across partitions):
+`dagster/row_count` and `rows_out` (rows written), `rows_in`, `rows_rejected` and one
+`rejected_<reason>` count per reason, `memory_raw_bytes` / `memory_cleaned_bytes` (the zip code's
+share of the in-memory frame before and after cleaning and downcasting), and the run's
+`read_seconds`, `transform_seconds`, `write_seconds` and `peak_process_memory_mb`. A batched run
+(a backfill range) reports its totals as `run_*`.
+
+**Related tables**
+- Rejected rows, with their reason and original values, written in the same transaction as the
+  partition (rows in = rows out + rows rejected): `<target_schema>.cleaned_companies_quarantine`
+  (`public` by default, `zip_etl_test` in test mode).
+- Source of truth for the test partitions: `zip_etl_test.cleaned_companies_truth`, compared by the
+  `matches_truth` check of `test/cleaned_companies` (code location `zip_etl_test`).
+
+Checks run after every materialization over the run's zip codes, or over the whole table from the
+Checks tab ("Execute all")."""
+
+
 def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _partition_metadata(row, share: float, raw_bytes: int, cleaned_bytes: int) -> dict:
     return {
+        "dagster/row_count": row.rows_out,
         "rows_in": row.rows_in,
         "rows_out": row.rows_out,
         "rows_rejected": row.rows_rejected,
@@ -159,6 +193,7 @@ def read_and_clean(postgres: PostgresResource, zip_codes: list[str]) -> CleanedB
     # A lost connection or a restarting server is worth another try: 2 s, 4 s, 8 s later. Errors that
     # cannot fix themselves (bad credentials, missing table, bad data) raise Failure(allow_retries=False).
     retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+    description=CLEANED_COMPANIES_DESCRIPTION,
     metadata={
         "dagster/column_schema": dagster_table_schema(CLEANED_COMPANIES),
         "partition_expr": CLEANED_COMPANIES.partition_column,
@@ -170,10 +205,9 @@ def cleaned_companies(
     postgres: PostgresResource,
     postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager],
 ):
-    """Company records cleaned by `zip_etl.transform.cleaning`: text normalised, phones in E.164,
-    numbers parsed, postal codes checked against the zip code, duplicates removed, dtypes
-    downcast. Rejected rows go to `cleaned_companies_quarantine` with the reason and their original
-    values, in the same transaction, so per zip code rows in = rows out + rows quarantined.
+    """Clean the run's zip codes (see CLEANED_COMPANIES_DESCRIPTION, shown in the UI). Rejected rows
+    go to `cleaned_companies_quarantine` with the reason and their original values, in the same
+    transaction, so per zip code rows in = rows out + rows quarantined.
 
     A run covers a range of zip codes. If cleaning raises for some of them, the others are still
     written and marked materialized; the run then fails naming the zip codes that failed."""
@@ -192,19 +226,24 @@ def cleaned_companies(
         }
         for zip_code, row in zip(good, batch.stats.itertuples())
     }
-    run_metadata = {
+    # Dagster copies the run's metadata onto every partition's materialization; in a one-zip-code
+    # run the run's totals are the zip code's own, so they are left out there.
+    run_totals = {
         "run_partitions": len(zip_codes),
         "run_rows_in": int(batch.stats["rows_in"].sum()),
         "run_rows_out": len(result.cleaned),
         "run_rows_rejected": len(result.rejected),
         "run_chunks": batch.chunks,
+    }
+    run_metadata = {
+        **(run_totals if len(zip_codes) > 1 else {}),
         "memory_saved_pct": round(100 * (1 - cleaned_bytes / batch.raw_bytes), 1) if batch.raw_bytes else 0.0,
         "peak_process_memory_mb": _peak_rss_mb(),
         "read_seconds": round(batch.read_seconds, 4),
         "transform_seconds": round(batch.transform_seconds, 4),
     }
     context.log.info(
-        f"{len(zip_codes)} zip code(s) in {batch.chunks} chunk(s): {run_metadata['run_rows_in']} rows in, "
+        f"{len(zip_codes)} zip code(s) in {batch.chunks} chunk(s): {run_totals['run_rows_in']} rows in, "
         f"{len(result.cleaned)} out, {len(result.rejected)} quarantined, {len(failures)} failed; memory "
         f"{batch.raw_bytes:,} -> {cleaned_bytes:,} bytes; values unparseable (set to NULL): {result.unparseable}"
     )
