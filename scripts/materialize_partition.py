@@ -24,6 +24,15 @@ ASSET_JOB = "__ASSET_JOB"
 PARTITION_TAG = "dagster/partition"
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
+PARTITION_KEYS = """
+query($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    __typename
+    ... on AssetNode { partitionKeysByDimension { partitionKeys } }
+  }
+}
+"""
+
 RUN_EVENTS = """
 query($runId: ID!, $cursor: String) {
   logsForRun(runId: $runId, afterCursor: $cursor, limit: 1000) {
@@ -68,13 +77,29 @@ def client_for(url: str) -> DagsterGraphQLClient:
     )
 
 
+class CannotLaunch(Exception):
+    pass
+
+
+def check_partition(client: DagsterGraphQLClient, asset: str, partition: str) -> None:
+    """Refuse a partition the asset does not have, before a run is created for it."""
+    node = client._execute(PARTITION_KEYS, {"path": asset.split("/")})["assetNodeOrError"]
+    if node["__typename"] != "AssetNode":
+        raise CannotLaunch(f"no asset {asset} in the workspace")
+    keys = node["partitionKeysByDimension"][0]["partitionKeys"] if node["partitionKeysByDimension"] else []
+    if partition not in set(keys):
+        span = f", {keys[0]} .. {keys[-1]}" if keys else ""
+        raise CannotLaunch(f"{partition!r} is not a partition of {asset} ({len(keys):,} partitions{span})")
+
+
 def launch(client: DagsterGraphQLClient, asset: str, partition: str, location: str | None) -> str:
     """Start one run of `asset`'s `partition` (its checks included); return the run id."""
+    check_partition(client, asset, partition)
     return client.submit_job_execution(
         ASSET_JOB,
         repository_location_name=location,
         tags={PARTITION_TAG: partition},
-        asset_selection=[asset],
+        asset_selection=[asset.split("/")],
     )
 
 
@@ -143,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = client_for(args.url)
         run_id = launch(client, args.asset, args.partition, args.location)
-    except DagsterGraphQLClientError as error:
+    except (DagsterGraphQLClientError, CannotLaunch) as error:
         detail = " ".join(str(part) for part in error.args if part) or type(error).__name__
         print(f"cannot launch {args.asset} partition {args.partition} at {args.url}: {detail}", file=sys.stderr)
         return 2

@@ -53,4 +53,15 @@ def test_script_launches_one_partition_waits_and_prints_its_metadata(zip_etl_env
 def test_script_names_a_zip_code_that_is_not_a_partition(dagster_dev):
     result = run_script("00000", "--url", dagster_dev.url)
     assert result.returncode == 2
-    assert "00000" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert "'00000' is not a partition of cleaned_companies (41,749 partitions, 00501 .. 99950)" in result.stderr
+    assert "Traceback" not in result.stderr and "launched run" not in result.stdout, result.stdout + result.stderr
+
+
+def test_script_says_when_no_webserver_answers():
+    from zip_etl.dev_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run_script(ZIP, "--url", url)
+    assert result.returncode == 2
+    assert f"cannot launch cleaned_companies partition {ZIP} at {url}" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
