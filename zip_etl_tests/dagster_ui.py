@@ -120,7 +120,7 @@ class DagsterUI:
         return self._launched("Launched run")
 
     # -- waiting for what a person would wait for ---------------------------------------------
-    def _poll(self, description: str, done, timeout: float, interval: float = 0.25) -> None:
+    def poll(self, description: str, done, timeout: float, interval: float = 0.25) -> None:
         deadline = time.monotonic() + timeout
         while not done():
             if time.monotonic() > deadline:
@@ -148,7 +148,7 @@ class DagsterUI:
             self.show_partition(key)
             return False
 
-        self._poll(f"partition {key} to show {status}" + (f" from run {run_id[:8]}" if run_id else ""), shown, timeout, 1)
+        self.poll(f"partition {key} to show {status}" + (f" from run {run_id[:8]}" if run_id else ""), shown, timeout, 1)
 
     def run_status(self) -> str:
         header = self.page.get_by_text(re.compile(r"^(Queued|Starting|Started|Success|Failure|Canceled|Canceling)$"))
@@ -157,7 +157,7 @@ class DagsterUI:
     def wait_for_run(self, run_id: str, timeout: float = 300) -> str:
         """Open the run's page and wait until it shows a final status; return it."""
         self.open(f"/runs/{run_id}")
-        self._poll(f"run {run_id} to finish", lambda: self.run_status() in {"Success", "Failure", "Canceled"}, timeout)
+        self.poll(f"run {run_id} to finish", lambda: self.run_status() in {"Success", "Failure", "Canceled"}, timeout)
         return self.run_status()
 
     def backfill_status(self) -> str:
@@ -171,7 +171,7 @@ class DagsterUI:
     def wait_for_backfill(self, backfill_id: str, timeout: float = 600) -> str:
         """Open the backfill's page and wait until its status is final; return it."""
         self.open(f"/runs/b/{backfill_id}")
-        self._poll(
+        self.poll(
             f"backfill {backfill_id} to finish",
             lambda: self.backfill_status() not in {"", "In progress", "Requested", "Canceling", "Failing"},
             timeout,

@@ -6,6 +6,7 @@ test-artifacts/browser/ (and a Playwright trace, on failure). Needs Debian's chr
 `browser` and `slow`, so `-m "not slow"` skips it locally; CI (`.ci/run`) runs it.
 """
 
+import re
 import shutil
 
 import pytest
@@ -90,9 +91,7 @@ def test_materialize_backfill_and_checks_in_the_browser(zip_etl_environment, dag
         page.get_by_text(ONE, exact=True).first.wait_for()
         ui.screenshot("05_partitions_materialized")
         page.set_viewport_size(VIEWPORT)
-        ui.open_asset("events")
-        page.wait_for_timeout(3000)
-        ui.screenshot("07_events")
+
         status = dagster_dev.client()._execute(MATERIALIZED)["assetNodeOrError"]["assetPartitionStatuses"]
         assert {ONE, *BACKFILL} <= set(status["materializedPartitions"])
 
@@ -103,3 +102,12 @@ def test_materialize_backfill_and_checks_in_the_browser(zip_etl_environment, dag
         assert results == {name: "Succeeded" for name in CHECKS}, results
         page.get_by_text("Passed", exact=True).first.wait_for()
         ui.screenshot("06_checks_passed")
+
+        # Numeric metadata is plotted: Overview -> Metadata -> Plots -> Events.
+        ui.open_asset("overview")
+        page.get_by_role("button", name="Plots").click()
+        page.get_by_role("button").filter(has_text=re.compile("^Events$")).click()
+        plots = page.get_by_text("rows_rejected", exact=True)  # the description names it first
+        ui.poll("the rows_rejected plot", lambda: plots.count() > 1, timeout=60)
+        plots.last.scroll_into_view_if_needed()
+        ui.screenshot("07_metadata_plots")

@@ -78,7 +78,8 @@ plain pandas in `zip_etl/transform/cleaning.py` and written with one `COPY` per 
 6. Duplicates (same zip code and record id): the latest update is kept, the others **rejected**.
 7. Dtypes downcast (smallest integer types, categoricals) before writing.
 
-**Per partition** (Partitions tab; numeric, so the Events tab plots them across partitions):
+**Per partition** (Partitions tab; numeric, so Overview -> Metadata -> Plots -> Events charts
+them over the latest materializations):
 `dagster/row_count` and `rows_out` (rows written), `rows_in`, `rows_rejected` and one
 `rejected_<reason>` count per reason, `memory_raw_bytes` / `memory_cleaned_bytes` (the zip code's
 share of the in-memory frame before and after cleaning and downcasting), and the run's
