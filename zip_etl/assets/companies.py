@@ -68,23 +68,27 @@ Company records from `raw_companies`, one partition per active US zip code (41,7
 plain pandas in `zip_etl/transform/cleaning.py` and written with one `COPY` per run.
 
 **Cleaning rules** (in order; each rule's details are in the module's docstring):
-1. Text normalised: Unicode NFC, whitespace collapsed and trimmed, empty -> NULL; city title-cased;
-   state as a USPS code; industry mapped to a canonical label; record ids upper-cased.
-2. Rows without a record id or a company name are **rejected**.
+0. Rows with text that is not valid UTF-8 are **rejected** (`invalid_encoding`).
+1. Text normalised: Unicode NFC, control characters removed, whitespace collapsed and trimmed,
+   empty -> NULL; city title-cased; state as a USPS code; industry mapped to a canonical label;
+   record ids upper-cased.
+2. Rows without a record id or a company name, or with a record id over 200 characters, are
+   **rejected** (`missing_record_id`, `missing_company_name`, `record_id_too_long`).
 3. The address's postal code (`12345`, `12345-6789`, `501` ...) must match the partition's zip code,
    else the row is **rejected** (`zip_mismatch` / `invalid_postal_code`); the +4 part becomes `zip4`.
 4. Phones to E.164 (`+1NXXNXXXXXX`), unparseable ones to NULL.
 5. Employees, revenue (`$1.2M`, `45K`), founded year parsed and range-checked, else NULL.
-6. Duplicates (same zip code and record id): the latest update is kept, the others **rejected**.
+6. Duplicates (same zip code and record id): the latest update is kept, the others **rejected**
+   (`duplicate`).
 7. Dtypes downcast (smallest integer types, categoricals) before writing.
 
 **Per partition** (Partitions tab; numeric, so Overview -> Metadata -> Plots -> Events charts
-them over the latest materializations):
-`dagster/row_count` and `rows_out` (rows written), `rows_in`, `rows_rejected` and one
-`rejected_<reason>` count per reason, `memory_raw_bytes` / `memory_cleaned_bytes` (the zip code's
-share of the in-memory frame before and after cleaning and downcasting), and the run's
-`read_seconds`, `transform_seconds`, `write_seconds` and `peak_process_memory_mb`. A batched run
-(a backfill range) reports its totals as `run_*`.
+them over the latest materializations): `dagster/row_count` and `rows_out` (rows written),
+`rows_in`, `rows_rejected` and one `rejected_<reason>` count per reason, `memory_raw_bytes` /
+`memory_cleaned_bytes` (the zip code's share of the in-memory frame before and after cleaning and
+downcasting); and from its run: `read_seconds`, `transform_seconds`, `write_seconds`,
+`peak_process_memory_mb`, `rows_written`, `rows_quarantined` and `quarantine_table`. A batched run
+(a backfill range) also reports its totals as `run_*`.
 
 **Related tables**
 - Rejected rows, with their reason and original values, written in the same transaction as the
