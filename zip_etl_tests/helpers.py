@@ -37,3 +37,22 @@ def failure_message(result) -> str:
             parts.append(error.message)
             error = error.cause
     return "\n".join(parts)
+
+
+def drop_written_partitions(etl_url: str, zip_codes) -> None:
+    """Remove `zip_codes` from the default cleaned table and its quarantine, if they exist: for the
+    suites that drive `dagster dev`, whose runs write the default `public` tables other suites read."""
+    from psycopg2 import sql
+
+    from zip_etl.db.tables import table_exists
+    from zip_etl.tables import CLEANED_COMPANIES, quarantine_table
+
+    with transaction(etl_url) as cursor:
+        for table in (CLEANED_COMPANIES, quarantine_table(CLEANED_COMPANIES)):
+            if table_exists(cursor, table.schema, table.name):
+                cursor.execute(
+                    sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
+                        table.identifier, sql.Identifier(table.partition_column)
+                    ),
+                    (list(zip_codes),),
+                )

@@ -16,6 +16,7 @@ from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.partitions import ZIP_CODES
 from zip_etl.transform import clean_companies
 from zip_etl_tests.conftest import ARTIFACTS
+from zip_etl_tests.helpers import drop_written_partitions
 from zip_etl_tests.dagster_ui import VIEWPORT, DagsterUI, chromium_page
 
 ONE = "10016"
@@ -45,11 +46,18 @@ def test_materialize_backfill_and_checks_in_the_browser(zip_etl_environment, dag
     raw = generate_raw_companies(4000, [ONE, *BACKFILL], seed=6)
     with transaction(zip_etl_environment["etl_url"]) as cursor:
         write_raw_companies(cursor, raw)
-    expected = clean_companies(raw).cleaned["zip_code"].astype(str).value_counts().to_dict()
+    cleaned = clean_companies(raw)
+    expected = cleaned.cleaned["zip_code"].astype(str).value_counts().to_dict()
+    rejected = int((cleaned.rejected["zip_code"].astype(str) == ONE).sum())
     assert all(expected.get(z, 0) > 0 for z in [ONE, *BACKFILL])  # every partition has rows to write
-    if query("SELECT to_regclass('public.cleaned_companies') IS NOT NULL")[0][0]:
-        query("DELETE FROM public.cleaned_companies WHERE zip_code = ANY(%s)", ([ONE, *BACKFILL],))
+    drop_written_partitions(zip_etl_environment["etl_url"], [ONE, *BACKFILL])
+    try:
+        check_ui_flow(dagster_dev, query, expected, rejected)
+    finally:  # other suites read public.cleaned_companies
+        drop_written_partitions(zip_etl_environment["etl_url"], [ONE, *BACKFILL])
 
+
+def check_ui_flow(dagster_dev, query, expected: dict[str, int], rejected_in_one: int) -> None:
     def rows_in_table(zip_codes):
         return dict(query(
             "SELECT zip_code, count(*) FROM public.cleaned_companies WHERE zip_code = ANY(%s) GROUP BY 1",
@@ -76,6 +84,8 @@ def test_materialize_backfill_and_checks_in_the_browser(zip_etl_environment, dag
         assert metadata_value(page, "dagster/row_count") == str(expected[ONE])
         ui.screenshot("03_partition_metadata", full_page=True)
         assert rows_in_table([ONE]) == {ONE: expected[ONE]}
+        quarantined = query("SELECT count(*) FROM public.cleaned_companies_quarantine WHERE zip_code = %s", (ONE,))
+        assert quarantined[0][0] == rejected_in_one == int(metadata_value(page, "rows_rejected"))
 
         # A range: filter "1000" -> Select all (9) -> Launch backfill; the backfill completes.
         backfill_id = ui.launch_backfill(BACKFILL_FILTER, len(BACKFILL))
