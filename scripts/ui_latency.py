@@ -8,7 +8,8 @@ Drives headless Chromium (Debian's /usr/bin/chromium) like a person: Materialize
 Reports, per launch, the click-to-"Success" time seen in the browser, and from the run's record: time
 queued (until the daemon started a run worker), the worker's start-up until the asset step began,
 the asset step, and the run's end (after its checks). Uses the configured database (the embedded
-one by default) and its raw table: run `zip-etl seed` first. Needs the test extra (playwright).
+one by default) and its raw table: run `zip-etl seed` first. The refresh sensor is off in the
+`dagster dev` it starts, so the launched runs are the only ones. Needs the test extra (playwright).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zip_etl.db.connection import etl_database_url, transaction  # noqa: E402
 from zip_etl.dev_server import running_dagster_dev  # noqa: E402
+from zip_etl.refresh import AUTO_REFRESH_ENV  # noqa: E402
 from zip_etl_tests.dagster_ui import DagsterUI, chromium_page  # noqa: E402
 
 RUN_TIMES = """
@@ -74,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             parts = urlsplit(args.url)
             server = DagsterDev(port=parts.port, host=parts.hostname, log_path=Path(tempfile.mktemp()))
         else:
-            server = stack.enter_context(running_dagster_dev(artifacts / "dagster-dev.log"))
+            # The refresh sensor off: only the runs launched here should compete for the queue.
+            env = {**os.environ, AUTO_REFRESH_ENV: "off"}
+            server = stack.enter_context(running_dagster_dev(artifacts / "dagster-dev.log", env=env))
         client = server.client()
         page = stack.enter_context(chromium_page(artifacts))
         ui = DagsterUI(page, server.url, artifacts)
