@@ -18,15 +18,15 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zip_etl.db.connection import etl_database_url, transaction  # noqa: E402
-from zip_etl.dev_server import running_dagster_dev  # noqa: E402
+from zip_etl.dev_server import DagsterDev, running_dagster_dev  # noqa: E402
 from zip_etl.refresh import AUTO_REFRESH_ENV  # noqa: E402
 from zip_etl_tests.dagster_ui import DagsterUI, chromium_page  # noqa: E402
 
@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="a running webserver (default: start dagster dev on a free port)")
     parser.add_argument("--repeat", type=int, default=3, help="launches, one zip code each (default %(default)s)")
     parser.add_argument("--artifacts", default="test-artifacts/ui_latency", help="screenshots and logs")
+    parser.add_argument(
+        "--checkout",
+        help="run dagster dev from this checkout's code instead (e.g. a clone of main, for a before/after "
+        "on the same data: set ZIP_ETL_DATABASE_URL and ZIP_ETL_DAGSTER_DATABASE_URL to this one's)",
+    )
     args = parser.parse_args(argv)
     artifacts = Path(args.artifacts).resolve()
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -69,16 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} cores", flush=True)
     rows = []
     with ExitStack() as stack:
-        if args.url:
-            from zip_etl.dev_server import DagsterDev  # a running server: only its client is needed
-            from urllib.parse import urlsplit
-
+        if args.url:  # a running webserver: only its address is needed
             parts = urlsplit(args.url)
-            server = DagsterDev(port=parts.port, host=parts.hostname, log_path=Path(tempfile.mktemp()))
+            server = DagsterDev(port=parts.port or 80, host=parts.hostname or "127.0.0.1", log_path=Path(os.devnull))
         else:
             # The refresh sensor off: only the runs launched here should compete for the queue.
             env = {**os.environ, AUTO_REFRESH_ENV: "off"}
-            server = stack.enter_context(running_dagster_dev(artifacts / "dagster-dev.log", env=env))
+            checkout = Path(args.checkout).resolve() if args.checkout else None
+            if checkout:
+                env["PYTHONPATH"] = str(checkout)
+            server = stack.enter_context(running_dagster_dev(artifacts / "dagster-dev.log", env=env, cwd=checkout))
         client = server.client()
         page = stack.enter_context(chromium_page(artifacts))
         ui = DagsterUI(page, server.url, artifacts)

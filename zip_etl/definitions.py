@@ -22,7 +22,7 @@ defs = dg.Definitions(
     # One process per run, not one per step: a run is one asset step plus five small check steps,
     # and a step process costs seconds of start-up (imports, loading these definitions) on top of
     # the run worker's own; with a process per step a one-zip-code run took 68 s from the click to
-    # success, in-process it takes a fraction of that (docs/BENCHMARKS.md). Parallelism comes from
+    # success, in-process about 10 s (docs/BENCHMARKS.md). Parallelism comes from
     # concurrent runs (the run queue in dagster.yaml), as in `zip-etl demo`.
     executor=dg.in_process_executor,
 )
