@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 import warnings
 from pathlib import Path
@@ -17,11 +16,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from zip_etl.dev_server import free_port
 
 
 class TcpPostgres:
