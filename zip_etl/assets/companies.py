@@ -68,6 +68,7 @@ Company records from `raw_companies`, one partition per active US zip code (41,7
 plain pandas in `zip_etl/transform/cleaning.py` and written with one `COPY` per run.
 
 **Cleaning rules** (in order; each rule's details are in the module's docstring):
+
 0. Rows with text that is not valid UTF-8 are **rejected** (`invalid_encoding`).
 1. Text normalised: Unicode NFC, control characters removed, whitespace collapsed and trimmed,
    empty -> NULL; city title-cased; state as a USPS code; industry mapped to a canonical label;
