@@ -1,0 +1,366 @@
+"""The Celery deployment of docs/DEPLOYMENT.md, started on one machine: for its test and benchmark.
+
+Real pieces, as on N machines: `redis-server` (broker and result backend), `dagster dev` (webserver
+and daemon: run queue, backfills, run monitoring, run retries) with deploy/celery/dagster.yaml, and
+worker processes started with `dagster-celery worker start`. When this process may create network
+namespaces (root, `ip netns`), each worker is its own "host": its own network namespace with its own
+address on a veth link, its own hostname (UTS namespace), reaching Redis over TCP at the address of
+the other end of its link. Otherwise the workers are processes on loopback. Either way the
+filesystem is shared, so the workers reach PostgreSQL at the URL they are given (the embedded
+server's Unix socket in tests); on real machines that URL is a TCP one.
+
+Launching a backfill goes through the webserver's GraphQL API, as the UI does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zip_etl.db.connection import project_root
+
+DEPLOY_DIR = project_root() / "deploy" / "celery"
+BROKER_URL_ENV = "ZIP_ETL_CELERY_BROKER_URL"
+MAX_CONCURRENT_RUNS_ENV = "ZIP_ETL_MAX_CONCURRENT_RUNS"
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status numPartitions runs(limit: 1000) { runId status tags { key value } } }
+  }
+}"""
+BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    """An executable of this virtualenv (dagster, dagster-celery, celery), else from PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else (shutil.which(name) or name)
+
+
+def _stop_group(process: subprocess.Popen, timeout: float = 30) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def _run(*command: str) -> None:
+    subprocess.run(command, check=True, capture_output=True, text=True)
+
+
+def namespaces_available() -> bool:
+    """Whether this process may create network namespaces (root and a working `ip netns`)."""
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("unshare"):
+        return False
+    probe = f"zetl-probe-{os.getpid()}"
+    try:
+        _run("ip", "netns", "add", probe)
+    except (subprocess.CalledProcessError, OSError):
+        return False
+    with contextlib.suppress(subprocess.CalledProcessError):
+        _run("ip", "netns", "del", probe)
+    return True
+
+
+@dataclass
+class Host:
+    """Where one worker runs: a network namespace with its own address, or plain loopback."""
+
+    name: str
+    netns: str | None = None
+    address: str = "127.0.0.1"  # the worker's own address
+    gateway: str = "127.0.0.1"  # the address at which it reaches the services (Redis)
+
+    def command(self, argv: list[str]) -> list[str]:
+        if self.netns is None:
+            return argv
+        # Its own network namespace and hostname: a separate machine, as far as the network goes.
+        return ["ip", "netns", "exec", self.netns, "unshare", "--uts", "--",
+                "sh", "-c", 'hostname "$0" && exec "$@"', self.name, *argv]
+
+
+class Network:
+    """One veth link per worker host, between this machine (x.x.k.1) and the host's namespace (x.x.k.2)."""
+
+    def __init__(self, hosts: int):
+        self.tag = f"{os.getpid() % 100000:05d}"
+        used = subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True).stdout
+        self.prefix = next(f"10.{n}" for n in range(200, 250) if f" 10.{n}." not in used)
+        self.hosts: list[Host] = []
+        self._count = hosts
+
+    def __enter__(self) -> list[Host]:
+        try:
+            for k in range(1, self._count + 1):
+                netns, outside, inside = f"zetl{self.tag}w{k}", f"zv{self.tag}h{k}", f"zv{self.tag}w{k}"
+                gateway, address = f"{self.prefix}.{k}.1", f"{self.prefix}.{k}.2"
+                _run("ip", "netns", "add", netns)
+                self.hosts.append(Host(f"zip-etl-worker-{k}", netns, address, gateway))
+                _run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
+                _run("ip", "link", "set", inside, "netns", netns)
+                _run("ip", "addr", "add", f"{gateway}/24", "dev", outside)
+                _run("ip", "link", "set", outside, "up")
+                _run("ip", "netns", "exec", netns, "ip", "addr", "add", f"{address}/24", "dev", inside)
+                _run("ip", "netns", "exec", netns, "ip", "link", "set", inside, "up")
+                _run("ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self.hosts
+
+    def __exit__(self, *exc) -> None:
+        for k, host in enumerate(self.hosts, start=1):
+            # Deleting one end of a veth pair deletes both.
+            subprocess.run(["ip", "link", "del", f"zv{self.tag}h{k}"], capture_output=True)
+            subprocess.run(["ip", "netns", "del", host.netns], capture_output=True)
+
+
+class Redis:
+    """redis-server on a free port, bound to loopback and the workers' gateways, with a password."""
+
+    def __init__(self, addresses: list[str], workdir: Path):
+        self.port = free_port()
+        self.password = secrets.token_hex(16)
+        self.addresses = list(dict.fromkeys(["127.0.0.1", *addresses]))
+        self.workdir = workdir
+
+    def url(self, address: str = "127.0.0.1") -> str:
+        return f"redis://:{self.password}@{address}:{self.port}/0"
+
+    def __enter__(self) -> Redis:
+        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not Path(server).exists():
+            raise RuntimeError("redis-server is not installed: apt-get install -y redis-server")
+        config = self.workdir / "redis.conf"
+        config.write_text(
+            f"bind {' '.join(self.addresses)}\nport {self.port}\nrequirepass {self.password}\n"
+            f"dir {self.workdir}\nsave \"\"\nappendonly no\nlogfile {self.workdir / 'redis.log'}\n"
+        )
+        config.chmod(0o600)
+        self.process = subprocess.Popen([server, str(config)], start_new_session=True)
+        deadline = time.time() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
+                if b"PONG" in s.recv(100):
+                    return self
+            if time.time() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"redis-server did not start: {(self.workdir / 'redis.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        _stop_group(self.process)
+
+
+def dagster_home(path: Path) -> Path:
+    """A DAGSTER_HOME holding deploy/celery/dagster.yaml, as every machine of the deployment has."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEPLOY_DIR / "dagster.yaml", path / "dagster.yaml")
+    return path
+
+
+@dataclass
+class Worker:
+    """`dagster-celery worker start` on one host: one Celery worker, `concurrency` runs at a time."""
+
+    host: Host
+    env: dict
+    log: Path
+    concurrency: int = 1
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def node_name(self) -> str:
+        return f"{self.host.name}@{self.host.name if self.host.netns else socket.gethostname()}"
+
+    def start(self) -> None:
+        argv = [_bin("dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
+                "-y", str(DEPLOY_DIR / "worker.yaml"), "-n", self.host.name, "--loglevel", "INFO",
+                "--", f"--concurrency={self.concurrency}"]
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                self.host.command(argv), env=self.env, cwd=project_root(), stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL every process of the worker at once, as when its machine dies."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        if self.host.netns:
+            pids = subprocess.run(["ip", "netns", "pids", self.host.netns], capture_output=True, text=True).stdout
+            for pid in pids.split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_group(self.process, timeout=60)
+
+
+class DagsterDev:
+    """`dagster dev` (webserver + daemon) from the project root, driven through its GraphQL API."""
+
+    def __init__(self, env: dict, log: Path):
+        self.env, self.log, self.port = env, log, free_port()
+
+    def __enter__(self) -> DagsterDev:
+        from dagster_graphql import DagsterGraphQLClient
+
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(self.port)],
+                cwd=project_root(), env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.client = DagsterGraphQLClient("127.0.0.1", port_number=self.port)
+        deadline = time.time() + 240
+        while True:
+            try:
+                self.client._execute("{ version }")
+                return self
+            except Exception:
+                if time.time() > deadline or self.process.poll() is not None:
+                    self.__exit__(None, None, None)
+                    raise RuntimeError(f"dagster dev did not start:\n{self.log.read_text()[-3000:]}") from None
+                time.sleep(2)
+
+    def __exit__(self, *exc) -> None:
+        _stop_group(self.process, timeout=60)
+
+    def launch_backfill(self, partition_keys: list[str], asset: str = "cleaned_companies") -> str:
+        launched = self.client._execute(
+            LAUNCH_BACKFILL, {"params": {"assetSelection": [{"path": [asset]}], "partitionNames": partition_keys}}
+        )["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"backfill not launched: {launched}")
+        return launched["backfillId"]
+
+    def backfill(self, backfill_id: str) -> dict:
+        return self.client._execute(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+
+    def wait_for_backfill(self, backfill_id: str, timeout: float = 900, on_poll=None) -> dict:
+        deadline = time.time() + timeout
+        while True:
+            backfill = self.backfill(backfill_id)
+            if backfill["status"] in BACKFILL_DONE:
+                return backfill
+            if time.time() > deadline:
+                raise TimeoutError(f"backfill {backfill_id} still {backfill['status']} after {timeout:.0f}s")
+            if on_poll:
+                on_poll(backfill)
+            time.sleep(1)
+
+
+class LocalCeleryCluster:
+    """Redis, `workers` Celery workers (each its own host when namespaces are available) and `dagster dev`.
+
+    `env` carries the database URLs (ZIP_ETL_DATABASE_URL, ZIP_ETL_DAGSTER_DATABASE_URL) every piece
+    shares; each piece gets its own DAGSTER_HOME with deploy/celery/dagster.yaml, as on real machines.
+    """
+
+    def __init__(self, workers: int, env: dict, *, partitions_per_run: int | None = None,
+                 isolate: bool | None = None, workdir: Path | None = None):
+        self.count = workers
+        self.base_env = {k: v for k, v in env.items() if k != "DAGSTER_HOME"}
+        if partitions_per_run:
+            self.base_env["ZIP_ETL_PARTITIONS_PER_RUN"] = str(partitions_per_run)
+        self.isolate = namespaces_available() if isolate is None else isolate
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="zetl-celery-"))
+        self.workers: list[Worker] = []
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> LocalCeleryCluster:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        hosts = (
+            self._stack.enter_context(Network(self.count)) if self.isolate
+            else [Host(f"zip-etl-worker-{k}") for k in range(1, self.count + 1)]
+        )
+        self.redis = self._stack.enter_context(Redis([h.gateway for h in hosts], self.workdir))
+        path = f"{Path(sys.executable).parent}{os.pathsep}{self.base_env.get('PATH', os.environ.get('PATH', ''))}"
+        for host in hosts:
+            env = {
+                **self.base_env,
+                "PATH": path,
+                "DAGSTER_HOME": str(dagster_home(self.workdir / host.name)),
+                BROKER_URL_ENV: self.redis.url(host.gateway),
+                MAX_CONCURRENT_RUNS_ENV: str(self.count),
+                "ZIP_ETL_EXECUTOR": "in_process",
+            }
+            worker = Worker(host, env, self.workdir / f"{host.name}.log")
+            worker.start()
+            self._stack.callback(worker.stop)
+            self.workers.append(worker)
+        self.wait_for_workers()
+        self.dagster = self._stack.enter_context(DagsterDev(self.dagster_env(), self.workdir / "dagster-dev.log"))
+
+    def dagster_env(self) -> dict:
+        return {
+            **self.base_env,
+            "DAGSTER_HOME": str(dagster_home(self.workdir / "dagster")),
+            BROKER_URL_ENV: self.redis.url(),
+            MAX_CONCURRENT_RUNS_ENV: str(self.count),  # one run per worker slot
+            "ZIP_ETL_EXECUTOR": "in_process",
+        }
+
+    def celery_app(self):
+        """A Celery client on the broker, configured as the run launcher is."""
+        from dagster_celery.make_app import make_app
+
+        return make_app({"broker": self.redis.url(), "backend": self.redis.url(), "task_default_queue": "dagster"})
+
+    def wait_for_workers(self, timeout: float = 120) -> None:
+        app = self.celery_app()
+        wanted = {w.node_name for w in self.workers if w.process.poll() is None}
+        deadline = time.time() + timeout
+        while True:
+            answered = {name for reply in app.control.ping(timeout=1) for name in reply}
+            if wanted <= answered:
+                return
+            dead = [w for w in self.workers if w.process.poll() is not None]
+            if dead or time.time() > deadline:
+                logs = "\n".join(f"--- {w.log}\n{w.log.read_text()[-2000:]}" for w in self.workers)
+                raise RuntimeError(f"workers {sorted(wanted - answered)} did not come up:\n{logs}")
+            time.sleep(1)
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()

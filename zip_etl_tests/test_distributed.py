@@ -1,0 +1,139 @@
+"""The Celery deployment (deploy/celery, docs/DEPLOYMENT.md) with its real pieces on this machine.
+
+redis-server, two `dagster-celery` workers (each in its own network namespace with its own address
+and hostname when the tests run as root; processes on loopback otherwise) and `dagster dev` with
+deploy/celery/dagster.yaml. A backfill launched through the webserver's GraphQL API must be spread
+over both workers, survive one of them being SIGKILLed mid-run, and leave every zip code's cleaned
+rows in PostgreSQL exactly once.
+"""
+
+import time
+
+import pytest
+
+from zip_etl.db.connection import transaction
+from zip_etl.demo_data import generate_raw_companies, write_raw_companies
+from zip_etl.deploy.local_cluster import LocalCeleryCluster
+from zip_etl.partitions import ZIP_CODES
+from zip_etl.transform.cleaning import clean_companies
+
+pytestmark = pytest.mark.slow
+
+KEYS = ZIP_CODES[:400]
+PER_RUN = 50  # 8 runs, so that both workers get several
+
+
+@pytest.fixture
+def raw_rows(zip_etl_environment, query):
+    """Fresh raw rows for KEYS in public.raw_companies, an empty cleaned table, the expected counts."""
+
+    def seed(rows: int, seed: int):
+        raw = generate_raw_companies(rows, KEYS, seed=seed)
+        with transaction(zip_etl_environment["etl_url"]) as cursor:
+            write_raw_companies(cursor, raw)
+        if query("SELECT to_regclass('public.cleaned_companies') IS NOT NULL")[0][0]:
+            query("TRUNCATE public.cleaned_companies")
+        return clean_companies(raw).cleaned.groupby("zip_code").size().to_dict()
+
+    return seed
+
+
+def _cluster_env(zip_etl_environment) -> dict:
+    import os
+
+    return {**os.environ, "ZIP_ETL_DATABASE_URL": zip_etl_environment["etl_url"],
+            "ZIP_ETL_DAGSTER_DATABASE_URL": zip_etl_environment["dagster_url"]}
+
+
+def _written(query) -> dict:
+    rows = query("SELECT zip_code, count(*), count(DISTINCT record_id) FROM public.cleaned_companies GROUP BY 1")
+    assert all(n == distinct for _, n, distinct in rows), "duplicate records in cleaned_companies"
+    return {zip_code: n for zip_code, n, _ in rows}
+
+
+def _run_workers(instance, run_ids) -> dict:
+    """The `worker` each run's output metadata names (hostname and pid of the process that ran it)."""
+    from dagster import DagsterEventType
+
+    workers = {}
+    for run_id in run_ids:
+        for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_OUTPUT):
+            metadata = record.dagster_event.event_specific_data.metadata
+            if "worker" in metadata:
+                workers[run_id] = metadata["worker"].value
+    return workers
+
+
+def _instance(cluster):
+    from dagster import DagsterInstance
+
+    import os
+
+    saved = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = cluster.dagster_env()["DAGSTER_HOME"]
+    try:
+        return DagsterInstance.get()
+    finally:
+        if saved is None:
+            os.environ.pop("DAGSTER_HOME")
+        else:
+            os.environ["DAGSTER_HOME"] = saved
+
+
+def test_backfill_is_spread_over_two_worker_hosts_and_written_once(zip_etl_environment, raw_rows, query):
+    expected = raw_rows(8000, seed=71)
+    with LocalCeleryCluster(2, _cluster_env(zip_etl_environment), partitions_per_run=PER_RUN) as cluster:
+        backfill_id = cluster.dagster.launch_backfill(KEYS)
+        backfill = cluster.dagster.wait_for_backfill(backfill_id)
+        assert backfill["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}, backfill
+        runs = backfill["runs"]
+        assert len(runs) == len(KEYS) // PER_RUN and all(r["status"] == "SUCCESS" for r in runs), runs
+        with _instance(cluster) as instance:
+            workers = _run_workers(instance, [r["runId"] for r in runs])
+        hosts = {w.split(" pid ")[0] for w in workers.values()}
+        if cluster.isolate:  # one hostname per namespace
+            assert hosts == {w.host.name for w in cluster.workers}, workers
+        else:
+            assert len(set(workers.values())) >= 2, workers
+    assert _written(query) == expected
+
+
+def test_worker_killed_mid_run_its_range_is_rerun_elsewhere(zip_etl_environment, raw_rows, query):
+    expected = raw_rows(120_000, seed=72)  # runs of a few seconds, so the kill lands mid-run
+    with LocalCeleryCluster(2, _cluster_env(zip_etl_environment), partitions_per_run=PER_RUN) as cluster:
+        app = cluster.celery_app()
+        backfill_id = cluster.dagster.launch_backfill(KEYS)
+        killed = {}
+
+        def kill_a_worker_mid_run(backfill):
+            if killed:
+                return
+            for run in backfill["runs"]:
+                tags = {t["key"]: t["value"] for t in run["tags"]}
+                if run["status"] != "STARTED" or "dagster-celery/task_id" not in tags:
+                    continue
+                info = app.AsyncResult(tags["dagster-celery/task_id"]).info
+                holder = info.get("hostname") if isinstance(info, dict) else None
+                victim = next((w for w in cluster.workers if w.node_name == holder), None)
+                if victim:
+                    victim.kill()
+                    killed.update(run_id=run["runId"], worker=victim, at=time.time())
+                    return
+
+        backfill = cluster.dagster.wait_for_backfill(backfill_id, on_poll=kill_a_worker_mid_run)
+        assert killed, "no run was seen running on a worker"
+        with _instance(cluster) as instance:
+            runs = {r.run_id: r for r in instance.get_runs()}
+            dead = runs[killed["run_id"]]
+            retries = [r for r in runs.values() if r.tags.get("dagster/parent_run_id") == killed["run_id"]]
+            workers = _run_workers(instance, [r.run_id for r in retries])
+        assert dead.status.value == "FAILURE"
+        assert len(retries) == 1 and retries[0].status.value == "SUCCESS", (backfill, retries)
+        survivor = next(w for w in cluster.workers if w is not killed["worker"])
+        if cluster.isolate:
+            assert workers[retries[0].run_id].startswith(survivor.host.name), workers
+        for range_tag in ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end"):
+            assert retries[0].tags[range_tag] == dead.tags[range_tag]
+    # Every zip code's rows exactly once: the killed run's range was written by its retry alone
+    # (or, had it committed before dying, replaced by it in one transaction).
+    assert _written(query) == expected
