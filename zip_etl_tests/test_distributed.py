@@ -7,6 +7,7 @@ over both workers, survive one of them being SIGKILLed mid-run, and leave every 
 rows in PostgreSQL exactly once.
 """
 
+import os
 import time
 
 import pytest
@@ -39,8 +40,6 @@ def raw_rows(zip_etl_environment, query):
 
 
 def _cluster_env(zip_etl_environment) -> dict:
-    import os
-
     return {**os.environ, "ZIP_ETL_DATABASE_URL": zip_etl_environment["etl_url"],
             "ZIP_ETL_DAGSTER_DATABASE_URL": zip_etl_environment["dagster_url"]}
 
@@ -64,22 +63,6 @@ def _run_workers(instance, run_ids) -> dict:
     return workers
 
 
-def _instance(cluster):
-    from dagster import DagsterInstance
-
-    import os
-
-    saved = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = cluster.dagster_env()["DAGSTER_HOME"]
-    try:
-        return DagsterInstance.get()
-    finally:
-        if saved is None:
-            os.environ.pop("DAGSTER_HOME")
-        else:
-            os.environ["DAGSTER_HOME"] = saved
-
-
 def test_backfill_is_spread_over_two_worker_hosts_and_written_once(zip_etl_environment, raw_rows, query):
     expected = raw_rows(8000, seed=71)
     with LocalCeleryCluster(2, _cluster_env(zip_etl_environment), partitions_per_run=PER_RUN) as cluster:
@@ -88,8 +71,9 @@ def test_backfill_is_spread_over_two_worker_hosts_and_written_once(zip_etl_envir
         assert backfill["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}, backfill
         runs = backfill["runs"]
         assert len(runs) == len(KEYS) // PER_RUN and all(r["status"] == "SUCCESS" for r in runs), runs
-        with _instance(cluster) as instance:
+        with cluster.instance() as instance:
             workers = _run_workers(instance, [r["runId"] for r in runs])
+        print(f"namespaces: {cluster.isolate}; run -> worker: {workers}")
         hosts = {w.split(" pid ")[0] for w in workers.values()}
         if cluster.isolate:  # one hostname per namespace
             assert hosts == {w.host.name for w in cluster.workers}, workers
@@ -99,7 +83,7 @@ def test_backfill_is_spread_over_two_worker_hosts_and_written_once(zip_etl_envir
 
 
 def test_worker_killed_mid_run_its_range_is_rerun_elsewhere(zip_etl_environment, raw_rows, query):
-    expected = raw_rows(120_000, seed=72)  # runs of a few seconds, so the kill lands mid-run
+    expected = raw_rows(200_000, seed=72)  # runs of a few seconds, so the kill lands mid-run
     with LocalCeleryCluster(2, _cluster_env(zip_etl_environment), partitions_per_run=PER_RUN) as cluster:
         app = cluster.celery_app()
         backfill_id = cluster.dagster.launch_backfill(KEYS)
@@ -120,14 +104,18 @@ def test_worker_killed_mid_run_its_range_is_rerun_elsewhere(zip_etl_environment,
                     killed.update(run_id=run["runId"], worker=victim, at=time.time())
                     return
 
-        backfill = cluster.dagster.wait_for_backfill(backfill_id, on_poll=kill_a_worker_mid_run)
+        backfill = cluster.dagster.wait_for_backfill(backfill_id, on_poll=kill_a_worker_mid_run, poll_seconds=0.3)
         assert killed, "no run was seen running on a worker"
-        with _instance(cluster) as instance:
+        with cluster.instance() as instance:
             runs = {r.run_id: r for r in instance.get_runs()}
             dead = runs[killed["run_id"]]
             retries = [r for r in runs.values() if r.tags.get("dagster/parent_run_id") == killed["run_id"]]
             workers = _run_workers(instance, [r.run_id for r in retries])
-        assert dead.status.value == "FAILURE"
+            why = [e.message for e in instance.all_logs(killed["run_id"]) if "pings" in (e.message or "")]
+        print(f"killed {killed['worker'].host.name} during run {killed['run_id']}; monitoring: {why}; "
+              f"retry {[r.run_id for r in retries]} on {workers}; backfill {backfill['status']}")
+        # FAILURE, not SUCCESS: the worker died before the run could finish.
+        assert dead.status.value == "FAILURE" and why, "the killed worker had finished its run already"
         assert len(retries) == 1 and retries[0].status.value == "SUCCESS", (backfill, retries)
         survivor = next(w for w in cluster.workers if w is not killed["worker"])
         if cluster.isolate:
