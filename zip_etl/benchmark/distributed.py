@@ -132,6 +132,8 @@ def bench_distributed(worker_counts: list[int], *, rows: int, zip_codes: int | N
     table += f"\n- load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     print("\n" + table, flush=True)
     if output:
-        write_report(output, command, machine, [table], marker="zip-etl bench --distributed")
+        # One section per data size, so that runs on different sizes sit side by side.
+        marker = f"zip-etl bench --distributed, {rows_in:,} rows over {len(keys):,} zip codes"
+        write_report(output, command, machine, [table], marker=marker)
         print(f"\nWritten to {output}", flush=True)
     return 0
