@@ -90,7 +90,7 @@ def fresh_dagster_storage(pg_server_url, zip_etl_environment, monkeypatch):
     from zip_etl.instance import get_instance
 
     name = f"dagster_{uuid.uuid4().hex[:12]}"
-    url = _create_database(pg_server_url, name)
+    url = ensure_database(pg_server_url, name)
     monkeypatch.setenv(DAGSTER_DATABASE_URL_ENV, url)
     with get_instance():  # create Dagster's tables before any pool worker races to
         pass
