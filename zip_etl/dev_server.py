@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +16,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zip_etl.db.connection import project_root
+from zip_etl.db.embedded import free_port
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status numPartitions runs(limit: 1000) { runId status tags { key value } } }
+  }
+}"""
+BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,30 @@ class DagsterDev:
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
+    def launch_backfill(self, partition_keys: list[str], asset: str = "cleaned_companies") -> str:
+        """Launch a backfill the way the UI's "Launch backfill" does; return its id."""
+        launched = self.client()._execute(
+            LAUNCH_BACKFILL, {"params": {"assetSelection": [{"path": [asset]}], "partitionNames": partition_keys}}
+        )["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"backfill not launched: {launched}")
+        return launched["backfillId"]
+
+    def backfill(self, backfill_id: str) -> dict:
+        return self.client()._execute(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+
+    def wait_for_backfill(self, backfill_id: str, timeout: float = 900, on_poll=None, poll_seconds: float = 1) -> dict:
+        deadline = time.time() + timeout
+        while True:
+            backfill = self.backfill(backfill_id)
+            if backfill["status"] in BACKFILL_DONE:
+                return backfill
+            if time.time() > deadline:
+                raise TimeoutError(f"backfill {backfill_id} still {backfill['status']} after {timeout:.0f}s")
+            if on_poll:
+                on_poll(backfill)
+            time.sleep(poll_seconds)
+
 
 def _wait_until_serving(server: subprocess.Popen, dev: DagsterDev, timeout: float) -> None:
     """Return once the webserver answers GraphQL and every code location has loaded."""
@@ -66,14 +101,22 @@ def _wait_until_serving(server: subprocess.Popen, dev: DagsterDev, timeout: floa
 
 @contextlib.contextmanager
 def running_dagster_dev(
-    log_path: Path, *, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 240
+    log_path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 240,
+    dagster_home: Path | None = None,
 ) -> Iterator[DagsterDev]:
     """Start `dagster dev` (webserver + daemon) from the repository root, as the README does, on a
     free 127.0.0.1 port; yield once it serves; stop it and its children afterwards.
 
-    DAGSTER_HOME is removed from the environment so that dagster.yaml in the checkout is used.
+    Without `dagster_home`, DAGSTER_HOME is removed from the environment so that dagster.yaml in the
+    checkout is used; with it, that instance (e.g. a deployment's, deploy/celery/dagster.yaml).
     """
     environment = {k: v for k, v in (env if env is not None else os.environ).items() if k != "DAGSTER_HOME"}
+    if dagster_home is not None:
+        environment["DAGSTER_HOME"] = str(dagster_home)
     dev = DagsterDev(port=free_port(), log_path=log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:

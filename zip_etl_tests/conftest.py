@@ -12,22 +12,9 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from zip_etl.db.connection import DAGSTER_DATABASE_URL_ENV, DATABASE_URL_ENV, HOME_ENV
+from zip_etl.db.connection import DAGSTER_DATABASE_URL_ENV, DATABASE_URL_ENV, HOME_ENV, ensure_database
 
 TEST_URL_ENV = "ZIP_ETL_TEST_DATABASE_URL"
-
-
-def _create_database(base_url: str, name: str) -> str:
-    from zip_etl.db.connection import _with_database
-
-    conn = psycopg2.connect(base_url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-        if cur.fetchone() is None:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    conn.close()
-    return _with_database(base_url, name)
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +36,8 @@ def pg_server_url():
 @pytest.fixture(scope="session")
 def zip_etl_environment(pg_server_url, tmp_path_factory):
     """Point zip_etl (resources, CLI, Dagster storage) at the test server, never at local state."""
-    etl_url = _create_database(pg_server_url, "zip_etl_test")
-    dagster_url = _create_database(pg_server_url, "dagster_test")
+    etl_url = ensure_database(pg_server_url, "zip_etl_test")
+    dagster_url = ensure_database(pg_server_url, "dagster_test")
     saved = {k: os.environ.get(k) for k in (DATABASE_URL_ENV, DAGSTER_DATABASE_URL_ENV, HOME_ENV)}
     os.environ[DATABASE_URL_ENV] = etl_url
     os.environ[DAGSTER_DATABASE_URL_ENV] = dagster_url
@@ -103,7 +90,7 @@ def fresh_dagster_storage(pg_server_url, zip_etl_environment, monkeypatch):
     from zip_etl.instance import get_instance
 
     name = f"dagster_{uuid.uuid4().hex[:12]}"
-    url = _create_database(pg_server_url, name)
+    url = ensure_database(pg_server_url, name)
     monkeypatch.setenv(DAGSTER_DATABASE_URL_ENV, url)
     with get_instance():  # create Dagster's tables before any pool worker races to
         pass

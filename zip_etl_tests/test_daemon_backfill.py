@@ -1,28 +1,10 @@
 """A backfill launched the way the UI launches it, run by `dagster dev`'s daemon through the run queue."""
 
-import time
-
 import pytest
 
 from zip_etl.db.connection import transaction
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.partitions import ZIP_CODES
-
-LAUNCH = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}"""
-STATUS = """
-query($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { status numPartitions runs(limit: 100) { runId status tags { key value } } }
-  }
-}"""
 
 
 @pytest.mark.slow
@@ -33,21 +15,7 @@ def test_ui_style_backfill_runs_in_batched_runs_through_the_daemon(zip_etl_envir
     if query("SELECT to_regclass('public.cleaned_companies') IS NOT NULL")[0][0]:
         query("TRUNCATE public.cleaned_companies")
 
-    client = dagster_dev.client()
-    launched = client._execute(
-        LAUNCH,
-        {"params": {"assetSelection": [{"path": ["cleaned_companies"]}], "partitionNames": keys}},
-    )["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
-
-    deadline = time.time() + 600
-    while True:
-        backfill = client._execute(STATUS, {"id": backfill_id})["partitionBackfillOrError"]
-        if backfill["status"] in {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}:
-            break
-        assert time.time() < deadline, f"backfill still {backfill['status']}"
-        time.sleep(3)
+    backfill = dagster_dev.wait_for_backfill(dagster_dev.launch_backfill(keys), timeout=600, poll_seconds=3)
 
     assert backfill["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}, backfill
     runs = backfill["runs"]

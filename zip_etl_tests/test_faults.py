@@ -15,10 +15,9 @@ from psycopg2 import sql
 
 from zip_etl.assets import cleaned_companies, raw_companies
 from zip_etl.db.connection import DAGSTER_DATABASE_URL_ENV, DATABASE_URL_ENV, HOME_ENV
-from zip_etl.dev_server import free_port
 from zip_etl.partitions import ZIP_CODES
 from zip_etl_tests.helpers import failure_message, pipeline_resources, seed_raw
-from zip_etl_tests.tcp_postgres import TcpPostgres
+from zip_etl.db.embedded import TcpPostgres, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITE_ONE_PARTITION = """

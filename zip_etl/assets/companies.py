@@ -1,6 +1,8 @@
 """The company assets: the raw table from upstream, and its cleaned copy partitioned by zip code."""
 
+import os
 import resource
+import socket
 import time
 from dataclasses import dataclass
 
@@ -18,8 +20,19 @@ from zip_etl.transform import RAW_COLUMNS, REJECTION_REASONS, CleaningResult, cl
 from zip_etl.transform.isolation import clean_isolating_failures, merge_results
 
 # Zip codes per run in a backfill: one run reads its range with one query and writes it with one
-# COPY, so Dagster's per-run cost is paid once per range, not once per zip code.
-PARTITIONS_PER_RUN = 2000
+# COPY, so Dagster's per-run cost is paid once per range, not once per zip code. Deployments with
+# many workers may cut smaller ranges (ZIP_ETL_PARTITIONS_PER_RUN) so that every worker gets some.
+PARTITIONS_PER_RUN_ENV = "ZIP_ETL_PARTITIONS_PER_RUN"
+
+
+def _partitions_per_run() -> int:
+    value = os.environ.get(PARTITIONS_PER_RUN_ENV, "2000")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{PARTITIONS_PER_RUN_ENV}={value!r}: expected a whole number of zip codes, at least 1")
+    return int(value)
+
+
+PARTITIONS_PER_RUN = _partitions_per_run()
 
 # Run tag selecting debug mode (run everything, write nothing); see zip_etl/jobs.py.
 MODE_TAG = "zip_etl/mode"
@@ -247,6 +260,8 @@ def cleaned_companies(
         "peak_process_memory_mb": _peak_rss_mb(),
         "read_seconds": round(batch.read_seconds, 4),
         "transform_seconds": round(batch.transform_seconds, 4),
+        # Which machine and process ran this range (several, in a distributed deployment).
+        "worker": f"{socket.gethostname()} pid {os.getpid()}",
     }
     context.log.info(
         f"{len(zip_codes)} zip code(s) in {batch.chunks} chunk(s): {run_totals['run_rows_in']} rows in, "

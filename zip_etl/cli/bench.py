@@ -178,8 +178,9 @@ def format_table(shape: str, results: list[Measurement], info: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: Path, command: str, machine: str, tables: list[str]) -> None:
-    start, end = "<!-- zip-etl bench: begin -->", "<!-- zip-etl bench: end -->"
+def write_report(path: Path, command: str, machine: str, tables: list[str], marker: str = "zip-etl bench") -> None:
+    """Replace the report's section between `<!-- {marker}: begin/end -->` (appended if missing)."""
+    start, end = f"<!-- {marker}: begin -->", f"<!-- {marker}: end -->"
     block = "\n".join(
         [
             start,

@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-rows-per-run", type=int, default=250_000, help="rows per Dagster run at most")
     bench.add_argument("--output", default="docs/BENCHMARKS.md", help="report file ('' for none)")
     bench.add_argument("--scale", type=float, default=1.0, help="scale the shapes' row counts (smoke tests)")
+    bench.add_argument("--distributed", action="store_true",
+                       help="instead: the same backfill on the Celery deployment (deploy/celery) with each of --worker-counts")
+    bench.add_argument("--worker-counts", default="1,2", help="--distributed: Celery workers to compare (default %(default)s)")
+    bench.add_argument("--rows", type=int, default=DEFAULT_DEMO_ROWS, help="--distributed: rows (default %(default)s)")
+    bench.add_argument("--zip-codes", type=int, default=None, help="--distributed: the first N zip codes (default: all)")
+    bench.add_argument("--partitions-per-run", type=int, default=None, help="--distributed: zip codes per run")
 
     refresh = commands.add_parser(
         "refresh", help="rebuild only the zip codes whose raw rows changed (or never built), in batched runs"
@@ -98,6 +104,20 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 zip_codes=args.zip_codes,
                 debug=args.debug,
+            )
+        if args.command == "bench" and args.distributed:
+            from pathlib import Path
+
+            from zip_etl.assets.companies import PARTITIONS_PER_RUN
+            from zip_etl.benchmark.distributed import bench_distributed
+
+            return bench_distributed(
+                [int(n) for n in args.worker_counts.split(",")],
+                rows=args.rows,
+                zip_codes=args.zip_codes,
+                partitions_per_run=args.partitions_per_run or PARTITIONS_PER_RUN,
+                output=Path(args.output) if args.output else None,
+                command="zip-etl " + " ".join(argv if argv is not None else sys.argv[1:]),
             )
         if args.command == "bench":
             from pathlib import Path

@@ -76,12 +76,9 @@ def _with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-@functools.cache
-def _embedded_url(database: str) -> str:
-    from zip_etl.db.embedded import start_embedded_server
-
-    base = start_embedded_server(embedded_data_dir())
-    with contextlib.closing(psycopg2.connect(base)) as conn:
+def ensure_database(server_url: str, database: str) -> str:
+    """Create `database` on the server of `server_url` if it is missing; return the URL of it."""
+    with contextlib.closing(connect(server_url)) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
@@ -90,7 +87,14 @@ def _embedded_url(database: str) -> str:
                     cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
                 except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
                     pass  # another process created it first
-    return _with_database(base, database)
+    return _with_database(server_url, database)
+
+
+@functools.cache
+def _embedded_url(database: str) -> str:
+    from zip_etl.db.embedded import start_embedded_server
+
+    return ensure_database(start_embedded_server(embedded_data_dir()), database)
 
 
 def etl_database_url() -> str:

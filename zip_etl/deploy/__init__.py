@@ -1,0 +1,1 @@
+"""Deployments of zip_etl beyond one machine (see docs/DEPLOYMENT.md)."""
