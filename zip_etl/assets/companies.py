@@ -235,7 +235,7 @@ def cleaned_companies(
         batch = read_and_clean(postgres, zip_codes)
     result, failures = batch.result, batch.failures
 
-    good = [z for z in zip_codes if z not in failures]
+    good = list(batch.stats.index)  # the zip codes that cleaned, in run order
     cleaned_bytes = frame_bytes(result.cleaned)
     rows_in_total = max(int(batch.stats["rows_in"].sum()), 1)
     per_partition = {
