@@ -56,3 +56,13 @@ def drop_written_partitions(etl_url: str, zip_codes) -> None:
                     ),
                     (list(zip_codes),),
                 )
+
+
+def failure_description(result) -> str:
+    """The Failure description of the run's (first) failed step: what the user reads."""
+    return next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
+
+
+def retries(result) -> int:
+    """How often a step of the run was retried by its RetryPolicy."""
+    return sum(1 for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY")

@@ -15,7 +15,7 @@ from zip_etl.checks.quality import QUALITY_CHECKS, raw_rows_have_partitions, row
 from zip_etl.db.connection import _with_database
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
 from zip_etl.transform.cleaning import RAW_COLUMNS
-from zip_etl_tests.helpers import failure_message, pipeline_resources, seed_raw
+from zip_etl_tests.helpers import failure_message, pipeline_resources, retries, seed_raw
 
 LONG_TEXT = "Suite " + "x" * 100_000
 TS = pd.Timestamp("2026-03-01 12:00:00", tz="UTC")
@@ -194,7 +194,7 @@ def test_removed_raw_column_is_a_clear_error_not_retried(schema, etl_url, query)
     result = materialize(schema, "10016", "10016")
     assert not result.success
     assert "lacks the column(s) ['phone'] that zip_etl reads" in failure_message(result)
-    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retries(result) == 0
 
 
 def test_retyped_raw_columns_are_cast_or_refused(schema, etl_url, query):

@@ -16,7 +16,7 @@ from psycopg2 import sql
 from zip_etl.assets import cleaned_companies, raw_companies
 from zip_etl.db.connection import DAGSTER_DATABASE_URL_ENV, DATABASE_URL_ENV, HOME_ENV
 from zip_etl.partitions import ZIP_CODES
-from zip_etl_tests.helpers import failure_message, pipeline_resources, seed_raw
+from zip_etl_tests.helpers import failure_description, failure_message, pipeline_resources, retries, seed_raw
 from zip_etl.db.embedded import TcpPostgres, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,18 +165,18 @@ def test_wrong_credentials_are_one_line_and_not_retried(tcp_server, tmp_path, mo
     result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
                             resources=pipeline_resources("public"), raise_on_error=False)
     assert not result.success
-    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
-    assert failure.user_failure_data.description.startswith("Cannot connect to PostgreSQL at postgresql://etl:***@")
-    assert "\n" not in failure.user_failure_data.description
-    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    description = failure_description(result)
+    assert description.startswith("Cannot connect to PostgreSQL at postgresql://etl:***@")
+    assert "\n" not in description
+    assert retries(result) == 0
     assert "wrong-pw" not in failure_message(result)
 
 
 def test_missing_raw_table_is_one_line_naming_the_setting(schema):
     result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
                             resources=pipeline_resources(schema), raise_on_error=False)
-    description = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
+    description = failure_description(result)
     assert description == (
         f"The raw table {schema}.raw_companies does not exist. Load it (`zip-etl seed` for demo data) or point the "
         "`raw_table`/`raw_schema` settings of the `postgres` resource at it.")
-    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retries(result) == 0

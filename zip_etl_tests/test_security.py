@@ -13,6 +13,7 @@ from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.instance import get_instance
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
 from zip_etl.tables import RAW_COMPANIES
+from zip_etl_tests.helpers import failure_description, retries
 from zip_etl.db.embedded import TcpPostgres
 
 ETL_PASSWORD = "etl-Pw-7f3a9c"
@@ -102,7 +103,7 @@ def test_credentials_never_reach_logs_run_config_or_metadata(locked_down, monkey
     captured = capfd.readouterr()
     for text in (captured.out, captured.err, caplog.text):
         assert ETL_PASSWORD not in text and DAGSTER_PASSWORD not in text
-    failure = next(e for e in failed.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
+    failure = failure_description(failed)
     assert "rejected the credentials" in failure and "zip_etl_etl:***@127.0.0.1" in failure
 
 
@@ -116,10 +117,10 @@ def test_a_role_without_rights_gets_one_line_naming_the_grant(locked_down, monke
         resources={"postgres": postgres, "postgres_io_manager": PostgresCopyIOManager(postgres=postgres)},
         raise_on_error=False,
     )
-    description = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
+    description = failure_description(result)
     assert description.startswith("The role zip_etl_nobody cannot read the raw table upstream.raw_companies: "
                                   "it lacks SELECT on upstream.raw_companies.")
-    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retries(result) == 0
 
     # A refused write is one line too, and not retried.
     locked_down.admin("GRANT SELECT ON upstream.raw_companies TO zip_etl_nobody", database="companies")
@@ -129,6 +130,6 @@ def test_a_role_without_rights_gets_one_line_naming_the_grant(locked_down, monke
                    "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema="cleaned")},
         raise_on_error=False,
     )
-    description = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
+    description = failure_description(result)
     assert description.startswith("PostgreSQL refused a statement: InsufficientPrivilege: permission denied for schema cleaned")
-    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retries(result) == 0
