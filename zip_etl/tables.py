@@ -77,7 +77,7 @@ CLEANED_COMPANIES = Table(
         Column("street_address", "text"),
         Column("city", "text"),
         Column("state", "text"),
-        Column("zip4", "smallint"),
+        Column("zip4", "text"),
         Column("phone", "text"),
         Column("employees", "integer"),
         Column("annual_revenue_usd", "bigint"),
@@ -89,6 +89,35 @@ CLEANED_COMPANIES = Table(
     primary_key=("zip_code", "record_id"),
     partition_column="zip_code",
 )
+
+
+# Changes to CLEANED_COMPANIES since a release wrote tables with it, and how `zip-etl migrate` brings
+# such a table up to date in place: column -> (type it had, USING expression giving the new value).
+# zip4 was a smallint, which dropped its leading zeros; every zip4 has four digits, so padding the
+# stored number back to four digits restores the original text exactly.
+CLEANED_COMPANIES_MIGRATIONS = {"zip4": ("smallint", "lpad({column}::text, 4, '0')")}
+MIGRATE_HINT = "run `zip-etl migrate` to bring the table up to date (it changes no value)"
+
+
+def migration_statements(cursor, table: Table) -> list[sql.Composed]:
+    """ALTER statements that bring `table` (shaped like CLEANED_COMPANIES) from an earlier release's
+    declaration to today's; empty when it is current or does not exist."""
+    cursor.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+        (table.schema, table.name),
+    )
+    found = dict(cursor.fetchall())
+    statements = []
+    for column in table.columns:
+        old = CLEANED_COMPANIES_MIGRATIONS.get(column.name)
+        if old and found.get(column.name) == old[0]:
+            using = sql.SQL(old[1]).format(column=sql.Identifier(column.name))
+            statements.append(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}").format(
+                    table.identifier, sql.Identifier(column.name), sql.SQL(column.sql_type), using
+                )
+            )
+    return statements
 
 
 def quarantine_table(table: Table) -> Table:

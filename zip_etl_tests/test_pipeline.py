@@ -92,3 +92,34 @@ def test_missing_raw_table_is_a_clear_error(schema):
     result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
                             resources=resources(schema), raise_on_error=False)
     assert f"The raw table {schema}.raw_companies does not exist" in failure_message(result)
+
+
+def test_table_from_an_earlier_release_is_refused_then_migrated_without_changing_a_value(seeded, query):
+    """zip4 was a smallint (0332 stored as 332): writing text zip4s into such a table would mix the
+    two forms, so the run refuses and names the fix; `zip-etl migrate` restores the zeros in place."""
+    from zip_etl.cli.main import main
+    from zip_etl.db.tables import Column, create_table_statement
+    from zip_etl.tables import CLEANED_COMPANIES
+
+    old = CLEANED_COMPANIES.with_name(seeded, "cleaned_companies")
+    old = type(old)(old.schema, old.name, tuple(Column(c.name, "smallint") if c.name == "zip4" else c
+                                                for c in old.columns), old.primary_key, old.partition_column)
+    query(create_table_statement(old))
+    query(sql.SQL("INSERT INTO {} (zip_code, record_id, company_name, zip4, raw_id, source_updated_at) "
+                  "VALUES ('60614', 'OLD', 'Old Co', 332, 1, now())").format(old.identifier))
+
+    result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+                            resources=resources(seeded), raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert "column zip4: declared text, found zip4 smallint" in message and "zip-etl migrate" in message
+    assert cleaned_rows(query, seeded, "10016") == []
+
+    assert main(["migrate", "--schema", seeded]) == 0
+    assert query(sql.SQL("SELECT zip4 FROM {} WHERE record_id = 'OLD'").format(old.identifier)) == [("0332",)]
+    assert main(["migrate", "--schema", seeded]) == 0  # idempotent: nothing left to do
+    result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+                            resources=resources(seeded))
+    assert result.success
+    zip4s = [r[0] for r in query(sql.SQL("SELECT zip4 FROM {} WHERE zip4 IS NOT NULL").format(old.identifier))]
+    assert zip4s and all(len(z) == 4 and z.isdigit() for z in zip4s)

@@ -78,6 +78,25 @@ def test_employee_counts(raw, expected):
     assert parse_whole_number(raw, 0, 2_147_483_647) == expected
 
 
+@pytest.mark.parametrize("raw", ["4.2e3", "1E3", "inf", "\u0664\u0665", "\uff14\uff15", "4 2e1"])
+def test_one_number_grammar_for_employees_and_revenue(raw):
+    """No exponent, no non-ASCII digits: what is not a number for one column is not for the other."""
+    assert parse_whole_number(raw, 0, 2_147_483_647) is None
+    assert parse_revenue(raw) is None
+
+
+@pytest.mark.parametrize("raw, employees, revenue", [("4200", 4200, 4200), ("+12", 12, 12), (".5", None, 0),
+                                                     ("2.5", None, 2), ("3.5", None, 4), ("12.", 12, 12)])
+def test_numbers_parse_the_same_way_in_both_columns(raw, employees, revenue):
+    assert parse_whole_number(raw, 0, 2_147_483_647) == employees
+    assert parse_revenue(raw) == revenue  # whole dollars, halves to even
+
+
+def test_non_ascii_digits_are_not_digits():
+    assert parse_phone("\u0662\u0661\u0662-\u0665\u0665\u0665-\u0660\u0661\u0662\u0663") is None
+    assert parse_postal_code("\u0661\u0660\u0660\u0661\u0666") == (None, None, False)
+
+
 @pytest.mark.parametrize(
     "raw, expected",
     [("$1,250,000", 1_250_000), ("1.2M", 1_200_000), ("850K", 850_000), ("1000", 1000), ("N/A", None),
@@ -114,8 +133,19 @@ def test_postal_code_is_checked_against_the_partition():
         "C": "invalid_postal_code",
     }
     cleaned = result.cleaned.set_index("record_id")
-    assert cleaned.loc["A", "zip4"] == 1
+    assert cleaned.loc["A", "zip4"] == "0001"  # an identifier: its leading zeros are kept
     assert cleaned.loc["E", "zip_code"] == "00501"
+
+
+def test_every_rejected_row_has_a_detail_for_a_person():
+    result = clean_companies(
+        raw_rows({"record_id": " \t "}, {"record_id": "B", "company_name": "\x00 "}, {"record_id": "C", "postal_code": "X"}),
+        today=TODAY,
+    )
+    details = dict(zip(result.rejected["reason"], result.rejected["detail"]))
+    assert set(details) == {"missing_record_id", "missing_company_name", "invalid_postal_code"}
+    assert all(isinstance(d, str) and d for d in details.values()), details
+    assert "record id" in details["missing_record_id"] and "company name" in details["missing_company_name"]
 
 
 def test_required_values_and_duplicates():

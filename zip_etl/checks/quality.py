@@ -24,11 +24,11 @@ from psycopg2 import sql
 
 from zip_etl.assets.companies import cleaned_companies, raw_companies
 from zip_etl.db.connection import transaction
-from zip_etl.db.tables import Table, table_exists
+from zip_etl.db.tables import Table, column_differences, table_exists
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
 from zip_etl.resources.database import PostgresResource, failures_explained
 from zip_etl.resources.io_manager import PostgresCopyIOManager
-from zip_etl.tables import quarantine_table
+from zip_etl.tables import MIGRATE_HINT, quarantine_table
 
 
 def run_zip_codes(context: dg.AssetCheckExecutionContext) -> list[str] | None:
@@ -93,21 +93,11 @@ def schema_matches_declaration(postgres_io_manager: dg.ResourceParam[PostgresCop
     with check_scope(None, postgres_io_manager) as scope:
         if scope is None:
             return _missing_table(_table(postgres_io_manager))
-        table = scope.table
-        scope.cursor.execute(
-            "SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
-            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
-            (table.schema, table.name),
-        )
-        actual = [(name, kind, nullable) for name, kind, nullable in scope.cursor.fetchall()]
-    aliases = {"timestamptz": "timestamp with time zone"}
-    declared = [(c.name, aliases.get(c.sql_type, c.sql_type), c.nullable) for c in table.columns]
-    differences = [f"declared {d}, found {a}" for d, a in zip(declared, actual) if d != a]
-    if len(declared) != len(actual):
-        differences.append(f"declared {len(declared)} columns, found {len(actual)}")
+        differences = column_differences(scope.cursor, scope.table)
     return dg.AssetCheckResult(
         passed=not differences,
-        metadata={"differences": dg.MetadataValue.json(differences[:20]), "columns": len(actual)},
+        description=f"{differences[0]}; {MIGRATE_HINT}" if differences else None,
+        metadata={"differences": dg.MetadataValue.json(differences[:20]), "columns": len(scope.table.columns)},
     )
 
 
@@ -213,6 +203,7 @@ def rows_reconcile(
             problems.append(f"{zip_code}: {raw} raw rows != {out} cleaned + {held} quarantined")
     return dg.AssetCheckResult(
         passed=not problems,
+        severity=dg.AssetCheckSeverity.WARN,  # lost rows are for a person to look at; written rows stay right
         description="; ".join(problems[:5]) if problems else None,
         metadata={
             "zip_codes_checked": len(keys),

@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     sizing.add_argument("--samples", type=int, default=5, help="batches to measure")
     sizing.add_argument("--batch-rows", type=int, default=250_000, help="rows per measured batch")
 
+    migrate = commands.add_parser(
+        "migrate", help="bring cleaned_companies written by an earlier release up to today's declaration")
+    migrate.add_argument("--schema", default="public", help="schema of the cleaned table (default %(default)s)")
+
     commands.add_parser("load-fixtures", help="load the test-mode sample raw table and its truth table")
 
     db = commands.add_parser("db", help="the embedded PostgreSQL server")
@@ -149,6 +153,18 @@ def main(argv: list[str] | None = None) -> int:
 
             budget = args.memory_gb or 0.8 * psutil.virtual_memory().total / 2**30
             return run_sizing(budget, args.samples, args.batch_rows)
+        if args.command == "migrate":
+            from zip_etl.db.connection import etl_database_url, transaction
+            from zip_etl.tables import CLEANED_COMPANIES, migration_statements
+
+            table = CLEANED_COMPANIES.with_name(args.schema, CLEANED_COMPANIES.name)
+            with transaction(etl_database_url()) as cursor:
+                statements = migration_statements(cursor, table)
+                for statement in statements:
+                    print(statement.as_string(cursor), flush=True)
+                    cursor.execute(statement)
+            print(f"{table.schema}.{table.name}: " + ("migrated" if statements else "already up to date"))
+            return 0
         if args.command == "load-fixtures":
             from zip_etl.db.connection import etl_database_url, transaction
             from zip_etl.testmode import SAMPLE_TABLE, TRUTH_TABLE, load_fixtures

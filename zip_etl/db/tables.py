@@ -105,6 +105,36 @@ def ensure_table(cursor, table: Table) -> None:
         )
 
 
+# information_schema's name for a declared type, where the two differ.
+_TYPE_NAMES = {"timestamptz": "timestamp with time zone"}
+
+
+def information_schema_type(sql_type: str) -> str:
+    return _TYPE_NAMES.get(sql_type, sql_type)
+
+
+def column_differences(cursor, table: Table) -> list[str]:
+    """How `table` as it is in the database differs from its declaration (names, types, nullability,
+    order), one line per difference; empty when they agree or the table does not exist."""
+    cursor.execute(
+        "SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        (table.schema, table.name),
+    )
+    actual = [tuple(row) for row in cursor.fetchall()]
+    if not actual:
+        return []
+    declared = [(c.name, information_schema_type(c.sql_type), c.nullable) for c in table.columns]
+    differences = [
+        f"column {d[0]}: declared {d[1]}{'' if d[2] else ' NOT NULL'}, found {a[0]} {a[1]}{'' if a[2] else ' NOT NULL'}"
+        for d, a in zip(declared, actual)
+        if d != a
+    ]
+    if len(declared) != len(actual):
+        differences.append(f"declared {len(declared)} columns, found {len(actual)}")
+    return differences
+
+
 def table_exists(cursor, schema: str, name: str) -> bool:
     cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{name}"',))
     return bool(cursor.fetchone()[0])

@@ -12,7 +12,7 @@ from psycopg2 import sql
 from pydantic import Field
 
 from zip_etl.db.connection import DatabaseError, etl_database_url, transaction
-from zip_etl.db.tables import Table, read_partitions, table_exists, validate_identifier
+from zip_etl.db.tables import Table, information_schema_type, read_partitions, table_exists, validate_identifier
 from zip_etl.tables import RAW_COMPANIES, raw_data_versions
 
 
@@ -176,9 +176,8 @@ def raw_column_expressions(cursor, table: Table) -> dict[str, sql.Composable]:
     if extra:
         logger.warning("raw table %s.%s: ignoring columns zip_etl does not declare: %s", table.schema, table.name, extra)
     expressions = {}
-    aliases = {"timestamptz": "timestamp with time zone"}
     for column in table.columns:
-        found, declared = actual[column.name], aliases.get(column.sql_type, column.sql_type)
+        found, declared = actual[column.name], information_schema_type(column.sql_type)
         if column.name == table.partition_column and found not in _TEXT_TYPES:
             raise DatabaseError(
                 f"The raw table's partition column {table.schema}.{table.name}.{column.name} is {found}, not text: "

@@ -29,10 +29,10 @@ import pandas as pd
 import psycopg2.errors
 from pydantic import Field
 
-from zip_etl.db.connection import transaction
-from zip_etl.db.tables import Table, ensure_table, read_partitions, replace_partitions, validate_identifier
+from zip_etl.db.connection import DatabaseError, transaction
+from zip_etl.db.tables import Table, column_differences, ensure_table, read_partitions, replace_partitions, validate_identifier
 from zip_etl.resources.database import PostgresResource, failures_explained
-from zip_etl.tables import quarantine_table, table_from_dagster_schema
+from zip_etl.tables import MIGRATE_HINT, quarantine_table, table_from_dagster_schema
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,14 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
             try:
                 with transaction(self.postgres.url()) as cursor:
                     ensure_table(cursor, table)
+                    differences = column_differences(cursor, table)
+                if differences:
+                    # e.g. a table written by an earlier release: writing into it would mix old and new
+                    # forms of a value (zip4 0332 stored as 332), so refuse and name the fix.
+                    raise DatabaseError(
+                        f"{table.schema}.{table.name} does not match its declaration ({'; '.join(differences)}): "
+                        f"nothing written; {MIGRATE_HINT}"
+                    )
                 return
             except (psycopg2.errors.UniqueViolation, psycopg2.errors.DuplicateTable, psycopg2.errors.DuplicateObject):
                 if attempt == 2:

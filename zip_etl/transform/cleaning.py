@@ -23,14 +23,18 @@ Rules, in order:
    `12345 6789`, `123456789`, or a code that lost its leading zeros (`501` -> `00501`). Its 5-digit
    part must equal the row's partition zip code, else `zip_mismatch`; a value that is no zip code
    at all is `invalid_postal_code`. No postal code: the partition's zip code stands. The +4 part is
-   kept as `zip4`.
+   kept as `zip4`: text of exactly four digits, leading zeros kept (`0332`), like the zip code.
 4. **Phones**: digits only, extensions (`x12`, `ext. 12`) dropped, a leading country code 1
    dropped; a valid NANP number (10 digits, area code and exchange not starting with 0 or 1)
    becomes E.164 `+1NXXNXXXXXX`; anything else becomes NULL (counted, not rejected).
-5. **Numbers**: `1,200`, ` 45 `, `12.0` parse; `N/A`, `unknown`, `-`, empty become NULL.
-   Employees: a whole number 0..2,147,483,647. Revenue: dollars, `$`, `K`/`M`/`B` suffixes,
-   rounded to whole dollars, 0..9.2e18. Founded year: 1800..this year. Out-of-range or
-   unparseable values become NULL (counted, not rejected).
+5. **Numbers**: one grammar for every number column: after dropping `,`, `_` and spaces, an
+   optional sign, digits with an optional decimal part (`1,200`, ` 45 `, `12.0`, `.5`); no
+   exponent (`4.2e3` is not a number here). `N/A`, `unknown`, `-`, empty become NULL.
+   Employees: a whole number 0..2,147,483,647. Revenue: dollars, an optional leading `$` and
+   `K`/`M`/`B` suffix, rounded to whole dollars (halves to even), 0..2**62. Founded year:
+   1800..this year. Out-of-range or unparseable values become NULL (counted, not rejected).
+   Digits are the ASCII digits 0-9 wherever a rule reads digits (postal codes, phones, numbers):
+   other scripts' digits (`٤٥`) are not read as numbers.
 6. **Duplicates**: rows with the same zip code and record id are one company; the most recently
    updated row is kept (ties: the lowest raw id), the others are rejected as `duplicate`.
 7. **Downcast**: integer columns take the smallest nullable integer type that holds their values;
@@ -140,12 +144,16 @@ _WHITESPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # not \t \n \v \f \r: those are whitespace
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _NUMBER_NULLS = {"", "n/a", "na", "none", "null", "unknown", "-", "--", "?", "nan"}
-_POSTAL = re.compile(r"^(\d{5})(?:[-\s]?(\d{4}))?$")
-_SHORT_POSTAL = re.compile(r"^\d{3,4}$")
-_EXTENSION = re.compile(r"(?i)\s*(?:x|ext\.?|extension)\s*\d+\s*$")
-_NON_DIGITS = re.compile(r"\D")
+# Digits are ASCII (re.ASCII): `\d` would also match other scripts' digits, which float() reads.
+_POSTAL = re.compile(r"^(\d{5})(?:[- ]?(\d{4}))?$", re.ASCII)
+_SHORT_POSTAL = re.compile(r"^\d{3,4}$", re.ASCII)
+_EXTENSION = re.compile(r"(?i) ?(?:x|ext\.?|extension) ?\d+$", re.ASCII)
+_NON_DIGITS = re.compile(r"[^0-9]")
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+_WHOLE_NUMBER = re.compile(rf"^{_NUMBER}$", re.ASCII)
 _REVENUE_SUFFIX = {"k": 1e3, "m": 1e6, "mm": 1e6, "b": 1e9, "bn": 1e9}
-_REVENUE = re.compile(r"^\$?(\d+(?:\.\d+)?)(k|m|mm|b|bn)?$")
+_REVENUE = re.compile(rf"^\$?({_NUMBER})(k|m|mm|b|bn)?$", re.ASCII)
+MAX_REVENUE = 2**62
 
 
 @dataclass
@@ -229,12 +237,9 @@ def _number_text(value: object) -> str | None:
 
 def parse_whole_number(value: object, low: int, high: int) -> int | None:
     text = _number_text(value)
-    if text is None:
+    if text is None or not _WHOLE_NUMBER.match(text):
         return None
-    try:
-        number = float(text)
-    except ValueError:
-        return None
+    number = float(text)
     if not number.is_integer() or not low <= number <= high:
         return None
     return int(number)
@@ -249,7 +254,7 @@ def parse_revenue(value: object) -> int | None:
     if not match:
         return None
     dollars = float(match.group(1)) * _REVENUE_SUFFIX.get(match.group(2) or "", 1)
-    if not dollars <= INT64_MAX / 2:  # also rejects inf
+    if not 0 <= dollars <= MAX_REVENUE:
         return None
     return int(round(dollars))
 
@@ -304,11 +309,13 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
             )
         elif rid is None:
             reasons[i] = "missing_record_id"
+            details[i] = "no record id (empty, or only spaces and control characters)"
         elif len(rid) > MAX_RECORD_ID_LENGTH:
             reasons[i] = "record_id_too_long"
             details[i] = f"record id of {len(rid)} characters (at most {MAX_RECORD_ID_LENGTH})"
         elif nm is None:
             reasons[i] = "missing_company_name"
+            details[i] = "no company name (empty, or only spaces and control characters)"
         elif not valid:
             reasons[i] = "invalid_postal_code"
             details[i] = f"postal code {original_postal!r} is not a zip code"
@@ -326,7 +333,7 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
                 [t.title() if t else None for t in _apply(normalize_text, raw["city"])], dtype=object
             ),
             "state": pd.Series(counted("state", _apply(normalize_state, raw["state"]), raw["state"]), dtype=object),
-            "zip4": pd.array([int(z4) if z4 else None for _, z4, _ in postal], dtype="Int64"),
+            "zip4": pd.Series([z4 for _, z4, _ in postal], dtype=object),
             "phone": pd.Series(counted("phone", _apply(parse_phone, raw["phone"]), raw["phone"]), dtype=object),
             "employees": pd.array(
                 counted(
