@@ -83,6 +83,26 @@ class PostgresResource(dg.ConfigurableResource):
             raw = self._read_raw(cursor, zip_codes)
             return raw, raw_data_versions(cursor, self.raw, zip_codes)
 
+    def raw_snapshot(self):
+        """A `RawSnapshot` of the raw table (enter it to open its REPEATABLE READ transaction): counts,
+        data versions and rows of zip codes, streamed as Arrow-backed frames by binary COPY.
+
+        The table is checked first (exists, readable, declared columns; retyped columns are cast), so
+        problems surface as one clear line before anything is read.
+        """
+        from zip_etl.db.arrow_io import RawSnapshot
+
+        table = self.raw
+        with self.transaction() as cursor:
+            expressions = raw_column_expressions(cursor, table, qualifier="r")
+            cursor.execute("SELECT current_setting('server_encoding')")
+            sql_ascii = cursor.fetchone()[0] == "SQL_ASCII"
+        select_list = sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(expressions.get(c.name, sql.Identifier("r", c.name)), sql.Identifier(c.name))
+            for c in table.columns
+        )
+        return RawSnapshot(self.url(), table, select_list, sql_ascii=sql_ascii)
+
     def raw_data_versions(self, zip_codes: Sequence[str] | None = None) -> dict[str, str]:
         """The data version of every zip code with rows (or of each of `zip_codes`), in one query."""
         table = self.raw
@@ -152,7 +172,7 @@ _TEXT_TYPES = {"text", "character varying", "character"}
 logger = logging.getLogger(__name__)
 
 
-def raw_column_expressions(cursor, table: Table) -> dict[str, sql.Composable]:
+def raw_column_expressions(cursor, table: Table, qualifier: str | None = None) -> dict[str, sql.Composable]:
     """How to select each declared column from the table as it is now: casts for retyped columns.
 
     Raises a DatabaseError when the table does not exist, naming the columns when it lacks one, or
@@ -184,5 +204,6 @@ def raw_column_expressions(cursor, table: Table) -> dict[str, sql.Composable]:
                 "zip codes must be text to keep their leading zeros (00501). Alter it to text."
             )
         if found != declared and not (declared == "text" and found in _TEXT_TYPES):
-            expressions[column.name] = sql.SQL("CAST({} AS {})").format(sql.Identifier(column.name), sql.SQL(column.sql_type))
+            name = sql.Identifier(qualifier, column.name) if qualifier else sql.Identifier(column.name)
+            expressions[column.name] = sql.SQL("CAST({} AS {})").format(name, sql.SQL(column.sql_type))
     return expressions

@@ -78,6 +78,33 @@ def quarantine_frame(rejected: pd.DataFrame, partition_column: str) -> pd.DataFr
     )
 
 
+PARTITION_SAVEPOINT = "zip_etl_partition"
+
+
+def write_chunks(writer, chunks) -> None:
+    """Apply a run's `CleanedChunk`s in order on `writer` (one transaction): each chunk deletes the
+    previous rows of the zip codes it starts, then adds its cleaned and rejected rows. A zip code that
+    streams in parts is held between a savepoint and its release, so if it fails part-way its
+    previous rows come back and the other zip codes of the run stay written."""
+    key = list(writer.table.primary_key)
+    for chunk in chunks:
+        if chunk.aborts:
+            writer.execute(f"ROLLBACK TO SAVEPOINT {PARTITION_SAVEPOINT}")
+            writer.execute(f"RELEASE SAVEPOINT {PARTITION_SAVEPOINT}")
+            continue
+        if chunk.begins:
+            writer.execute(f"SAVEPOINT {PARTITION_SAVEPOINT}")
+        writer.delete_partitions(chunk.replace)
+        if chunk.superseded is not None and len(chunk.superseded):
+            writer.delete_keys(key, chunk.superseded)
+        if chunk.cleaned is not None:
+            writer.append(chunk.cleaned)
+        if chunk.rejected is not None:
+            writer.append_rejected(chunk.rejected)
+        if chunk.ends:
+            writer.execute(f"RELEASE SAVEPOINT {PARTITION_SAVEPOINT}")
+
+
 def _metadata_value(metadata, key: str):
     value = (metadata or {}).get(key)
     return getattr(value, "value", value)

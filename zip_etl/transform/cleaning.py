@@ -165,6 +165,18 @@ class CleaningResult:
     `detail` for a person (which value, which rule)."""
     unparseable: dict[str, int] = field(default_factory=dict)
     """Values that were present but could not be parsed and became NULL, per cleaned column."""
+    duplicate_kept_raw_id: pd.Series | None = None
+    """For each row of `rejected` (same order): the raw id of the row kept in its place when its
+    reason is `duplicate`, else NA."""
+
+
+def normalize_record_ids(values: pd.Series) -> pd.Series:
+    """Record ids as rule 1 normalises them (the duplicate rule compares these)."""
+    return pd.Series([t.upper() if t else None for t in _apply(normalize_text, values)], index=values.index, dtype=object)
+
+
+def duplicate_detail(kept_raw_id: int) -> str:
+    return f"same zip code and record id as raw_id {kept_raw_id}, which was kept"
 
 
 # --- per-value rules (pure functions on Python values; vectorised below with list comprehensions,
@@ -287,7 +299,7 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
         unparseable[column] = int(sum(p and v is None for p, v in zip(present, values)))
         return values
 
-    record_id = [t.upper() if t else None for t in _apply(normalize_text, raw["record_id"])]
+    record_id = normalize_record_ids(raw["record_id"]).tolist()
     name = _apply(normalize_text, raw["company_name"])
     postal = _apply(parse_postal_code, raw["postal_code"])
     partition_zip = raw["zip_code"].astype(object).tolist()
@@ -299,6 +311,7 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
 
     reasons = np.full(len(raw), None, dtype=object)
     details = np.full(len(raw), None, dtype=object)
+    kept_ids = np.full(len(raw), None, dtype=object)
     raw_postal = raw["postal_code"].astype(object).tolist()
     rows = zip(record_id, name, postal, partition_zip, undecodable.tolist(), raw_postal)
     for i, (rid, nm, (zip5, _, valid), pzip, bad_bytes, original_postal) in enumerate(rows):
@@ -375,7 +388,8 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
     if len(duplicate_index):
         kept_raw_id = candidates.groupby(["zip_code", "record_id"], sort=False)["raw_id"].transform("first")
         for i in duplicate_index:
-            details[i] = f"same zip code and record id as raw_id {kept_raw_id[i]}, which was kept"
+            details[i] = duplicate_detail(kept_raw_id[i])
+            kept_ids[i] = int(kept_raw_id[i])
 
     rejected_mask = pd.Series(reasons, dtype=object).notna().to_numpy()
     rejected = raw[rejected_mask].assign(reason=reasons[rejected_mask], detail=details[rejected_mask])
@@ -384,6 +398,7 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
         cleaned=downcast(kept.reset_index(drop=True)),
         rejected=rejected.reset_index(drop=True),
         unparseable=unparseable,
+        duplicate_kept_raw_id=pd.array(kept_ids[rejected_mask].tolist(), dtype="Int64"),
     )
 
 

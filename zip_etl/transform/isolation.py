@@ -56,8 +56,13 @@ def merge_results(results: list[CleaningResult]) -> CleaningResult:
             unparseable[column] = unparseable.get(column, 0) + count
     cleaned = pd.concat([r.cleaned.astype({c: object for c in r.cleaned.select_dtypes("category")})
                          for r in results], ignore_index=True)
+    kept = [r.duplicate_kept_raw_id for r in results]
     return CleaningResult(
         cleaned=downcast(cleaned),
         rejected=pd.concat([r.rejected for r in results], ignore_index=True),
         unparseable=unparseable,
+        duplicate_kept_raw_id=(
+            pd.array(pd.concat([pd.Series(k, dtype="Int64") for k in kept], ignore_index=True), dtype="Int64")
+            if all(k is not None for k in kept) else None
+        ),
     )

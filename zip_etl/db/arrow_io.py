@@ -1,0 +1,406 @@
+"""Rows between PostgreSQL and Arrow with binary COPY, through ADBC's PostgreSQL driver.
+
+Reading: a `RawSnapshot` is one REPEATABLE READ transaction, so the row counts, the data versions
+and the rows of a run all describe the same state of the raw table. Rows stream as Arrow record
+batches of bounded size: the driver runs `COPY (SELECT …) TO STDOUT (FORMAT binary)` for a query
+without bound parameters (a query with parameters is fetched whole), so the zip codes to read go
+into a temporary table and the query joins it. NULL and the empty string stay apart, 64-bit
+integers stay exact and timestamps keep their time zone, because nothing is parsed from text.
+
+Writing: a `PartitionWriter` is one transaction: DELETE the partitions' rows, append Arrow data with
+binary COPY (ADBC ingest), COMMIT at the end. Anything short of the commit (an error, a kill, a lost
+connection) leaves the previous rows, and writing the same partitions again replaces them whole.
+
+A database created with ENCODING 'SQL_ASCII' may hold bytes that are not UTF-8. The server sends them
+as they are; a batch whose text does not validate has the offending columns decoded with
+"surrogateescape" into Python strings, so the cleaning rules can quarantine those rows and show the
+bytes (the slow path, taken only for such batches in such databases).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import adbc_driver_manager
+import adbc_driver_postgresql.dbapi as adbc
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from psycopg2 import sql
+
+from zip_etl.db.connection import connect, describe_connection_error
+from zip_etl.db.tables import Column, Table
+
+# Declared SQL type -> the Arrow type binary COPY needs for it (the wire format is exact: an int64
+# sent to a smallint column is refused).
+ARROW_TYPES = {
+    "smallint": pa.int16(),
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "real": pa.float32(),
+    "double precision": pa.float64(),
+    "boolean": pa.bool_(),
+    "text": pa.string(),
+    "date": pa.date32(),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+    "timestamp": pa.timestamp("us"),
+}
+
+_KEYS_TABLE = "zip_etl_keys"
+_REJECTED_STAGING = "zip_etl_rejected"
+
+
+def arrow_type(sql_type: str) -> pa.DataType:
+    try:
+        return ARROW_TYPES[sql_type.lower()]
+    except KeyError:
+        raise ValueError(f"zip_etl cannot write columns of type {sql_type!r}; use one of {sorted(ARROW_TYPES)}") from None
+
+
+def connect_arrow(url: str) -> adbc.Connection:
+    """An ADBC connection (transactions on: nothing is committed until `commit()`)."""
+    try:
+        return adbc.connect(url)
+    except adbc_driver_manager.OperationalError as error:
+        raise describe_connection_error(url, error) from None
+
+
+class SqlText:
+    """Renders psycopg2 `sql` compositions (identifiers quoted by libpq) as text for ADBC statements.
+
+    Values never go into the text: they are bound as `$n` parameters or loaded into temporary tables.
+    """
+
+    def __init__(self, url: str):
+        self._conn = connect(url)
+
+    def __call__(self, composable: sql.Composable) -> str:
+        return composable.as_string(self._conn)
+
+    def ident(self, *names: str) -> str:
+        return self(sql.Identifier(*names))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def to_arrow(frame: pd.DataFrame, table: Table) -> pa.Table:
+    """`frame`'s columns as the Arrow types `table` declares, in its column order.
+
+    Raises ValueError, naming the column and the first row, for text PostgreSQL cannot store (a NUL
+    character, or a lone surrogate left by undecodable bytes), before anything is sent.
+    """
+    arrays = []
+    for column in table.columns:
+        values = frame[column.name]
+        target = arrow_type(column.sql_type)
+        try:
+            array = pa.Table.from_pandas(values.to_frame(), preserve_index=False).column(0)
+        except (UnicodeEncodeError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            row = _first_surrogate(values) if values.dtype == object else None
+            if row is not None:
+                raise ValueError(
+                    f"text is not valid Unicode (undecodable bytes): column {column.name!r}, first at row {row}: "
+                    f"{values.iloc[row].encode('utf-8', 'backslashreplace').decode()[:80]!r}"
+                ) from None
+            raise ValueError(f"column {column.name!r} cannot be written as {column.sql_type}: {error}") from None
+        if pa.types.is_dictionary(array.type):  # categoricals (downcast text) go out as plain text
+            array = pc.cast(array, array.type.value_type)
+        try:
+            # Timestamps: PostgreSQL keeps microseconds; finer digits are dropped, as its own input does.
+            array = pc.cast(array, target, safe=not pa.types.is_timestamp(target))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise ValueError(f"column {column.name!r} cannot be written as {column.sql_type}: {error}") from None
+        if pa.types.is_string(target):
+            nul = pc.fill_null(pc.match_substring(array, "\x00"), False)
+            if pc.any(nul).as_py():
+                rows = pc.indices_nonzero(nul)
+                first = rows[0].as_py()
+                raise ValueError(
+                    f"PostgreSQL text cannot contain NUL (\\x00) characters: column {column.name!r}: "
+                    f"{len(rows)} value(s), first at row {first}: {array[first].as_py()[:80]!r}"
+                )
+        arrays.append(array)
+    return pa.table(arrays, names=table.column_names)
+
+
+def _first_surrogate(values: pd.Series) -> int | None:
+    for i, value in enumerate(values.tolist()):
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return i
+    return None
+
+
+class RawSnapshot:
+    """Reads of one table from one REPEATABLE READ snapshot: counts, data versions, rows.
+
+    `select_list` is the SELECT list (casts for retyped columns included) as text; `server_encoding`
+    says whether text may need the undecodable-bytes path.
+    """
+
+    def __init__(self, url: str, table: Table, select_list: sql.Composable, *, sql_ascii: bool):
+        self.url = url
+        self.table = table
+        self._select_composed = select_list
+        self._text_columns = [c.name for c in table.columns if c.sql_type == "text"]
+        self._sql_ascii = sql_ascii
+        self._conn: adbc.Connection | None = None
+
+    def __enter__(self) -> RawSnapshot:
+        text = SqlText(self.url)
+        try:
+            self._select_list = text(self._select_composed)
+            self._table_sql = text(sql.Identifier(self.table.schema, self.table.name))
+            self._zip_sql = text.ident(self.table.partition_column)
+            self._id_sql = {c.name: text.ident(c.name) for c in self.table.columns}
+        finally:
+            text.close()
+        self._conn = connect_arrow(self.url)
+        cursor = self._conn.cursor()
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute(f"CREATE TEMPORARY TABLE {_KEYS_TABLE} (zip_code text PRIMARY KEY) ON COMMIT DROP")
+        self._keys: list[str] | None = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.rollback()  # read only: nothing to keep
+            conn.close()
+
+    def _cursor(self):
+        assert self._conn is not None, "use RawSnapshot as a context manager"
+        return self._conn.cursor()
+
+    def _load_keys(self, zip_codes: Sequence[str]) -> None:
+        keys = list(dict.fromkeys(zip_codes))
+        if keys == self._keys:
+            return
+        cursor = self._cursor()
+        cursor.execute(f"TRUNCATE {_KEYS_TABLE}")
+        if keys:
+            cursor.adbc_ingest(_KEYS_TABLE, pa.table({"zip_code": pa.array(keys, pa.string())}), mode="append", temporary=True)
+        self._keys = keys
+
+    def _fetch(self, query: str) -> pa.Table:
+        cursor = self._cursor()
+        cursor.execute(query)
+        return cursor.fetch_arrow_table()
+
+    def counts(self, zip_codes: Sequence[str]) -> dict[str, int]:
+        """Rows per zip code of `zip_codes` that has rows."""
+        self._load_keys(zip_codes)
+        result = self._fetch(
+            f"SELECT r.{self._zip_sql} AS zip_code, count(*) AS n FROM {self._table_sql} r "
+            f"JOIN {_KEYS_TABLE} k ON r.{self._zip_sql} = k.zip_code GROUP BY 1"
+        )
+        return dict(zip(result["zip_code"].to_pylist(), result["n"].to_pylist()))
+
+    def data_versions(self, zip_codes: Sequence[str], id_column: str, updated_column: str) -> dict[str, str]:
+        """Each zip code's data version (see zip_etl.tables.raw_data_versions), from this snapshot."""
+        self._load_keys(zip_codes)
+        result = self._fetch(
+            raw_versions_query(self._table_sql, self._zip_sql, self._id_sql[id_column], self._id_sql[updated_column],
+                               f"JOIN {_KEYS_TABLE} k ON r.{self._zip_sql} = k.zip_code")
+        )
+        return dict(zip(result["zip_code"].to_pylist(), result["version"].to_pylist()))
+
+    def rows(self, zip_codes: Sequence[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """The rows of `zip_codes` as pandas frames of at most `chunk_rows` rows, streamed."""
+        self._load_keys(zip_codes)
+        cursor = self._cursor()
+        cursor.execute(
+            f"SELECT {self._select_list} FROM {self._table_sql} r JOIN {_KEYS_TABLE} k ON r.{self._zip_sql} = k.zip_code"
+        )
+        reader = cursor.fetch_record_batch()
+        try:
+            pending: list[pa.RecordBatch] = []
+            held = 0
+            for batch in reader:
+                while batch.num_rows:
+                    take = min(batch.num_rows, chunk_rows - held)
+                    pending.append(batch.slice(0, take))
+                    held += take
+                    batch = batch.slice(take)
+                    if held == chunk_rows:
+                        yield self._frame(pending)
+                        pending, held = [], 0
+            if held:
+                yield self._frame(pending)
+        finally:
+            reader.close()
+
+    def rows_by_id(self, id_column: str, ids: Sequence[int]) -> pd.DataFrame:
+        """Rows by primary key, from this snapshot (for rows decided on after they streamed past)."""
+        cursor = self._cursor()
+        cursor.execute(
+            f"SELECT {self._select_list} FROM {self._table_sql} r WHERE r.{self._id_sql[id_column]} = ANY($1)",
+            parameters=(list(map(int, ids)),),
+        )
+        return self._frame(cursor.fetch_arrow_table().to_batches())
+
+    def _frame(self, batches: list[pa.RecordBatch]) -> pd.DataFrame:
+        table = pa.Table.from_batches(batches) if batches else self._empty()
+        undecodable = self._undecodable_columns(table) if self._sql_ascii else []
+        frame = table.to_pandas(types_mapper=pd.ArrowDtype, self_destruct=True, split_blocks=True)
+        for name in undecodable:
+            frame[name] = pd.Series(
+                [None if v is None else v.decode("utf-8", "surrogateescape")
+                 for v in table[name].cast(pa.binary()).to_pylist()],
+                dtype=object,
+                index=frame.index,
+            )
+        return frame
+
+    def _undecodable_columns(self, table: pa.Table) -> list[str]:
+        bad = []
+        for name in self._text_columns:
+            try:
+                table[name].validate(full=True)
+            except pa.ArrowInvalid:
+                bad.append(name)
+        return bad
+
+    def _empty(self) -> pa.Table:
+        return pa.table({c.name: pa.array([], arrow_type(c.sql_type)) for c in self.table.columns})
+
+    def empty_frame(self) -> pd.DataFrame:
+        """No rows, typed as `rows` types them."""
+        return self._frame([])
+
+
+def raw_versions_query(table: str, zip_column: str, id_column: str, updated_column: str, join: str = "") -> str:
+    """Version = row count + md5 of the zip code's (id, updated_at in microseconds) pairs in id order."""
+    return (
+        f"SELECT r.{zip_column} AS zip_code, count(*) || '-' || md5(string_agg(r.{id_column}::text || '@' || "
+        f"(extract(epoch FROM r.{updated_column}) * 1000000)::bigint::text, ',' ORDER BY r.{id_column})) AS version "
+        f"FROM {table} r {join} GROUP BY 1"
+    )
+
+
+class PartitionWriter:
+    """One write transaction over a partitioned table and (optionally) its quarantine table."""
+
+    def __init__(self, url: str, table: Table, quarantine: Table | None = None, raw: Table | None = None):
+        self.url = url
+        self.table = table
+        self.quarantine = quarantine
+        self.raw = raw
+        self._conn: adbc.Connection | None = None
+        self._staging_ready = False
+        self.rows_written = 0
+        self.rows_quarantined = 0
+
+    def __enter__(self) -> PartitionWriter:
+        text = SqlText(self.url)
+        try:
+            tables = [self.table] + ([self.quarantine] if self.quarantine else [])
+            self._sql = {t.name: text(sql.Identifier(t.schema, t.name)) for t in tables}
+            self._column_sql = {c.name: text.ident(c.name) for t in tables for c in t.columns}
+            if self.raw is not None:
+                self._column_sql.update({c.name: text.ident(c.name) for c in self.raw.columns})
+            self._partition_sql = text.ident(self.table.partition_column) if self.table.partition_column else None
+        finally:
+            text.close()
+        self._conn = connect_arrow(self.url)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if exc_type is None:
+                conn.commit()
+            else:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+        finally:
+            conn.close()
+
+    def _cursor(self):
+        assert self._conn is not None, "use PartitionWriter as a context manager"
+        return self._conn.cursor()
+
+    def execute(self, statement: str, parameters: Sequence | None = None) -> None:
+        self._cursor().execute(statement, parameters=parameters)
+
+    def delete_partitions(self, keys: Sequence[str] | None) -> None:
+        """DELETE the rows of `keys` (every row when None) from the table and its quarantine."""
+        for t in [self.table] + ([self.quarantine] if self.quarantine else []):
+            if keys is None:
+                self.execute(f"DELETE FROM {self._sql[t.name]}")
+            elif keys:
+                self.execute(f"DELETE FROM {self._sql[t.name]} WHERE {self._partition_sql} = ANY($1)", (list(keys),))
+
+    def delete_keys(self, key_columns: Sequence[str], rows: pd.DataFrame) -> None:
+        """DELETE the table's rows whose `key_columns` equal one of `rows` (a key decided against late)."""
+        if not len(rows):
+            return
+        names = [self._column_sql[c] for c in key_columns]
+        arrays = ", ".join(f"${i + 1}::text[]" for i in range(len(names)))
+        self.execute(
+            f"DELETE FROM {self._sql[self.table.name]} WHERE ({', '.join(names)}) IN (SELECT * FROM unnest({arrays}))",
+            [rows[c].astype(str).tolist() for c in key_columns],
+        )
+
+    def append(self, frame: pd.DataFrame) -> int:
+        """COPY `frame` (the table's columns) into the table."""
+        if not len(frame):
+            return 0
+        data = to_arrow(frame, self.table)
+        self._cursor().adbc_ingest(self.table.name, data, mode="append", db_schema_name=self.table.schema)
+        self.rows_written += len(frame)
+        return len(frame)
+
+    def append_rejected(self, rejected: pd.DataFrame) -> int:
+        """Rejected rows (the raw table's columns, plus `reason` and `detail`) into the quarantine table,
+        their original values as one JSON object each, built by PostgreSQL from a staging table."""
+        if not len(rejected):
+            return 0
+        assert self.quarantine is not None and self.raw is not None, "no quarantine table to write to"
+        staging = Table(
+            schema="pg_temp",
+            name=_REJECTED_STAGING,
+            columns=(*self.raw.columns, *_REASON_COLUMNS),
+        )
+        if not self._staging_ready:
+            columns = ", ".join(f"{self._column_sql[c.name]} {c.sql_type}" for c in staging.columns)
+            self.execute(f"CREATE TEMPORARY TABLE {_REJECTED_STAGING} ({columns}) ON COMMIT DROP")
+            self._staging_ready = True
+        frame = rejected.assign(detail=rejected["detail"] if "detail" in rejected else None)
+        frame = _surrogates_shown(frame, [c.name for c in self.raw.columns if c.sql_type == "text"])
+        self._cursor().adbc_ingest(_REJECTED_STAGING, to_arrow(frame, staging), mode="append", temporary=True)
+        # Keys of the JSON object are the declared column names (validated identifiers: letters, digits, _).
+        pairs = ", ".join(f"'{c.name}', {self._column_sql[c.name]}" for c in self.raw.columns)
+        partition = self._column_sql[self.quarantine.partition_column]
+        self.execute(
+            f"INSERT INTO {self._sql[self.quarantine.name]} ({partition}, reason, detail, raw_values) "
+            f"SELECT {partition}, reason, detail, jsonb_build_object({pairs}) FROM {_REJECTED_STAGING}"
+        )
+        self.execute(f"TRUNCATE {_REJECTED_STAGING}")
+        self.rows_quarantined += len(rejected)
+        return len(rejected)
+
+
+_REASON_COLUMNS = (Column("reason", "text", nullable=False), Column("detail", "text"))
+
+
+def _surrogates_shown(frame: pd.DataFrame, text_columns: Sequence[str]) -> pd.DataFrame:
+    """Undecodable bytes (lone surrogates, in object columns only) as visible `\\xNN` text."""
+    out = frame
+    for name in text_columns:
+        values = frame[name]
+        if values.dtype == object and _first_surrogate(values) is not None:
+            out = out.assign(**{name: [
+                v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") if isinstance(v, str) else v
+                for v in values.tolist()
+            ]})
+    return out
+
+
