@@ -38,8 +38,9 @@ _STAT_COLUMNS = ["rows_in", "rows_out", *[f"rejected_{r}" for r in REJECTION_REA
 class CleanedChunk:
     """One step of a run's writes, to apply in order inside one transaction."""
 
-    replace: list[str] = field(default_factory=list)
-    """Zip codes whose previous rows are deleted now (before `cleaned` and `rejected` are added)."""
+    replace: list[str] | None = field(default_factory=list)
+    """Zip codes whose previous rows are deleted now (before `cleaned` and `rejected` are added); None:
+    every row of the table."""
     cleaned: pd.DataFrame | None = None
     rejected: pd.DataFrame | None = None
     superseded: pd.DataFrame | None = None
@@ -106,7 +107,7 @@ class _WinnerIndex:
 class PartitionStream:
     """Iterate to read and clean a run's zip codes; the counts and versions come from the same snapshot.
 
-    `snapshot` is a `zip_etl.db.arrow_io.RawSnapshot` (not yet entered). After iteration: `stats` (per
+    `snapshot` is a `zip_etl.db.arrow_io.TableSnapshot` (not yet entered). After iteration: `stats` (per
     zip code that was written), `failures` (zip code -> message), `raw_versions`, timings and sizes.
     """
 

@@ -7,10 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zip_etl.db.connection import transaction
 from zip_etl.db.tables import Column, Table
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
-from zip_etl.resources.io_manager import PandasCopyTypeHandler
 
 # SQL type -> (pandas dtype it loads as, strategy for one value; None is NULL)
 TYPES = {
@@ -65,8 +63,7 @@ def table(schema) -> Table:
 def test_any_frame_of_supported_types_round_trips_exactly(table, etl_url, frame):
     manager = PostgresCopyIOManager(postgres=PostgresResource())
     manager.write_partitions(table, ["10016"], frame)
-    with transaction(etl_url) as cursor:
-        back = PandasCopyTypeHandler().read(cursor, table, ["10016"])
+    back = manager.read_partitions(table, ["10016"])
     back = back.sort_values("row_no").reset_index(drop=True)
     for column in COLUMNS:
         if str(frame[column].dtype).startswith("datetime"):

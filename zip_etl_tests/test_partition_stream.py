@@ -59,7 +59,7 @@ def stream_to_tables(etl_url, schema, chunk_rows):
         ensure_table(cursor, target)
         ensure_table(cursor, quarantine)
     stream = PartitionStream(postgres.raw_snapshot(), ZIPS, chunk_rows)
-    with PartitionWriter(etl_url, target, quarantine, raw=postgres.raw) as writer:
+    with PartitionWriter(etl_url, target, quarantine) as writer:
         write_chunks(writer, stream)
     return stream
 
@@ -143,7 +143,7 @@ def test_a_large_zip_code_that_fails_part_way_keeps_its_previous_rows(raw, schem
     postgres = PostgresResource(raw_schema=schema)
     target = CLEANED_COMPANIES.with_name(schema, "cleaned_companies")
     stream = PartitionStream(postgres.raw_snapshot(), ZIPS, 173, clean=clean)
-    with PartitionWriter(etl_url, target, quarantine_table(target), raw=postgres.raw) as writer:
+    with PartitionWriter(etl_url, target, quarantine_table(target)) as writer:
         write_chunks(writer, stream)
     assert list(stream.failures) == ["60614"] and "poisoned row" in stream.failures["60614"]
     after, _ = table_contents(query, schema)

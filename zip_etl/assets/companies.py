@@ -3,21 +3,18 @@
 import os
 import resource
 import socket
-import time
-from dataclasses import dataclass
 
 import dagster as dg
-import pandas as pd
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from zip_etl.assets.batched_events import batched_events
-from zip_etl.partitions import partition_ranges, zip_code_partitions
+from zip_etl.partitions import zip_code_partitions
 from zip_etl.refresh import latest_data_versions, provenance_tags, raw_dependency
 from zip_etl.resources.database import PostgresResource, failures_explained
-from zip_etl.resources.io_manager import PostgresCopyIOManager, WithQuarantine
+from zip_etl.partition_stream import PartitionStream
+from zip_etl.resources.io_manager import PostgresCopyIOManager, WrittenPartitions
 from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, dagster_table_schema
-from zip_etl.transform import RAW_COLUMNS, REJECTION_REASONS, CleaningResult, clean_companies, frame_bytes, partition_stats
-from zip_etl.transform.isolation import clean_isolating_failures, merge_results
+from zip_etl.transform import REJECTION_REASONS
 
 # Zip codes per run in a backfill: one run reads its range with one query and writes it with one
 # COPY, so Dagster's per-run cost is paid once per range, not once per zip code. Deployments with
@@ -132,74 +129,6 @@ def _partition_metadata(row, share: float, raw_bytes: int, cleaned_bytes: int) -
     }
 
 
-@dataclass
-class CleanedBatch:
-    """A run's zip codes read and cleaned: the merged result, and the zip codes that failed."""
-
-    result: CleaningResult
-    failures: dict[str, str]
-    stats: pd.DataFrame  # per zip code that cleaned: rows in/out/rejected by reason
-    raw_bytes: int
-    raw_versions: dict[str, str]  # data version of each zip code read, from the same snapshot as its rows
-    chunks: int
-    read_seconds: float
-    transform_seconds: float
-
-
-def read_and_clean(postgres: PostgresResource, zip_codes: list[str]) -> CleanedBatch:
-    """Read and clean `zip_codes` in chunks that fit `postgres.max_rows_in_memory`.
-
-    Rows are counted first (one query on the zip-code index), so a zip code too large for the
-    budget fails alone before anything is read, and a run whose zip codes together exceed it is
-    read and cleaned a chunk at a time: only the cleaned (downcast) rows accumulate.
-    """
-    budget = postgres.max_rows_in_memory
-    counts = postgres.count_raw(zip_codes)
-    failures = {
-        zip_code: (
-            f"MemoryBudgetExceeded: {n:,} raw rows, more than max_rows_in_memory={budget:,} of the postgres "
-            "resource; not read. Raise it where the machine has the memory (see `zip-etl sizing`)."
-        )
-        for zip_code, n in counts.items()
-        if n > budget
-    }
-    fitting = [z for z in zip_codes if z not in failures]
-    results, stats = [], []
-    raw_versions: dict[str, str] = {}
-    raw_bytes = 0
-    read_seconds = transform_seconds = 0.0
-    chunks = partition_ranges(fitting, max(len(fitting), 1), counts, budget)
-    for chunk in chunks:
-        started = time.perf_counter()
-        raw, versions = postgres.read_raw_with_versions(chunk)
-        raw_versions.update(versions)
-        read_seconds += time.perf_counter() - started
-        started = time.perf_counter()
-        result, chunk_failures = clean_isolating_failures(raw, chunk)
-        transform_seconds += time.perf_counter() - started
-        failures.update(chunk_failures)
-        good_raw = raw[~raw["zip_code"].isin(list(chunk_failures))] if chunk_failures else raw
-        stats.append(partition_stats(good_raw, result))
-        raw_bytes += frame_bytes(good_raw)
-        results.append(result)
-        del raw, good_raw
-    if not results:  # every zip code over the budget: nothing was read
-        empty = pd.DataFrame({column: pd.Series(dtype=object) for column in RAW_COLUMNS})
-        results.append(clean_companies(empty))
-        stats.append(partition_stats(empty, results[0]))
-    good = [z for z in zip_codes if z not in failures]
-    return CleanedBatch(
-        result=merge_results(results),
-        failures=failures,
-        stats=pd.concat(stats).reindex(good, fill_value=0),
-        raw_bytes=raw_bytes,
-        raw_versions=raw_versions,
-        chunks=len(chunks),
-        read_seconds=read_seconds,
-        transform_seconds=transform_seconds,
-    )
-
-
 @dg.asset(
     partitions_def=zip_code_partitions,
     deps=[raw_companies],
@@ -224,116 +153,140 @@ def cleaned_companies(
     postgres: PostgresResource,
     postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager],
 ):
-    """Clean the run's zip codes (see CLEANED_COMPANIES_DESCRIPTION, shown in the UI). Rejected rows
-    go to `cleaned_companies_quarantine` with the reason and their original values, in the same
-    transaction, so per zip code rows in = rows out + rows quarantined.
+    """Clean the run's zip codes (see CLEANED_COMPANIES_DESCRIPTION, shown in the UI), streamed in
+    chunks of `postgres.chunk_rows` rows, so memory does not grow with the size of a zip code.
+    Rejected rows go to `cleaned_companies_quarantine` with the reason and their original values,
+    in the same transaction, so per zip code rows in = rows out + rows quarantined.
 
     A run covers a range of zip codes. If cleaning raises for some of them, the others are still
     written and marked materialized; the run then fails naming the zip codes that failed."""
     zip_codes = list(context.partition_keys)
     with failures_explained():
-        batch = read_and_clean(postgres, zip_codes)
-    result, failures = batch.result, batch.failures
-
-    good = list(batch.stats.index)  # the zip codes that cleaned, in run order
-    cleaned_bytes = frame_bytes(result.cleaned)
-    rows_in_total = max(int(batch.stats["rows_in"].sum()), 1)
-    per_partition = {
-        zip_code: {
-            **_partition_metadata(row, row.rows_in / rows_in_total, batch.raw_bytes, cleaned_bytes),
-            "raw_data_version": batch.raw_versions[zip_code],
-        }
-        for zip_code, row in zip(good, batch.stats.itertuples())
-    }
-    # Dagster copies the run's metadata onto every partition's materialization; in a one-zip-code
-    # run the run's totals are the zip code's own, so they are left out there.
-    run_totals = {
-        "run_partitions": len(zip_codes),
-        "run_rows_in": int(batch.stats["rows_in"].sum()),
-        "run_rows_out": len(result.cleaned),
-        "run_rows_rejected": len(result.rejected),
-        "run_chunks": batch.chunks,
-    }
-    run_metadata = {
-        **(run_totals if len(zip_codes) > 1 else {}),
-        "memory_saved_pct": round(100 * (1 - cleaned_bytes / batch.raw_bytes), 1) if batch.raw_bytes else 0.0,
-        "peak_process_memory_mb": _peak_rss_mb(),
-        "read_seconds": round(batch.read_seconds, 4),
-        "transform_seconds": round(batch.transform_seconds, 4),
-        # Which machine and process ran this range (several, in a distributed deployment).
-        "worker": f"{socket.gethostname()} pid {os.getpid()}",
-    }
-    context.log.info(
-        f"{len(zip_codes)} zip code(s) in {batch.chunks} chunk(s): {run_totals['run_rows_in']} rows in, "
-        f"{len(result.cleaned)} out, {len(result.rejected)} quarantined, {len(failures)} failed; memory "
-        f"{batch.raw_bytes:,} -> {cleaned_bytes:,} bytes; values unparseable (set to NULL): {result.unparseable}"
-    )
-
+        stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.chunk_rows)
     dry_run = postgres_io_manager.dry_run or context.run.tags.get(MODE_TAG) == DEBUG_MODE
     if dry_run:
-        # Debug mode: the full read and transform ran; record what they found as observations. The
-        # partitions stay as they were: not materialized, nothing written, no table created. Each
-        # observation restates the partition's current data version (unchanged, since nothing was
-        # written), so the refresh does not mistake a debugged partition for an unknown one.
+        # Debug mode: read and clean in full; record what was found as observations. The partitions
+        # stay as they were: not materialized, nothing written, no table created. Each observation
+        # restates the partition's current data version (unchanged, since nothing was written), so
+        # the refresh does not mistake a debugged partition for an unknown one.
+        with failures_explained():
+            for _ in stream:
+                pass
+        good = list(stream.stats.index)
         recorded = latest_data_versions(context.instance, context.asset_key, dg.DagsterEventType.ASSET_OBSERVATION, good)
+        metadata = partition_metadata(stream)
         yield from batched_events(
             context,
             [
                 dg.AssetObservation(
                     asset_key=context.asset_key,
                     partition=z,
-                    metadata={**metadata, "dry_run": True},
+                    metadata={**metadata[z], "dry_run": True},
                     tags={DATA_VERSION_TAG: recorded[z]} if z in recorded else None,
                 )
-                for z, metadata in per_partition.items()
+                for z in good
             ],
         )
-    else:
-        raw_key = raw_dependency(context.assets_def, context.asset_key)
-        code_version = context.assets_def.code_versions_by_key[context.asset_key] or CLEANING_CODE_VERSION
-        provenance = {z: provenance_tags(raw_key, batch.raw_versions[z], code_version) for z in good}
-        if not failures:
-            for zip_code, metadata in per_partition.items():
-                context.add_asset_metadata(metadata, partition_key=zip_code)
-            yield dg.Output(WithQuarantine(result.cleaned, result.rejected), metadata=run_metadata)
-        else:
-            # Some zip codes failed: write the others now (the same atomic replace the IO manager does
-            # on output) and mark each of them materialized; the failure below names the rest.
-            table = postgres_io_manager.table_for(context.asset_key, context.assets_def.metadata_by_key[context.asset_key])
-            if good:
-                started = time.perf_counter()
-                with failures_explained():
-                    postgres_io_manager.write_partitions(table, good, result.cleaned, result.rejected)
-                run_metadata["write_seconds"] = round(time.perf_counter() - started, 4)
-            yield from batched_events(
-                context,
-                [
-                    dg.AssetMaterialization(
-                        asset_key=context.asset_key,
-                        partition=z,
-                        metadata={**run_metadata, **per_partition[z], "dagster/table_name": f"{table.schema}.{table.name}"},
-                        tags=provenance[z],
-                    )
-                    for z in good
-                ],
-            )
-        # Each written partition's data provenance: the raw data version it was built from. Dagster
-        # gives every partition of an Output the same tags, so the per-partition provenance follows
-        # as one batch of observations (zip_etl/refresh.py reads them; so does Dagster's stale status).
+        if stream.failures:
+            raise _failure(stream, zip_codes, "cleaned (debug mode: nothing written)")
+        return
+
+    raw_key = raw_dependency(context.assets_def, context.asset_key)
+    code_version = context.assets_def.code_versions_by_key[context.asset_key] or CLEANING_CODE_VERSION
+    table = postgres_io_manager.table_for(context.asset_key, context.assets_def.metadata_by_key[context.asset_key])
+    # The rows stream from the raw table through the transform into one write transaction (the IO
+    # manager's one write path), so the run never holds more than a chunk of rows.
+    with failures_explained():
+        try:
+            summary = postgres_io_manager.write(table, stream, zip_codes)
+        except (ValueError, TypeError) as error:  # a frame the table cannot take: retrying cannot help
+            raise dg.Failure(description=f"Nothing written to {table.schema}.{table.name}: {error}",
+                             allow_retries=False) from None
+    _log_run(context, stream, summary)
+    metadata = partition_metadata(stream)
+    provenance = {z: provenance_tags(raw_key, stream.raw_versions[z], code_version) for z in metadata}
+    if stream.failures:
+        # The good zip codes are written: mark each materialized (with its provenance), then fail.
         yield from batched_events(
             context,
-            [dg.AssetObservation(asset_key=context.asset_key, partition=z, tags=provenance[z]) for z in good],
+            [
+                dg.AssetMaterialization(
+                    asset_key=context.asset_key,
+                    partition=z,
+                    metadata={**run_metadata(stream, summary), **values,
+                              "dagster/table_name": f"{table.schema}.{table.name}"},
+                    tags=provenance[z],
+                )
+                for z, values in metadata.items()
+            ],
         )
+        raise _failure(stream, zip_codes, "written")
+    for zip_code, values in metadata.items():
+        context.add_asset_metadata(values, partition_key=zip_code)
+    yield dg.Output(WrittenPartitions(summary.rows_written, summary.rows_quarantined),
+                    metadata=run_metadata(stream, summary))
+    # Each written partition's data provenance: the raw data version it was built from. Dagster
+    # gives every partition of an Output the same tags, so the per-partition provenance follows
+    # as one batch of observations (zip_etl/refresh.py reads them; so does Dagster's stale status).
+    yield from batched_events(
+        context,
+        [dg.AssetObservation(asset_key=context.asset_key, partition=z, tags=tags) for z, tags in provenance.items()],
+    )
 
-    if failures:
-        listed = "; ".join(f"{z}: {message}" for z, message in list(failures.items())[:20])
-        done = "cleaned (debug mode: nothing written)" if dry_run else "written"
-        raise dg.Failure(
-            description=(
-                f"{len(failures)} of {len(zip_codes)} zip code(s) failed to clean and were not written "
-                f"(their previous rows are unchanged); the other {len(good)} were {done}. Re-run the "
-                f"failed ones (they show as missing). {listed}"
-            ),
-            metadata={"failed_zip_codes": dg.MetadataValue.json(sorted(failures)), "failed_count": len(failures)},
-            allow_retries=False,
-        )
+
+def partition_metadata(stream: PartitionStream) -> dict[str, dict]:
+    """Each cleaned zip code's own facts, for its materialization (or debug observation)."""
+    stats = stream.stats
+    rows_in_total = max(int(stats["rows_in"].sum()), 1)
+    return {
+        zip_code: _partition_metadata(row, row.rows_in / rows_in_total, stream.raw_bytes, stream.cleaned_bytes)
+        for zip_code, row in zip(stats.index, stats.itertuples())
+    }
+
+
+def run_metadata(stream: PartitionStream, summary) -> dict:
+    stats = stream.stats
+    totals = {
+        "run_partitions": len(stream.zip_codes),
+        "run_rows_in": int(stats["rows_in"].sum()),
+        "run_rows_out": int(stats["rows_out"].sum()),
+        "run_rows_rejected": int(stats["rows_rejected"].sum()),
+        "run_chunks": stream.chunks,
+    }
+    return {
+        # Dagster copies the run's metadata onto every partition's materialization; in a one-zip-code
+        # run the run's totals are the zip code's own, so they are left out there.
+        **(totals if len(stream.zip_codes) > 1 else {}),
+        "memory_saved_pct": round(100 * (1 - stream.cleaned_bytes / stream.raw_bytes), 1) if stream.raw_bytes else 0.0,
+        "peak_process_memory_mb": _peak_rss_mb(),
+        "read_seconds": round(stream.read_seconds, 4),
+        "transform_seconds": round(stream.transform_seconds, 4),
+        "write_seconds": round(summary.seconds, 4),
+        "rows_written": summary.rows_written,
+        "rows_quarantined": summary.rows_quarantined,
+        # Which machine and process ran this range (several, in a distributed deployment).
+        "worker": f"{socket.gethostname()} pid {os.getpid()}",
+    }
+
+
+def _log_run(context, stream: PartitionStream, summary) -> None:
+    stats = stream.stats
+    context.log.info(
+        f"{len(stream.zip_codes)} zip code(s) in {stream.chunks} chunk(s): {int(stats['rows_in'].sum())} rows in, "
+        f"{summary.rows_written} out, {summary.rows_quarantined} quarantined, {len(stream.failures)} failed; memory "
+        f"{stream.raw_bytes:,} -> {stream.cleaned_bytes:,} bytes; values unparseable (set to NULL): {stream.unparseable}"
+    )
+
+
+def _failure(stream: PartitionStream, zip_codes: list[str], done: str) -> dg.Failure:
+    failures = stream.failures
+    listed = "; ".join(f"{z}: {message}" for z, message in list(failures.items())[:20])
+    return dg.Failure(
+        description=(
+            f"{len(failures)} of {len(zip_codes)} zip code(s) failed to clean and were not written "
+            f"(their previous rows are unchanged); the other {len(zip_codes) - len(failures)} were {done}. "
+            f"Re-run the failed ones (they show as missing). {listed}"
+        ),
+        metadata={"failed_zip_codes": dg.MetadataValue.json(sorted(failures)), "failed_count": len(failures)},
+        allow_retries=False,
+    )

@@ -1,6 +1,6 @@
 """Rows between PostgreSQL and Arrow with binary COPY, through ADBC's PostgreSQL driver.
 
-Reading: a `RawSnapshot` is one REPEATABLE READ transaction, so the row counts, the data versions
+Reading: a `TableSnapshot` is one REPEATABLE READ transaction, so the row counts, the data versions
 and the rows of a run all describe the same state of the raw table. Rows stream as Arrow record
 batches of bounded size: the driver runs `COPY (SELECT …) TO STDOUT (FORMAT binary)` for a query
 without bound parameters (a query with parameters is fetched whole), so the zip codes to read go
@@ -20,6 +20,7 @@ bytes (the slow path, taken only for such batches in such databases).
 from __future__ import annotations
 
 import contextlib
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from collections.abc import Iterator, Sequence
 
 import adbc_driver_manager
@@ -29,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg2 import sql
 
-from zip_etl.db.connection import connect, describe_connection_error
+from zip_etl.db.connection import DatabaseError, connect, describe_connection_error, redact_url
 from zip_etl.db.tables import Column, Table
 
 # Declared SQL type -> the Arrow type binary COPY needs for it (the wire format is exact: an int64
@@ -48,6 +49,10 @@ ARROW_TYPES = {
 }
 
 _KEYS_TABLE = "zip_etl_keys"
+# Arrow -> the pandas dtypes a frame of each SQL type loads as when Arrow-backed dtypes are not wanted.
+_PANDAS_TYPES = {
+    pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype(),
+}
 _REJECTED_STAGING = "zip_etl_rejected"
 
 
@@ -59,11 +64,48 @@ def arrow_type(sql_type: str) -> pa.DataType:
 
 
 def connect_arrow(url: str) -> adbc.Connection:
-    """An ADBC connection (transactions on: nothing is committed until `commit()`)."""
+    """An ADBC connection (transactions on: nothing is committed until `commit()`), in UTC like
+    `zip_etl.db.connection.connect`, so timestamps turned into text read the same everywhere."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query += [("application_name", "zip_etl"), ("options", "-c timezone=UTC")]
     try:
-        return adbc.connect(url)
+        return adbc.connect(urlunsplit(parts._replace(query=urlencode(query, quote_via=quote))))
     except adbc_driver_manager.OperationalError as error:
         raise describe_connection_error(url, error) from None
+
+
+# SQLSTATEs of a value or type the declaration cannot read (data exceptions, no such cast or function).
+_UNREADABLE = ("22", "42883", "42846")
+# ... and of a connection or transaction that may succeed when tried again.
+_TRANSIENT = ("08", "57P", "40001", "40P01", "53")
+
+
+def driver_error_is_transient(error: Exception) -> bool:
+    state = getattr(error, "sqlstate", None) or ""
+    return isinstance(error, adbc_driver_manager.OperationalError) or state.startswith(_TRANSIENT)
+
+
+@contextlib.contextmanager
+def reading(table: Table, url: str) -> Iterator[None]:
+    """Driver errors while reading `table`, as one-line DatabaseErrors that say what to fix."""
+    try:
+        yield
+    except adbc_driver_manager.Error as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        state = getattr(error, "sqlstate", None) or ""
+        if state.startswith(_UNREADABLE):
+            raise DatabaseError(
+                f"The table {table.schema}.{table.name} has values zip_etl cannot read as declared ({first}). "
+                "Fix the column's type or values, or update its declaration in zip_etl/tables.py."
+            ) from None
+        if driver_error_is_transient(error):
+            raise DatabaseError(
+                f"Lost the connection to PostgreSQL at {redact_url(url)} while reading {table.schema}.{table.name} "
+                f"({first}); nothing was written from this read, so a retry is safe.",
+                retriable=True,
+            ) from None
+        raise
 
 
 class SqlText:
@@ -135,28 +177,37 @@ def _first_surrogate(values: pd.Series) -> int | None:
     return None
 
 
-class RawSnapshot:
+class TableSnapshot:
     """Reads of one table from one REPEATABLE READ snapshot: counts, data versions, rows.
 
     `select_list` is the SELECT list (casts for retyped columns included) as text; `server_encoding`
     says whether text may need the undecodable-bytes path.
     """
 
-    def __init__(self, url: str, table: Table, select_list: sql.Composable, *, sql_ascii: bool):
+    def __init__(self, url: str, table: Table, expressions: dict[str, sql.Composable] | None = None, *,
+                 sql_ascii: bool = False, arrow_dtypes: bool = True):
         self.url = url
         self.table = table
+        self._arrow_dtypes = arrow_dtypes
+        self._expressions = {
+            c.name: (expressions or {}).get(c.name, sql.Identifier("r", c.name)) for c in table.columns
+        }
+        select_list = sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(e, sql.Identifier(name)) for name, e in self._expressions.items()
+        )
         self._select_composed = select_list
         self._text_columns = [c.name for c in table.columns if c.sql_type == "text"]
         self._sql_ascii = sql_ascii
         self._conn: adbc.Connection | None = None
 
-    def __enter__(self) -> RawSnapshot:
+    def __enter__(self) -> TableSnapshot:
         text = SqlText(self.url)
         try:
             self._select_list = text(self._select_composed)
             self._table_sql = text(sql.Identifier(self.table.schema, self.table.name))
-            self._zip_sql = text.ident(self.table.partition_column)
+            self._zip_sql = text.ident(self.table.partition_column) if self.table.partition_column else None
             self._id_sql = {c.name: text.ident(c.name) for c in self.table.columns}
+            self._expression_sql = {name: text(e) for name, e in self._expressions.items()}
         finally:
             text.close()
         self._conn = connect_arrow(self.url)
@@ -174,7 +225,7 @@ class RawSnapshot:
             conn.close()
 
     def _cursor(self):
-        assert self._conn is not None, "use RawSnapshot as a context manager"
+        assert self._conn is not None, "use TableSnapshot as a context manager"
         return self._conn.cursor()
 
     def _load_keys(self, zip_codes: Sequence[str]) -> None:
@@ -188,9 +239,10 @@ class RawSnapshot:
         self._keys = keys
 
     def _fetch(self, query: str) -> pa.Table:
-        cursor = self._cursor()
-        cursor.execute(query)
-        return cursor.fetch_arrow_table()
+        with reading(self.table, self.url):
+            cursor = self._cursor()
+            cursor.execute(query)
+            return cursor.fetch_arrow_table()
 
     def counts(self, zip_codes: Sequence[str]) -> dict[str, int]:
         """Rows per zip code of `zip_codes` that has rows."""
@@ -205,23 +257,30 @@ class RawSnapshot:
         """Each zip code's data version (see zip_etl.tables.raw_data_versions), from this snapshot."""
         self._load_keys(zip_codes)
         result = self._fetch(
-            raw_versions_query(self._table_sql, self._zip_sql, self._id_sql[id_column], self._id_sql[updated_column],
+            raw_versions_query(self._table_sql, f"r.{self._zip_sql}", self._expression_sql[id_column],
+                               self._expression_sql[updated_column],
                                f"JOIN {_KEYS_TABLE} k ON r.{self._zip_sql} = k.zip_code")
         )
         return dict(zip(result["zip_code"].to_pylist(), result["version"].to_pylist()))
 
-    def rows(self, zip_codes: Sequence[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
-        """The rows of `zip_codes` as pandas frames of at most `chunk_rows` rows, streamed."""
-        self._load_keys(zip_codes)
-        cursor = self._cursor()
-        cursor.execute(
-            f"SELECT {self._select_list} FROM {self._table_sql} r JOIN {_KEYS_TABLE} k ON r.{self._zip_sql} = k.zip_code"
-        )
-        reader = cursor.fetch_record_batch()
+    def rows(self, zip_codes: Sequence[str] | None, chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """The rows of `zip_codes` (every row when None) as pandas frames of at most `chunk_rows`
+        rows, streamed."""
+        with reading(self.table, self.url):
+            cursor = self._cursor()
+            if zip_codes is None:
+                cursor.execute(f"SELECT {self._select_list} FROM {self._table_sql} r")
+            else:
+                self._load_keys(zip_codes)
+                cursor.execute(
+                    f"SELECT {self._select_list} FROM {self._table_sql} r "
+                    f"JOIN {_KEYS_TABLE} k ON r.{self._zip_sql} = k.zip_code"
+                )
+            reader = cursor.fetch_record_batch()
         try:
             pending: list[pa.RecordBatch] = []
             held = 0
-            for batch in reader:
+            for batch in _read_batches(reader, self.table, self.url):
                 while batch.num_rows:
                     take = min(batch.num_rows, chunk_rows - held)
                     pending.append(batch.slice(0, take))
@@ -237,25 +296,31 @@ class RawSnapshot:
 
     def rows_by_id(self, id_column: str, ids: Sequence[int]) -> pd.DataFrame:
         """Rows by primary key, from this snapshot (for rows decided on after they streamed past)."""
-        cursor = self._cursor()
-        cursor.execute(
-            f"SELECT {self._select_list} FROM {self._table_sql} r WHERE r.{self._id_sql[id_column]} = ANY($1)",
-            parameters=(list(map(int, ids)),),
-        )
-        return self._frame(cursor.fetch_arrow_table().to_batches())
+        with reading(self.table, self.url):
+            cursor = self._cursor()
+            cursor.execute(
+                f"SELECT {self._select_list} FROM {self._table_sql} r WHERE r.{self._id_sql[id_column]} = ANY($1)",
+                parameters=(list(map(int, ids)),),
+            )
+            return self._frame(cursor.fetch_arrow_table().to_batches())
 
     def _frame(self, batches: list[pa.RecordBatch]) -> pd.DataFrame:
         table = pa.Table.from_batches(batches) if batches else self._empty()
         undecodable = self._undecodable_columns(table) if self._sql_ascii else []
-        frame = table.to_pandas(types_mapper=pd.ArrowDtype, self_destruct=True, split_blocks=True)
-        for name in undecodable:
-            frame[name] = pd.Series(
-                [None if v is None else v.decode("utf-8", "surrogateescape")
-                 for v in table[name].cast(pa.binary()).to_pylist()],
-                dtype=object,
-                index=frame.index,
-            )
-        return frame
+        # Text that is not UTF-8 never reaches pandas as Arrow strings: those columns are decoded
+        # with "surrogateescape" into Python strings first (their bytes stay visible as \udcNN).
+        decoded = {
+            name: pd.Series([None if v is None else v.decode("utf-8", "surrogateescape")
+                             for v in table[name].cast(pa.binary()).to_pylist()], dtype=object)
+            for name in undecodable
+        }
+        names = table.column_names
+        table = table.drop_columns(undecodable)
+        frame = table.to_pandas(types_mapper=pd.ArrowDtype if self._arrow_dtypes else _PANDAS_TYPES.get,
+                                self_destruct=True, split_blocks=True)
+        for name, values in decoded.items():
+            frame[name] = values.set_axis(frame.index)
+        return frame[names]
 
     def _undecodable_columns(self, table: pa.Table) -> list[str]:
         bad = []
@@ -274,11 +339,17 @@ class RawSnapshot:
         return self._frame([])
 
 
+def _read_batches(reader, table: Table, url: str) -> Iterator[pa.RecordBatch]:
+    with reading(table, url):
+        yield from reader
+
+
 def raw_versions_query(table: str, zip_column: str, id_column: str, updated_column: str, join: str = "") -> str:
-    """Version = row count + md5 of the zip code's (id, updated_at in microseconds) pairs in id order."""
+    """Version = row count + md5 of the zip code's (id, updated_at in microseconds) pairs in id order
+    (the same as zip_etl.tables.raw_data_versions; columns given as expressions over alias r)."""
     return (
-        f"SELECT r.{zip_column} AS zip_code, count(*) || '-' || md5(string_agg(r.{id_column}::text || '@' || "
-        f"(extract(epoch FROM r.{updated_column}) * 1000000)::bigint::text, ',' ORDER BY r.{id_column})) AS version "
+        f"SELECT {zip_column} AS zip_code, count(*) || '-' || md5(string_agg(({id_column})::text || '@' || "
+        f"(extract(epoch FROM {updated_column}) * 1000000)::bigint::text, ',' ORDER BY {id_column})) AS version "
         f"FROM {table} r {join} GROUP BY 1"
     )
 
@@ -286,13 +357,12 @@ def raw_versions_query(table: str, zip_column: str, id_column: str, updated_colu
 class PartitionWriter:
     """One write transaction over a partitioned table and (optionally) its quarantine table."""
 
-    def __init__(self, url: str, table: Table, quarantine: Table | None = None, raw: Table | None = None):
+    def __init__(self, url: str, table: Table, quarantine: Table | None = None):
         self.url = url
         self.table = table
         self.quarantine = quarantine
-        self.raw = raw
         self._conn: adbc.Connection | None = None
-        self._staging_ready = False
+        self._staging: tuple | None = None
         self.rows_written = 0
         self.rows_quarantined = 0
 
@@ -302,8 +372,6 @@ class PartitionWriter:
             tables = [self.table] + ([self.quarantine] if self.quarantine else [])
             self._sql = {t.name: text(sql.Identifier(t.schema, t.name)) for t in tables}
             self._column_sql = {c.name: text.ident(c.name) for t in tables for c in t.columns}
-            if self.raw is not None:
-                self._column_sql.update({c.name: text.ident(c.name) for c in self.raw.columns})
             self._partition_sql = text.ident(self.table.partition_column) if self.table.partition_column else None
         finally:
             text.close()
@@ -359,33 +427,68 @@ class PartitionWriter:
         return len(frame)
 
     def append_rejected(self, rejected: pd.DataFrame) -> int:
-        """Rejected rows (the raw table's columns, plus `reason` and `detail`) into the quarantine table,
-        their original values as one JSON object each, built by PostgreSQL from a staging table."""
+        """Rejected rows (their original columns, plus `reason` and `detail`) into the quarantine table,
+        the original values as one JSON object per row, built by PostgreSQL from a staging table."""
         if not len(rejected):
             return 0
-        assert self.quarantine is not None and self.raw is not None, "no quarantine table to write to"
-        staging = Table(
-            schema="pg_temp",
-            name=_REJECTED_STAGING,
-            columns=(*self.raw.columns, *_REASON_COLUMNS),
-        )
-        if not self._staging_ready:
-            columns = ", ".join(f"{self._column_sql[c.name]} {c.sql_type}" for c in staging.columns)
-            self.execute(f"CREATE TEMPORARY TABLE {_REJECTED_STAGING} ({columns}) ON COMMIT DROP")
-            self._staging_ready = True
-        frame = rejected.assign(detail=rejected["detail"] if "detail" in rejected else None)
-        frame = _surrogates_shown(frame, [c.name for c in self.raw.columns if c.sql_type == "text"])
+        assert self.quarantine is not None, "no quarantine table to write to"
+        originals = [c for c in rejected.columns if c not in ("reason", "detail")]
+        staging = Table(schema="pg_temp", name=_REJECTED_STAGING,
+                        columns=(*(Column(c, sql_type_of(rejected[c])) for c in originals), *_REASON_COLUMNS))
+        text = None
+        if self._staging != staging.columns:
+            text = SqlText(self.url)
+            try:
+                names = {c.name: text.ident(c.name) for c in staging.columns}
+            finally:
+                text.close()
+            if self._staging is not None:
+                self.execute(f"DROP TABLE {_REJECTED_STAGING}")
+            self.execute(
+                f"CREATE TEMPORARY TABLE {_REJECTED_STAGING} ("
+                + ", ".join(f"{names[c.name]} {c.sql_type}" for c in staging.columns) + ") ON COMMIT DROP"
+            )
+            # JSON keys are the column names, as text values bound to the statement.
+            pairs = ", ".join(f"${i + 1}::text, {names[c]}" for i, c in enumerate(originals))
+            partition = self._column_sql[self.quarantine.partition_column]
+            self._insert_rejected = (
+                f"INSERT INTO {self._sql[self.quarantine.name]} ({partition}, reason, detail, raw_values) "
+                f"SELECT {names[self.quarantine.partition_column]}, reason, detail, jsonb_build_object({pairs}) "
+                f"FROM {_REJECTED_STAGING}"
+            )
+            self._staging, self._staging_keys = staging.columns, originals
+        frame = rejected if "detail" in rejected else rejected.assign(detail=None)
+        frame = _surrogates_shown(frame, [c for c in originals if frame[c].dtype == object])
         self._cursor().adbc_ingest(_REJECTED_STAGING, to_arrow(frame, staging), mode="append", temporary=True)
-        # Keys of the JSON object are the declared column names (validated identifiers: letters, digits, _).
-        pairs = ", ".join(f"'{c.name}', {self._column_sql[c.name]}" for c in self.raw.columns)
-        partition = self._column_sql[self.quarantine.partition_column]
-        self.execute(
-            f"INSERT INTO {self._sql[self.quarantine.name]} ({partition}, reason, detail, raw_values) "
-            f"SELECT {partition}, reason, detail, jsonb_build_object({pairs}) FROM {_REJECTED_STAGING}"
-        )
+        self.execute(self._insert_rejected, self._staging_keys)
         self.execute(f"TRUNCATE {_REJECTED_STAGING}")
         self.rows_quarantined += len(rejected)
         return len(rejected)
+
+
+def sql_type_of(values: pd.Series) -> str:
+    """The SQL type that holds a column of original values exactly (for the quarantine's staging)."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        kind = dtype.pyarrow_dtype
+        if pa.types.is_integer(kind):
+            return "bigint"
+        if pa.types.is_floating(kind):
+            return "double precision"
+        if pa.types.is_boolean(kind):
+            return "boolean"
+        if pa.types.is_timestamp(kind):
+            return "timestamptz" if kind.tz else "timestamp"
+        return "text"
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "bigint"
+    if pd.api.types.is_float_dtype(dtype):
+        return "double precision"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "timestamptz" if getattr(dtype, "tz", None) is not None else "timestamp"
+    return "text"
 
 
 _REASON_COLUMNS = (Column("reason", "text", nullable=False), Column("detail", "text"))

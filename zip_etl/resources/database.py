@@ -5,12 +5,14 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 
+import adbc_driver_manager
 import dagster as dg
 import pandas as pd
 import psycopg2.errors
 from psycopg2 import sql
 from pydantic import Field
 
+from zip_etl.db.arrow_io import driver_error_is_transient
 from zip_etl.db.connection import DatabaseError, etl_database_url, transaction
 from zip_etl.db.tables import Table, information_schema_type, read_partitions, table_exists, validate_identifier
 from zip_etl.tables import RAW_COMPANIES, raw_data_versions
@@ -28,12 +30,13 @@ class PostgresResource(dg.ConfigurableResource):
     )
     raw_schema: str = Field(default=RAW_COMPANIES.schema, description="schema of the raw table")
     raw_table: str = Field(default=RAW_COMPANIES.name, description="table holding the raw records")
-    max_rows_in_memory: int = Field(
-        default=1_000_000,
+    chunk_rows: int = Field(
+        default=200_000,
+        gt=0,
         description=(
-            "raw rows a run holds in memory at once (about 1.2 KB each at peak with the demo's columns; "
-            "see `zip-etl sizing`): a run with more is read and cleaned in chunks of zip codes, and a "
-            "single zip code with more fails alone, before it is read"
+            "raw rows read and cleaned at once: a run streams its zip codes through in chunks of at most "
+            "this many rows (a zip code with more streams in parts), so a run's memory follows this "
+            "setting, not the size of its zip codes (`zip-etl sizing` measures memory per chunk)"
         ),
     )
 
@@ -84,24 +87,20 @@ class PostgresResource(dg.ConfigurableResource):
             return raw, raw_data_versions(cursor, self.raw, zip_codes)
 
     def raw_snapshot(self):
-        """A `RawSnapshot` of the raw table (enter it to open its REPEATABLE READ transaction): counts,
+        """A `TableSnapshot` of the raw table (enter it to open its REPEATABLE READ transaction): counts,
         data versions and rows of zip codes, streamed as Arrow-backed frames by binary COPY.
 
         The table is checked first (exists, readable, declared columns; retyped columns are cast), so
         problems surface as one clear line before anything is read.
         """
-        from zip_etl.db.arrow_io import RawSnapshot
+        from zip_etl.db.arrow_io import TableSnapshot  # noqa: PLC0415
 
         table = self.raw
         with self.transaction() as cursor:
             expressions = raw_column_expressions(cursor, table, qualifier="r")
             cursor.execute("SELECT current_setting('server_encoding')")
             sql_ascii = cursor.fetchone()[0] == "SQL_ASCII"
-        select_list = sql.SQL(", ").join(
-            sql.SQL("{} AS {}").format(expressions.get(c.name, sql.Identifier("r", c.name)), sql.Identifier(c.name))
-            for c in table.columns
-        )
-        return RawSnapshot(self.url(), table, select_list, sql_ascii=sql_ascii)
+        return TableSnapshot(self.url(), table, expressions, sql_ascii=sql_ascii)
 
     def raw_data_versions(self, zip_codes: Sequence[str] | None = None) -> dict[str, str]:
         """The data version of every zip code with rows (or of each of `zip_codes`), in one query."""
@@ -132,10 +131,12 @@ def failures_explained() -> Iterator[None]:
         yield
     except DatabaseError as error:
         raise dg.Failure(description=str(error), allow_retries=error.retriable) from None
-    except psycopg2.Error as error:
+    except (psycopg2.Error, adbc_driver_manager.Error) as error:
         # Deadlocks, serialization failures, cancelled or timed-out statements may pass; a statement
         # PostgreSQL refuses (permissions, constraints, types) will be refused again.
-        transient = isinstance(error, (psycopg2.OperationalError, psycopg2.errors.TransactionRollbackError))
+        transient = isinstance(
+            error, (psycopg2.OperationalError, psycopg2.errors.TransactionRollbackError)
+        ) or (isinstance(error, adbc_driver_manager.Error) and driver_error_is_transient(error))
         first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
         raise dg.Failure(
             description=f"PostgreSQL refused a statement: {type(error).__name__}: {first_line}",

@@ -18,10 +18,8 @@ row is ever silently dropped and rows in = rows written + rows quarantined for e
 """
 
 
-import datetime as dt
-import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -29,8 +27,10 @@ import pandas as pd
 import psycopg2.errors
 from pydantic import Field
 
+from zip_etl.db.arrow_io import PartitionWriter, TableSnapshot
 from zip_etl.db.connection import DatabaseError, transaction
-from zip_etl.db.tables import Table, column_differences, ensure_table, read_partitions, replace_partitions, validate_identifier
+from zip_etl.db.tables import Table, column_differences, ensure_table, validate_identifier
+from zip_etl.partition_stream import CleanedChunk
 from zip_etl.resources.database import PostgresResource, failures_explained
 from zip_etl.tables import MIGRATE_HINT, quarantine_table, table_from_dagster_schema
 
@@ -47,45 +47,30 @@ class WithQuarantine:
     rejected: pd.DataFrame
 
 
-def _json_value(value):
-    """An original value as JSON can hold it and PostgreSQL's jsonb accepts it."""
-    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value):
-        return None
-    if isinstance(value, str):
-        # Undecodable bytes (lone surrogates) and NUL cannot be stored: show them as \xNN escapes.
-        text = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        return text.replace("\x00", "\\x00")
-    if isinstance(value, (pd.Timestamp, dt.datetime, dt.date)):
-        return value.isoformat()
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return value
+@dataclass(frozen=True)
+class WrittenPartitions:
+    """The output of an asset that streamed its partitions through `PostgresCopyIOManager.write`
+    inside its step (its rows never all exist at once): already committed, nothing left to write."""
+
+    rows_written: int
+    rows_quarantined: int
 
 
-def quarantine_frame(rejected: pd.DataFrame, partition_column: str) -> pd.DataFrame:
-    """Rejected rows in the quarantine table's shape: partition, reason, detail, original values."""
-    originals = [c for c in rejected.columns if c not in ("reason", "detail")]
-    records = rejected[originals].astype(object).to_dict("records")
-    return pd.DataFrame(
-        {
-            partition_column: rejected[partition_column].astype(str).tolist(),
-            "reason": rejected["reason"].astype(str).tolist(),
-            "detail": rejected["detail"].tolist() if "detail" in rejected else [None] * len(rejected),
-            "raw_values": [
-                json.dumps({k: _json_value(v) for k, v in record.items()}, ensure_ascii=False) for record in records
-            ],
-        }
-    )
+@dataclass
+class WriteSummary:
+    rows_written: int
+    rows_quarantined: int
+    seconds: float
 
 
 PARTITION_SAVEPOINT = "zip_etl_partition"
 
 
-def write_chunks(writer, chunks) -> None:
-    """Apply a run's `CleanedChunk`s in order on `writer` (one transaction): each chunk deletes the
-    previous rows of the zip codes it starts, then adds its cleaned and rejected rows. A zip code that
-    streams in parts is held between a savepoint and its release, so if it fails part-way its
-    previous rows come back and the other zip codes of the run stay written."""
+def write_chunks(writer: PartitionWriter, chunks: Iterable[CleanedChunk], partition_keys: Sequence[str] | None = None) -> None:
+    """Apply a run's chunks in order on `writer` (one transaction): each chunk deletes the previous
+    rows of the zip codes it starts, then adds its cleaned and rejected rows. A zip code that streams
+    in parts is held between a savepoint and its release, so if it fails part-way its previous rows
+    come back and the other zip codes of the run stay written."""
     key = list(writer.table.primary_key)
     for chunk in chunks:
         if chunk.aborts:
@@ -98,6 +83,7 @@ def write_chunks(writer, chunks) -> None:
         if chunk.superseded is not None and len(chunk.superseded):
             writer.delete_keys(key, chunk.superseded)
         if chunk.cleaned is not None:
+            validate_frame(writer.table, partition_keys, chunk.cleaned)
             writer.append(chunk.cleaned)
         if chunk.rejected is not None:
             writer.append_rejected(chunk.rejected)
@@ -105,48 +91,39 @@ def write_chunks(writer, chunks) -> None:
             writer.execute(f"RELEASE SAVEPOINT {PARTITION_SAVEPOINT}")
 
 
+def validate_frame(table: Table, partition_keys: Sequence[str] | None, df: pd.DataFrame) -> None:
+    """Refuse a frame that does not fit `table`: other columns, NULL in a NOT NULL column, or rows of
+    partitions other than those being written."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"PostgresCopyIOManager writes pandas DataFrames, got {type(df).__name__}")
+    expected, got = table.column_names, list(df.columns)
+    if set(expected) != set(got):
+        missing = [c for c in expected if c not in got]
+        extra = [c for c in got if c not in expected]
+        raise ValueError(
+            f"DataFrame for {table.schema}.{table.name} does not match the declared schema: "
+            f"missing columns {missing}, unexpected columns {extra}"
+        )
+    for column in table.columns:
+        if not column.nullable and df[column.name].isna().any():
+            bad = df.loc[df[column.name].isna()].head(3).to_dict("records")
+            raise ValueError(
+                f"Column {column.name!r} of {table.schema}.{table.name} is NOT NULL but "
+                f"{int(df[column.name].isna().sum())} rows have no value, e.g. {bad}"
+            )
+    if partition_keys is not None and len(df):
+        outside = set(df[table.partition_column].astype(str).unique()) - set(partition_keys)
+        if outside:
+            raise ValueError(
+                f"Rows for {table.partition_column} {sorted(outside)[:5]} do not belong to the "
+                f"partitions being written ({len(partition_keys)} partition(s)); refusing to write "
+                "them into another partition"
+            )
+
+
 def _metadata_value(metadata, key: str):
     value = (metadata or {}).get(key)
     return getattr(value, "value", value)
-
-
-class PandasCopyTypeHandler:
-    """How a pandas DataFrame is written to and read from a partitioned table."""
-
-    def write(self, cursor, table: Table, partition_keys: Sequence[str] | None, df: pd.DataFrame) -> int:
-        self._validate(table, partition_keys, df)
-        return replace_partitions(cursor, table, partition_keys, df)
-
-    def read(self, cursor, table: Table, partition_keys: Sequence[str] | None) -> pd.DataFrame:
-        return read_partitions(cursor, table, partition_keys)
-
-    @staticmethod
-    def _validate(table: Table, partition_keys: Sequence[str] | None, df: pd.DataFrame) -> None:
-        if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"PostgresCopyIOManager writes pandas DataFrames, got {type(df).__name__}")
-        expected, got = table.column_names, list(df.columns)
-        if set(expected) != set(got):
-            missing = [c for c in expected if c not in got]
-            extra = [c for c in got if c not in expected]
-            raise ValueError(
-                f"DataFrame for {table.schema}.{table.name} does not match the declared schema: "
-                f"missing columns {missing}, unexpected columns {extra}"
-            )
-        for column in table.columns:
-            if not column.nullable and df[column.name].isna().any():
-                bad = df.loc[df[column.name].isna()].head(3).to_dict("records")
-                raise ValueError(
-                    f"Column {column.name!r} of {table.schema}.{table.name} is NOT NULL but "
-                    f"{int(df[column.name].isna().sum())} rows have no value, e.g. {bad}"
-                )
-        if partition_keys is not None and len(df):
-            outside = set(df[table.partition_column].astype(str).unique()) - set(partition_keys)
-            if outside:
-                raise ValueError(
-                    f"Rows for {table.partition_column} {sorted(outside)[:5]} do not belong to the "
-                    f"partitions being written ({len(partition_keys)} partition(s)); refusing to write "
-                    "them into another partition"
-                )
 
 
 class PostgresCopyIOManager(dg.ConfigurableIOManager):
@@ -197,6 +174,24 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
                     raise
                 time.sleep(0.1)
 
+    def _refuse_in_dry_run(self, table: Table) -> None:
+        if self.dry_run:
+            raise RuntimeError(f"dry run: refusing to write {table.schema}.{table.name}")
+
+    def write(
+        self, table: Table, chunks: Iterable[CleanedChunk], partition_keys: Sequence[str] | None = None
+    ) -> WriteSummary:
+        """Apply `chunks` to `table` and its quarantine table in ONE transaction: committed once every
+        chunk is applied, nothing kept otherwise. The one write path of this IO manager."""
+        self._refuse_in_dry_run(table)
+        quarantine = quarantine_table(table)
+        for target in (table, quarantine):
+            self._ensure_table(target)
+        started = time.perf_counter()
+        with PartitionWriter(self.postgres.url(), table, quarantine) as writer:
+            write_chunks(writer, chunks, partition_keys)
+        return WriteSummary(writer.rows_written, writer.rows_quarantined, time.perf_counter() - started)
+
     def write_partitions(
         self,
         table: Table,
@@ -204,25 +199,24 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
         df: pd.DataFrame,
         rejected: pd.DataFrame | None = None,
     ) -> int:
-        """Replace `partition_keys` of `table` with `df` (and of its quarantine table with `rejected`,
-        if given) in one transaction; return rows written to `table`."""
-        if self.dry_run:
-            raise RuntimeError(f"dry run: refusing to write {table.schema}.{table.name}")
-        handler = PandasCopyTypeHandler()
-        quarantine = quarantine_table(table) if rejected is not None else None
-        quarantined = quarantine_frame(rejected, table.partition_column) if rejected is not None else None
-        for target in (table, quarantine):
-            if target is not None:
-                self._ensure_table(target)
-        with transaction(self.postgres.url()) as cursor:
-            written = handler.write(cursor, table, partition_keys, df)
-            if quarantine is not None:
-                handler.write(cursor, quarantine, partition_keys, quarantined)
-            return written
+        """Replace `partition_keys` (every row when None) of `table` with `df`, and of its quarantine
+        table with `rejected`; return the rows written to `table`."""
+        self._refuse_in_dry_run(table)
+        validate_frame(table, partition_keys, df)
+        chunk = CleanedChunk(replace=list(partition_keys) if partition_keys is not None else None,
+                             cleaned=df, rejected=rejected)
+        return self.write(table, [chunk], partition_keys).rows_written
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | WithQuarantine) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | WithQuarantine | WrittenPartitions) -> None:
         table = self.table_for(context.asset_key, context.definition_metadata)
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
+        if isinstance(obj, WrittenPartitions):
+            quarantine = quarantine_table(table)
+            context.add_output_metadata({
+                "dagster/table_name": f"{table.schema}.{table.name}",
+                "quarantine_table": f"{quarantine.schema}.{quarantine.name}",
+            })
+            return
         rows, rejected = (obj.rows, obj.rejected) if isinstance(obj, WithQuarantine) else (obj, None)
         started = time.perf_counter()
         with failures_explained():
@@ -243,9 +237,15 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
             metadata["rows_quarantined"] = dg.MetadataValue.int(len(rejected))
         context.add_output_metadata(metadata)
 
+    def read_partitions(self, table: Table, partition_keys: Sequence[str] | None) -> pd.DataFrame:
+        """The rows of `partition_keys` (every row when None), with pandas' nullable dtypes."""
+        with TableSnapshot(self.postgres.url(), table, arrow_dtypes=False) as snapshot:
+            frames = list(snapshot.rows(partition_keys, chunk_rows=1 << 62))
+        return frames[0] if frames else snapshot.empty_frame()
+
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         upstream = context.upstream_output
         table = self.table_for(context.asset_key, upstream.definition_metadata if upstream else {})
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
-        with transaction(self.postgres.url()) as cursor:
-            return PandasCopyTypeHandler().read(cursor, table, keys)
+        with failures_explained():
+            return self.read_partitions(table, keys)
