@@ -296,28 +296,49 @@ def generate_raw_companies(
     return raw[RAW_COLUMNS]
 
 
-def write_raw_companies(cursor, df: pd.DataFrame, table=None, *, replace: bool = True, chunk_rows: int = 250_000) -> int:
-    """Write generated rows with COPY (in chunks, to bound memory); index the zip-code column."""
+def write_raw_companies(url: str, df: pd.DataFrame, table=None, *, replace: bool = True,
+                        chunk_rows: int = 250_000) -> int:
+    """Write generated rows in one transaction with binary COPY (in chunks, to bound memory): the
+    table (re)created, the rows, an index on the zip-code column, fresh statistics."""
     from psycopg2 import sql
 
-    from zip_etl.db.copy import copy_frame_in
+    from zip_etl.db.arrow_io import ArrowTransaction
     from zip_etl.db.tables import create_table_statement
     from zip_etl.tables import RAW_COMPANIES
 
     table = table or RAW_COMPANIES
-    cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema)))
-    if replace:
-        cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table.identifier))
-    cursor.execute(create_table_statement(table))
-    for start in range(0, len(df), chunk_rows):
-        copy_frame_in(cursor, table.identifier, df.iloc[start : start + chunk_rows], table.column_names)
-    cursor.execute(
-        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-            sql.Identifier(f"{table.name}_zip_code_idx"), table.identifier, sql.Identifier("zip_code")
+    with ArrowTransaction(url) as transaction:
+        transaction.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema)))
+        if replace:
+            transaction.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table.identifier))
+        transaction.execute(create_table_statement(table))
+        for start in range(0, len(df), chunk_rows):
+            transaction.append_to(table, df.iloc[start : start + chunk_rows])
+        transaction.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                sql.Identifier(f"{table.name}_zip_code_idx"), table.identifier, sql.Identifier("zip_code")
+            )
         )
-    )
-    cursor.execute(sql.SQL("ANALYZE {}").format(table.identifier))
+        transaction.execute(sql.SQL("ANALYZE {}").format(table.identifier))
     return len(df)
+
+
+def insert_rows(cursor, table, frame: pd.DataFrame) -> int:
+    """A few rows into `table` on the caller's psycopg2 transaction (values bound as parameters)."""
+    from psycopg2 import sql
+    from psycopg2.extras import execute_values
+
+    if not len(frame):
+        return 0
+    records = [tuple(None if pd.isna(v) else v for v in row) for row in frame[table.column_names].astype(object).itertuples(index=False)]
+    execute_values(
+        cursor,
+        sql.SQL("INSERT INTO {} ({}) VALUES %s").format(
+            table.identifier, sql.SQL(", ").join(map(sql.Identifier, table.column_names))
+        ).as_string(cursor),
+        records,
+    )
+    return len(records)
 
 
 @dataclass(frozen=True)
@@ -351,7 +372,6 @@ def apply_change_set(
     the same table and arguments give the same rows. Runs on the caller's transaction."""
     from psycopg2 import sql
 
-    from zip_etl.db.copy import copy_frame_in
     from zip_etl.tables import RAW_COMPANIES
 
     table = table or RAW_COMPANIES
@@ -382,7 +402,7 @@ def apply_change_set(
             (updated,),
         )
         new_rows = generate_raw_companies(int(rng.integers(1, 6)), [zip_code], seed=int(rng.integers(2**31)), first_raw_id=next_id)
-        copy_frame_in(cursor, table.identifier, new_rows, table.column_names)
+        insert_rows(cursor, table, new_rows)
         next_id += len(new_rows)
         changes.append(ZipCodeChange(zip_code, len(new_rows), len(updated), len(deleted)))
     for zip_code in sorted(set(delete_all)):

@@ -17,8 +17,9 @@ from psycopg2 import sql
 
 from zip_etl.assets import cleaned_companies, raw_companies
 from zip_etl.checks.quality import QUALITY_CHECKS, check_scope
-from zip_etl.db.copy import copy_frame_in
-from zip_etl.db.tables import Table, ensure_table, read_partitions
+from zip_etl.db.arrow_io import TableSnapshot
+from zip_etl.db.tables import Table, ensure_table
+from zip_etl.demo_data import insert_rows
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
 from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES
 
@@ -47,9 +48,15 @@ def load_fixtures(cursor) -> tuple[int, int]:
         frame = read_fixture(name, table)
         ensure_table(cursor, table)
         cursor.execute(sql.SQL("TRUNCATE {}").format(table.identifier))
-        copy_frame_in(cursor, table.identifier, frame, table.column_names)
+        insert_rows(cursor, table, frame)
         counts.append(len(frame))
     return counts[0], counts[1]
+
+
+def read_table(url: str, table: Table, zip_codes) -> pd.DataFrame:
+    with TableSnapshot(url, table, arrow_dtypes=False) as snapshot:
+        frames = list(snapshot.rows(zip_codes, chunk_rows=1 << 62))
+        return frames[0] if frames else snapshot.empty_frame()
 
 
 FLOAT_TOLERANCE = 1e-9  # relative; the cleaned table has no float columns today
@@ -95,9 +102,10 @@ def matches_truth(
     with check_scope(context, postgres_io_manager) as scope:
         if scope is None:
             return dg.AssetCheckResult(passed=False, description="the test table does not exist yet")
-        truth = read_partitions(scope.cursor, TRUTH_TABLE, None)
+        url = postgres_io_manager.postgres.url()
+        truth = read_table(url, TRUTH_TABLE, None)
         keys = sorted(set(truth["zip_code"]) & set(scope.keys if scope.keys is not None else truth["zip_code"]))
-        actual = read_partitions(scope.cursor, scope.table, keys)
+        actual = read_table(url, scope.table, keys)
     truth = truth[truth["zip_code"].isin(keys)]
     problems = compare_with_truth(actual.astype(object), truth.astype(object), list(CLEANED_COMPANIES.primary_key))
     return dg.AssetCheckResult(

@@ -12,8 +12,7 @@ def seed_raw(etl_url: str, schema: str, raw: pd.DataFrame | None = None, *, rows
              zip_codes=None, seed: int = 1) -> pd.DataFrame:
     """Write raw rows (generated unless given) to `schema`.raw_companies."""
     raw = generate_raw_companies(rows, zip_codes, seed=seed) if raw is None else raw
-    with transaction(etl_url) as cursor:
-        write_raw_companies(cursor, raw, RAW_COMPANIES.with_name(schema, "raw_companies"))
+    write_raw_companies(etl_url, raw, RAW_COMPANIES.with_name(schema, "raw_companies"))
     return raw
 
 

@@ -44,8 +44,7 @@ def metadata_value(page, label: str) -> str:
 @pytest.mark.browser
 def test_materialize_backfill_and_checks_in_the_browser(zip_etl_environment, dagster_dev, query):
     raw = generate_raw_companies(4000, [ONE, *BACKFILL], seed=6)
-    with transaction(zip_etl_environment["etl_url"]) as cursor:
-        write_raw_companies(cursor, raw)
+    write_raw_companies(zip_etl_environment["etl_url"], raw)
     cleaned = clean_companies(raw)
     expected = cleaned.cleaned["zip_code"].astype(str).value_counts().to_dict()
     rejected = int((cleaned.rejected["zip_code"].astype(str) == ONE).sum())

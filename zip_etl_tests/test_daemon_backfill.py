@@ -10,8 +10,7 @@ from zip_etl.partitions import ZIP_CODES
 @pytest.mark.slow
 def test_ui_style_backfill_runs_in_batched_runs_through_the_daemon(zip_etl_environment, query, dagster_dev):
     keys = ZIP_CODES[:2500]  # two runs: 2,000 + 500 zip codes
-    with transaction(zip_etl_environment["etl_url"]) as cursor:
-        write_raw_companies(cursor, generate_raw_companies(6000, keys, seed=21))
+    write_raw_companies(zip_etl_environment["etl_url"], generate_raw_companies(6000, keys, seed=21))
     if query("SELECT to_regclass('public.cleaned_companies') IS NOT NULL")[0][0]:
         query("TRUNCATE public.cleaned_companies")
 

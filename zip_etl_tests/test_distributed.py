@@ -28,8 +28,7 @@ PER_RUN = 50  # 8 runs, so that both workers get several
 def _seed(etl_url: str, rows: int, seed: int) -> dict:
     """Raw rows for KEYS in public.raw_companies; the cleaned row count each zip code must end with."""
     raw = generate_raw_companies(rows, KEYS, seed=seed)
-    with transaction(etl_url) as cursor:
-        write_raw_companies(cursor, raw)
+    write_raw_companies(etl_url, raw)
     return clean_companies(raw).cleaned.groupby("zip_code").size().to_dict()
 
 

@@ -25,8 +25,7 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_script_launches_one_partition_waits_and_prints_its_metadata(zip_etl_environment, dagster_dev, query):
     raw = generate_raw_companies(500, [ZIP, "60602"], seed=8)
-    with transaction(zip_etl_environment["etl_url"]) as cursor:
-        write_raw_companies(cursor, raw)
+    write_raw_companies(zip_etl_environment["etl_url"], raw)
     cleaned = clean_companies(raw[raw["zip_code"] == ZIP])
     drop_written_partitions(zip_etl_environment["etl_url"], [ZIP])
     try:

@@ -86,8 +86,8 @@ def test_change_sets_are_deterministic(etl_url, query, schema):
     tables = []
     for suffix in ("a", "b"):
         table = RAW_COMPANIES.with_name(schema, f"raw_{suffix}")
+        write_raw_companies(etl_url, generate_raw_companies(500, BLOCK[:8], seed=4), table)
         with transaction(etl_url) as cursor:
-            write_raw_companies(cursor, generate_raw_companies(500, BLOCK[:8], seed=4), table)
             apply_change_set(cursor, BLOCK[:3], delete_all=[BLOCK[3]], seed=12, table=table)
         tables.append(query(sql.SQL("SELECT * FROM {} ORDER BY raw_id").format(table.identifier)))
     assert tables[0] == tables[1]

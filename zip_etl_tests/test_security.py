@@ -32,8 +32,8 @@ def locked_down():
     for statement in dagster_role_statements("zip_etl_dagster", "dagster"):
         server.admin(statement)
     raw = RAW_COMPANIES.with_name("upstream", "raw_companies")
+    write_raw_companies(server.admin_url("companies"), generate_raw_companies(900, ZIPS, seed=8), raw)
     with transaction(server.admin_url("companies")) as cursor:
-        write_raw_companies(cursor, generate_raw_companies(900, ZIPS, seed=8), raw)
         cursor.execute("CREATE SCHEMA cleaned")
         for statement in etl_role_grants("zip_etl_etl", raw, "cleaned"):
             cursor.execute(statement)

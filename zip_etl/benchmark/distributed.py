@@ -56,8 +56,8 @@ def _seed(etl_url: str, rows: int, zip_codes: int | None) -> tuple[list[str], in
     keys = ZIP_CODES if zip_codes is None else ZIP_CODES[:zip_codes]
     print(f"  seeding {rows:,} rows over {len(keys):,} zip codes into {ETL_DATABASE}.public.raw_companies ...",
           flush=True)
+    write_raw_companies(etl_url, generate_raw_companies(rows, keys, seed=2026))
     with transaction(etl_url) as cursor:
-        write_raw_companies(cursor, generate_raw_companies(rows, keys, seed=2026))
         cursor.execute("SELECT count(*), pg_relation_size('public.raw_companies') FROM public.raw_companies")
         count, raw_bytes = cursor.fetchone()
     return list(keys), count, raw_bytes

@@ -28,6 +28,12 @@ class Measurement:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
+def read_raw_table(schema: str) -> pd.DataFrame:
+    from zip_etl.resources import PostgresResource
+
+    return PostgresResource(raw_schema=schema).read_raw(None)
+
+
 def raw_table(schema: str) -> Table:
     return RAW_COMPANIES.with_name(schema, "raw_companies")
 
@@ -123,10 +129,7 @@ def to_sql_sample(schema: str, rows: int, total_rows: int) -> Measurement:
     from zip_etl.db.connection import sqlalchemy_url
     from zip_etl.transform import clean_companies
 
-    with transaction(etl_database_url()) as cursor:
-        from zip_etl.db.tables import read_partitions
-
-        raw = read_partitions(cursor, raw_table(schema), None).head(rows)
+    raw = read_raw_table(schema).head(rows)
     cleaned = clean_companies(raw).cleaned
     engine = create_engine(sqlalchemy_url(etl_database_url()))
     try:
@@ -153,8 +156,6 @@ def read_paths(schema: str) -> list[Measurement]:
     from sqlalchemy import create_engine
 
     from zip_etl.db.connection import sqlalchemy_url
-    from zip_etl.db.tables import read_partitions
-
     table = raw_table(schema)
     engine = create_engine(sqlalchemy_url(etl_database_url()))
     try:
@@ -168,23 +169,20 @@ def read_paths(schema: str) -> list[Measurement]:
     finally:
         engine.dispose()
     started = time.perf_counter()
-    with transaction(etl_database_url()) as cursor:
-        copied = read_partitions(cursor, table, None)
+    copied = read_raw_table(schema)
     copy_seconds = time.perf_counter() - started
     assert len(copied) == len(frame)
     return [
         Measurement("pandas.read_sql of the raw table", read_sql_seconds, len(frame)),
-        Measurement("zip_etl COPY (SELECT ...) TO STDOUT -> typed pandas", copy_seconds, len(copied)),
+        Measurement("zip_etl binary COPY (ADBC) -> Arrow-backed pandas", copy_seconds, len(copied)),
     ]
 
 
 def downcast_saving(schema: str) -> tuple[int, int, int]:
     """(raw bytes as read, cleaned bytes before downcast, cleaned bytes after) for the whole table."""
-    from zip_etl.db.tables import read_partitions
     from zip_etl.transform import cleaning, frame_bytes
 
-    with transaction(etl_database_url()) as cursor:
-        raw = read_partitions(cursor, raw_table(schema), None)
+    raw = read_raw_table(schema)
     original = cleaning.downcast
     undowncast: list[int] = []
     try:

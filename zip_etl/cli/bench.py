@@ -65,7 +65,7 @@ def _seed(schema: str, rows: int, zip_codes: int | None) -> tuple[list[str], dic
     raw = generate_raw_companies(rows, keys, seed=2026)
     with transaction(etl_database_url()) as cursor:
         cursor.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-        write_raw_companies(cursor, raw, RAW_COMPANIES.with_name(schema, "raw_companies"))
+    write_raw_companies(etl_database_url(), raw, RAW_COMPANIES.with_name(schema, "raw_companies"))
     counts = raw["zip_code"].value_counts().to_dict()
     return list(keys), {str(k): int(v) for k, v in counts.items()}
 

@@ -15,8 +15,7 @@ def seed_raw_table(rows: int, *, seed: int = 42, zip_codes: int | None = None) -
     print(f"Generating {rows:,} raw rows over {len(keys):,} zip codes (seed {seed})...", flush=True)
     df = generate_raw_companies(rows, keys, seed=seed)
     print(f"Writing them with COPY ({time.perf_counter() - started:.1f}s so far)...", flush=True)
-    with transaction(etl_database_url()) as cursor:
-        write_raw_companies(cursor, df)
+    write_raw_companies(etl_database_url(), df)
     print(f"Seeded raw_companies: {rows:,} rows in {time.perf_counter() - started:.1f}s", flush=True)
     return rows
 

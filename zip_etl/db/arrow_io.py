@@ -354,77 +354,111 @@ def raw_versions_query(table: str, zip_column: str, id_column: str, updated_colu
     )
 
 
-class PartitionWriter:
-    """One write transaction over a partitioned table and (optionally) its quarantine table."""
+class ArrowTransaction:
+    """One write transaction on an ADBC connection: statements, and Arrow data appended with binary
+    COPY. Committed when the block ends without an error, rolled back otherwise."""
 
-    def __init__(self, url: str, table: Table, quarantine: Table | None = None):
+    def __init__(self, url: str):
         self.url = url
-        self.table = table
-        self.quarantine = quarantine
         self._conn: adbc.Connection | None = None
-        self._staging: tuple | None = None
-        self.rows_written = 0
-        self.rows_quarantined = 0
+        self._text: SqlText | None = None
 
-    def __enter__(self) -> PartitionWriter:
-        text = SqlText(self.url)
+    def __enter__(self):
+        self._text = SqlText(self.url)
         try:
-            tables = [self.table] + ([self.quarantine] if self.quarantine else [])
-            self._sql = {t.name: text(sql.Identifier(t.schema, t.name)) for t in tables}
-            self._column_sql = {c.name: text.ident(c.name) for t in tables for c in t.columns}
-            self._partition_sql = text.ident(self.table.partition_column) if self.table.partition_column else None
-        finally:
-            text.close()
-        self._conn = connect_arrow(self.url)
+            self._conn = connect_arrow(self.url)
+        except BaseException:
+            self._text.close()
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
         try:
-            if exc_type is None:
-                conn.commit()
-            else:
-                with contextlib.suppress(Exception):
-                    conn.rollback()
+            if conn is not None:
+                try:
+                    if exc_type is None:
+                        conn.commit()
+                    else:
+                        with contextlib.suppress(Exception):
+                            conn.rollback()
+                finally:
+                    conn.close()
         finally:
-            conn.close()
+            if self._text is not None:
+                self._text.close()
 
-    def _cursor(self):
-        assert self._conn is not None, "use PartitionWriter as a context manager"
-        return self._conn.cursor()
+    def sql(self, composable: sql.Composable) -> str:
+        assert self._text is not None, "use the transaction as a context manager"
+        return self._text(composable)
 
-    def execute(self, statement: str, parameters: Sequence | None = None) -> None:
-        self._cursor().execute(statement, parameters=parameters)
+    def execute(self, statement: str | sql.Composable, parameters: Sequence | None = None) -> None:
+        """Run one statement; values only as `$n` parameters."""
+        assert self._conn is not None, "use the transaction as a context manager"
+        if not isinstance(statement, str):
+            statement = self.sql(statement)
+        self._conn.cursor().execute(statement, parameters=parameters)
+
+    def append_to(self, table: Table, frame: pd.DataFrame, *, temporary: bool = False) -> int:
+        """COPY `frame` (the table's columns, as the types it declares) into `table`."""
+        if not len(frame):
+            return 0
+        assert self._conn is not None, "use the transaction as a context manager"
+        data = to_arrow(frame, table)
+        cursor = self._conn.cursor()
+        if temporary:
+            cursor.adbc_ingest(table.name, data, mode="append", temporary=True)
+        else:
+            cursor.adbc_ingest(table.name, data, mode="append", db_schema_name=table.schema)
+        return len(frame)
+
+
+class PartitionWriter(ArrowTransaction):
+    """One write transaction over a partitioned table and (optionally) its quarantine table."""
+
+    def __init__(self, url: str, table: Table, quarantine: Table | None = None):
+        super().__init__(url)
+        self.table = table
+        self.quarantine = quarantine
+        self._staging: tuple | None = None
+        self.rows_written = 0
+        self.rows_quarantined = 0
+
+    def _tables(self) -> list[Table]:
+        return [self.table] + ([self.quarantine] if self.quarantine else [])
 
     def delete_partitions(self, keys: Sequence[str] | None) -> None:
         """DELETE the rows of `keys` (every row when None) from the table and its quarantine."""
-        for t in [self.table] + ([self.quarantine] if self.quarantine else []):
+        for t in self._tables():
             if keys is None:
-                self.execute(f"DELETE FROM {self._sql[t.name]}")
+                self.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(t.schema, t.name)))
             elif keys:
-                self.execute(f"DELETE FROM {self._sql[t.name]} WHERE {self._partition_sql} = ANY($1)", (list(keys),))
+                self.execute(
+                    sql.SQL("DELETE FROM {} WHERE {} = ANY($1)").format(
+                        sql.Identifier(t.schema, t.name), sql.Identifier(t.partition_column)
+                    ),
+                    (list(keys),),
+                )
 
     def delete_keys(self, key_columns: Sequence[str], rows: pd.DataFrame) -> None:
         """DELETE the table's rows whose `key_columns` equal one of `rows` (a key decided against late)."""
         if not len(rows):
             return
-        names = [self._column_sql[c] for c in key_columns]
-        arrays = ", ".join(f"${i + 1}::text[]" for i in range(len(names)))
+        arrays = sql.SQL(", ").join(sql.SQL(f"${i + 1}::text[]") for i in range(len(key_columns)))
         self.execute(
-            f"DELETE FROM {self._sql[self.table.name]} WHERE ({', '.join(names)}) IN (SELECT * FROM unnest({arrays}))",
+            sql.SQL("DELETE FROM {} WHERE ({}) IN (SELECT * FROM unnest({}))").format(
+                sql.Identifier(self.table.schema, self.table.name),
+                sql.SQL(", ").join(map(sql.Identifier, key_columns)),
+                arrays,
+            ),
             [rows[c].astype(str).tolist() for c in key_columns],
         )
 
     def append(self, frame: pd.DataFrame) -> int:
         """COPY `frame` (the table's columns) into the table."""
-        if not len(frame):
-            return 0
-        data = to_arrow(frame, self.table)
-        self._cursor().adbc_ingest(self.table.name, data, mode="append", db_schema_name=self.table.schema)
-        self.rows_written += len(frame)
-        return len(frame)
+        written = self.append_to(self.table, frame)
+        self.rows_written += written
+        return written
 
     def append_rejected(self, rejected: pd.DataFrame) -> int:
         """Rejected rows (their original columns, plus `reason` and `detail`) into the quarantine table,
@@ -435,33 +469,27 @@ class PartitionWriter:
         originals = [c for c in rejected.columns if c not in ("reason", "detail")]
         staging = Table(schema="pg_temp", name=_REJECTED_STAGING,
                         columns=(*(Column(c, sql_type_of(rejected[c])) for c in originals), *_REASON_COLUMNS))
-        text = None
         if self._staging != staging.columns:
-            text = SqlText(self.url)
-            try:
-                names = {c.name: text.ident(c.name) for c in staging.columns}
-            finally:
-                text.close()
             if self._staging is not None:
-                self.execute(f"DROP TABLE {_REJECTED_STAGING}")
-            self.execute(
-                f"CREATE TEMPORARY TABLE {_REJECTED_STAGING} ("
-                + ", ".join(f"{names[c.name]} {c.sql_type}" for c in staging.columns) + ") ON COMMIT DROP"
-            )
-            # JSON keys are the column names, as text values bound to the statement.
-            pairs = ", ".join(f"${i + 1}::text, {names[c]}" for i, c in enumerate(originals))
-            partition = self._column_sql[self.quarantine.partition_column]
-            self._insert_rejected = (
-                f"INSERT INTO {self._sql[self.quarantine.name]} ({partition}, reason, detail, raw_values) "
-                f"SELECT {names[self.quarantine.partition_column]}, reason, detail, jsonb_build_object({pairs}) "
-                f"FROM {_REJECTED_STAGING}"
-            )
+                self.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(_REJECTED_STAGING)))
+            self.execute(sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(
+                sql.Identifier(_REJECTED_STAGING),
+                sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.sql_type))
+                                   for c in staging.columns),
+            ))
+            # The JSON keys are the column names, bound as text values.
+            pairs = sql.SQL(", ").join(sql.SQL(f"${i + 1}::text, ") + sql.Identifier(c) for i, c in enumerate(originals))
+            partition = sql.Identifier(self.quarantine.partition_column)
+            self._insert_rejected = self.sql(sql.SQL(
+                "INSERT INTO {} ({}, reason, detail, raw_values) SELECT {}, reason, detail, jsonb_build_object({}) FROM {}"
+            ).format(sql.Identifier(self.quarantine.schema, self.quarantine.name), partition, partition, pairs,
+                     sql.Identifier(_REJECTED_STAGING)))
             self._staging, self._staging_keys = staging.columns, originals
         frame = rejected if "detail" in rejected else rejected.assign(detail=None)
         frame = _surrogates_shown(frame, [c for c in originals if frame[c].dtype == object])
-        self._cursor().adbc_ingest(_REJECTED_STAGING, to_arrow(frame, staging), mode="append", temporary=True)
+        self.append_to(staging, frame, temporary=True)
         self.execute(self._insert_rejected, self._staging_keys)
-        self.execute(f"TRUNCATE {_REJECTED_STAGING}")
+        self.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(_REJECTED_STAGING)))
         self.rows_quarantined += len(rejected)
         return len(rejected)
 

@@ -6,10 +6,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import pandas as pd
 from psycopg2 import sql
 
-from zip_etl.db.copy import copy_frame_in, copy_query_out
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SQL_TYPE = re.compile(r"^[a-z][a-z0-9 ()]*$")
@@ -138,34 +136,3 @@ def column_differences(cursor, table: Table) -> list[str]:
 def table_exists(cursor, schema: str, name: str) -> bool:
     cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{name}"',))
     return bool(cursor.fetchone()[0])
-
-
-def replace_partitions(cursor, table: Table, keys: Sequence[str] | None, df: pd.DataFrame) -> int:
-    """Delete the rows of `keys` (all rows if None) and COPY `df` in their place, on the caller's
-    transaction.
-
-    Run inside one transaction this is atomic (readers see the old rows or the new, never a mix)
-    and idempotent (writing the same partitions twice leaves one copy).
-    """
-    if keys is None:
-        cursor.execute(sql.SQL("DELETE FROM {}").format(table.identifier))
-    else:
-        assert table.partition_column, f"{table.name} has no partition column"
-        cursor.execute(
-            sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
-                table.identifier, sql.Identifier(table.partition_column)
-            ),
-            (list(keys),),
-        )
-    return copy_frame_in(cursor, table.identifier, df, table.column_names)
-
-
-def read_partitions(
-    cursor, table: Table, keys: Sequence[str] | None, expressions: dict[str, sql.Composable] | None = None
-) -> pd.DataFrame:
-    """Stream the rows of `keys` (all rows if None) out with COPY into typed pandas."""
-    if keys is None:
-        return copy_query_out(cursor, table.column_types, table.identifier, expressions=expressions)
-    assert table.partition_column, f"{table.name} has no partition column"
-    where = sql.SQL("{} WHERE {} = ANY(%s)").format(table.identifier, sql.Identifier(table.partition_column))
-    return copy_query_out(cursor, table.column_types, where, (list(keys),), expressions)

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from zip_etl.db.arrow_io import driver_error_is_transient
 from zip_etl.db.connection import DatabaseError, etl_database_url, transaction
-from zip_etl.db.tables import Table, information_schema_type, read_partitions, table_exists, validate_identifier
+from zip_etl.db.tables import Table, information_schema_type, table_exists, validate_identifier
 from zip_etl.tables import RAW_COMPANIES, raw_data_versions
 
 
@@ -55,36 +55,11 @@ class PostgresResource(dg.ConfigurableResource):
             validate_identifier(self.raw_schema, "raw_schema"), validate_identifier(self.raw_table, "raw_table")
         )
 
-    def count_raw(self, zip_codes: Sequence[str]) -> dict[str, int]:
-        """Raw rows per zip code (only those with rows), in one query on the zip-code index."""
-        table = self.raw
-        with self.transaction() as cursor:
-            raw_column_expressions(cursor, table)  # the table exists, with a text zip code
-            cursor.execute(
-                sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {c} = ANY(%s) GROUP BY 1").format(
-                    c=sql.Identifier(table.partition_column), t=table.identifier
-                ),
-                (list(zip_codes),),
-            )
-            return dict(cursor.fetchall())
-
-    def read_raw(self, zip_codes: Sequence[str]) -> pd.DataFrame:
-        """The raw rows of `zip_codes`, in one `COPY (SELECT ... WHERE zip_code = ANY(%s))`.
-
-        The raw table may drift from its declaration: extra columns are ignored (and logged), a
-        column of another type is cast to the declared one, a missing column or a non-text zip
-        code is a clear, non-retriable error.
-        """
-        with self.transaction() as cursor:
-            return self._read_raw(cursor, zip_codes)
-
-    def read_raw_with_versions(self, zip_codes: Sequence[str]) -> tuple[pd.DataFrame, dict[str, str]]:
-        """The raw rows of `zip_codes` (as `read_raw`) and the data version of each zip code, from one
-        snapshot (REPEATABLE READ), so each version describes exactly the rows that were read."""
-        with self.transaction() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            raw = self._read_raw(cursor, zip_codes)
-            return raw, raw_data_versions(cursor, self.raw, zip_codes)
+    def read_raw(self, zip_codes: Sequence[str] | None) -> pd.DataFrame:
+        """The raw rows of `zip_codes` (every row when None) as one frame; a run streams instead."""
+        with self.raw_snapshot() as snapshot:
+            frames = list(snapshot.rows(zip_codes, chunk_rows=1 << 62))
+            return frames[0] if frames else snapshot.empty_frame()
 
     def raw_snapshot(self):
         """A `TableSnapshot` of the raw table (enter it to open its REPEATABLE READ transaction): counts,
@@ -108,19 +83,6 @@ class PostgresResource(dg.ConfigurableResource):
         with self.transaction() as cursor:
             raw_column_expressions(cursor, table)  # the table exists, with the declared columns
             return raw_data_versions(cursor, table, zip_codes)
-
-    def _read_raw(self, cursor, zip_codes: Sequence[str]) -> pd.DataFrame:
-        table = self.raw
-        expressions = raw_column_expressions(cursor, table)
-        try:
-            return read_partitions(cursor, table, zip_codes, expressions)
-        except (psycopg2.errors.DataError, psycopg2.errors.UndefinedFunction, psycopg2.errors.CannotCoerce) as error:
-            raise DatabaseError(
-                f"The raw table {table.schema}.{table.name} has values zip_etl cannot read as declared "
-                f"({str(error).strip().splitlines()[0]}). Fix the column's type or values, or update "
-                "RAW_COMPANIES in zip_etl/tables.py."
-            ) from None
-
 
 
 @contextlib.contextmanager
