@@ -16,9 +16,9 @@ def seed_raw(etl_url: str, schema: str, raw: pd.DataFrame | None = None, *, rows
     return raw
 
 
-def pipeline_resources(schema: str) -> dict:
+def pipeline_resources(schema: str, **postgres_settings) -> dict:
     """The pipeline's resources, reading and writing `schema` on the test database."""
-    postgres = PostgresResource(raw_schema=schema)
+    postgres = PostgresResource(raw_schema=schema, **postgres_settings)
     return {"postgres": postgres, "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema=schema)}
 
 

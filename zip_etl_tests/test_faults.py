@@ -25,7 +25,7 @@ import sys, dagster as dg
 from zip_etl.assets import cleaned_companies, raw_companies
 from zip_etl_tests.helpers import pipeline_resources
 dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
-               resources=pipeline_resources(sys.argv[1]))
+               resources=pipeline_resources(sys.argv[1], chunk_rows=int(sys.argv[2])))
 """
 
 
@@ -41,38 +41,51 @@ def partition_state(query, schema, zip_code="10016"):
     return state
 
 
-def test_writer_killed_mid_copy_leaves_the_old_rows_and_a_rerun_completes(schema, etl_url, query):
-    seed_raw(etl_url, schema, rows=3000, zip_codes=["10016"], seed=1)
-    assert dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
-                          resources=pipeline_resources(schema)).success
-    old = partition_state(query, schema)
-    new_raw = seed_raw(etl_url, schema, rows=120_000, zip_codes=["10016"], seed=2)  # a COPY long enough to interrupt
+def materialize_10016(schema, chunk_rows):
+    return dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+                          resources=pipeline_resources(schema, chunk_rows=chunk_rows))
 
-    writer = subprocess.Popen([sys.executable, "-c", WRITE_ONE_PARTITION, schema], cwd=ROOT,
+
+def test_writer_killed_mid_stream_leaves_the_old_rows_and_a_rerun_is_identical(schema, etl_url, query):
+    """A zip code larger than a chunk streams into its transaction chunk by chunk: SIGKILL the run
+    after its first chunks are in, and the partition still holds exactly its old rows; run it again
+    and the table is what one-shot cleaning gives."""
+    seed_raw(etl_url, schema, rows=3000, zip_codes=["10016"], seed=1)
+    assert materialize_10016(schema, 1_000_000).success
+    old = partition_state(query, schema)
+    new_raw = seed_raw(etl_url, schema, rows=120_000, zip_codes=["10016"], seed=2)
+    chunk_rows = 15_000  # eight chunks
+
+    writer = subprocess.Popen([sys.executable, "-c", WRITE_ONE_PARTITION, schema, str(chunk_rows)], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    copying = []
-    deadline = time.time() + 120
-    while not copying:
-        assert writer.poll() is None and time.time() < deadline, "the writer never reached its COPY"
-        copying = query("SELECT p.pid, p.tuples_processed FROM pg_stat_progress_copy p JOIN pg_stat_activity a "
-                        "USING (pid) WHERE p.command = 'COPY FROM' AND a.application_name = 'zip_etl' "
-                        "AND p.tuples_processed > 0")
-        time.sleep(0.02)
+    copies, backend = set(), None
+    deadline = time.time() + 300
+    while len(copies) < 3:  # kill during the third COPY into the partition: two chunks are in
+        assert writer.poll() is None and time.time() < deadline, f"the writer finished or stalled ({len(copies)} COPY seen)"
+        for pid, started in query(
+            "SELECT p.pid, a.query_start FROM pg_stat_progress_copy p JOIN pg_stat_activity a USING (pid) "
+            "WHERE p.command = 'COPY FROM' AND p.relid = %s::regclass AND a.application_name = 'zip_etl'",
+            (f'"{schema}"."cleaned_companies"',),
+        ):
+            copies.add(started)
+            backend = pid
+        time.sleep(0.01)
     writer.send_signal(signal.SIGKILL)
     assert writer.wait(30) == -signal.SIGKILL
-    backend = copying[0][0]
     while query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (backend,)):
         assert time.time() < deadline, "the server kept the killed writer's session"
         time.sleep(0.1)
 
-    assert partition_state(query, schema) == old  # exactly the old rows: the COPY's transaction never committed
+    assert partition_state(query, schema) == old  # exactly the old rows: the transaction never committed
 
-    result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
-                            resources=pipeline_resources(schema))
+    result = materialize_10016(schema, chunk_rows)
     assert result.success
-    (cleaned_n, _), (quarantined_n, _) = partition_state(query, schema)
-    metadata = result.asset_materializations_for_node("cleaned_companies")[0].metadata
-    assert cleaned_n == metadata["rows_out"].value and cleaned_n + quarantined_n == len(new_raw)
+    assert result.asset_materializations_for_node("cleaned_companies")[0].metadata["run_chunks"].value >= 8
+    streamed = partition_state(query, schema)
+    (cleaned_n, _), (quarantined_n, _) = streamed
+    assert cleaned_n + quarantined_n == len(new_raw)
+    assert materialize_10016(schema, 1_000_000).success  # one chunk: the same rows, byte for byte
+    assert partition_state(query, schema) == streamed
 
 
 @pytest.fixture

@@ -251,12 +251,12 @@ def run_metadata(stream: PartitionStream, summary) -> dict:
         "run_rows_in": int(stats["rows_in"].sum()),
         "run_rows_out": int(stats["rows_out"].sum()),
         "run_rows_rejected": int(stats["rows_rejected"].sum()),
-        "run_chunks": stream.chunks,
     }
     return {
         # Dagster copies the run's metadata onto every partition's materialization; in a one-zip-code
         # run the run's totals are the zip code's own, so they are left out there.
         **(totals if len(stream.zip_codes) > 1 else {}),
+        "run_chunks": stream.chunks,
         "memory_saved_pct": round(100 * (1 - stream.cleaned_bytes / stream.raw_bytes), 1) if stream.raw_bytes else 0.0,
         "peak_process_memory_mb": _peak_rss_mb(),
         "read_seconds": round(stream.read_seconds, 4),

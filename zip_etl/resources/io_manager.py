@@ -72,16 +72,20 @@ def write_chunks(writer: PartitionWriter, chunks: Iterable[CleanedChunk], partit
     in parts is held between a savepoint and its release, so if it fails part-way its previous rows
     come back and the other zip codes of the run stay written."""
     key = list(writer.table.primary_key)
+    counts_at_savepoint = (0, 0)
     for chunk in chunks:
         if chunk.aborts:
             writer.execute(f"ROLLBACK TO SAVEPOINT {PARTITION_SAVEPOINT}")
             writer.execute(f"RELEASE SAVEPOINT {PARTITION_SAVEPOINT}")
+            writer.rows_written, writer.rows_quarantined = counts_at_savepoint
             continue
         if chunk.begins:
             writer.execute(f"SAVEPOINT {PARTITION_SAVEPOINT}")
+            counts_at_savepoint = (writer.rows_written, writer.rows_quarantined)
         writer.delete_partitions(chunk.replace)
         if chunk.superseded is not None and len(chunk.superseded):
-            writer.delete_keys(key, chunk.superseded)
+            writer.delete_keys(key, chunk.superseded)  # each key is one row an earlier chunk wrote
+            writer.rows_written -= len(chunk.superseded)
         if chunk.cleaned is not None:
             validate_frame(writer.table, partition_keys, chunk.cleaned)
             writer.append(chunk.cleaned)
