@@ -59,8 +59,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sizing = commands.add_parser("sizing", help="how many concurrent runs fit in a memory budget")
     sizing.add_argument("--memory-gb", type=float, default=None, help="budget (default: 80%% of RAM)")
-    sizing.add_argument("--samples", type=int, default=5, help="batches to measure")
-    sizing.add_argument("--batch-rows", type=int, default=250_000, help="rows per measured batch")
+    sizing.add_argument("--samples", type=int, default=4, help="ranges of zip codes to measure, besides the largest zip code")
+    sizing.add_argument("--chunk-rows", type=int, default=None, help="chunk size to measure (default: the postgres resource's)")
 
     migrate = commands.add_parser(
         "migrate", help="bring cleaned_companies written by an earlier release up to today's declaration")
@@ -152,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             from zip_etl.cli.sizing import sizing as run_sizing
 
             budget = args.memory_gb or 0.8 * psutil.virtual_memory().total / 2**30
-            return run_sizing(budget, args.samples, args.batch_rows)
+            from zip_etl.resources import PostgresResource
+
+            return run_sizing(budget, args.samples, args.chunk_rows or PostgresResource().chunk_rows)
         if args.command == "migrate":
             from zip_etl.db.connection import etl_database_url, transaction
             from zip_etl.tables import CLEANED_COMPANIES, migration_statements

@@ -1,9 +1,12 @@
-"""`zip-etl sizing`: how many zip_etl processes fit in a memory budget, measured not guessed.
+"""`zip-etl sizing`: how many zip_etl runs fit in a memory budget, measured, not guessed.
 
-It samples zip codes of the raw table, runs the real read + clean on batches of them in a fresh
-process each (as a run worker would), and records the peak resident memory of that process against
-the in-memory size of the raw rows it read. From the largest peak per raw MB and the baseline of a
-worker process it recommends how many concurrent runs fit in the budget (never more than the cores).
+A run's memory follows the `chunk_rows` setting of the `postgres` resource, not the size of its
+zip codes: rows stream through a chunk at a time. So sizing measures, in a fresh process per sample
+(as a run worker is), the peak resident memory of streaming real chunks of the raw table through
+the read, the cleaning and the conversion the writer does, without writing anything: a sample of
+ordinary ranges of zip codes, and the largest zip code (the one that streams in parts and keeps the
+duplicate index). The recommendation is the number of such processes that fit in the budget, never
+more than the cores.
 """
 
 from __future__ import annotations
@@ -18,77 +21,68 @@ from dataclasses import dataclass
 
 @dataclass
 class Sample:
+    label: str
     zip_codes: int
     rows: int
-    raw_mb: float
+    chunks: int
     baseline_mb: float
     peak_mb: float
 
-    @property
-    def mb_per_raw_mb(self) -> float:
-        return (self.peak_mb - self.baseline_mb) / self.raw_mb if self.raw_mb else 0.0
 
-
-def _measure(zip_codes: list[str]) -> Sample:
-    # Runs in a fresh process: its peak RSS is this batch's alone.
+def _measure(label: str, zip_codes: list[str], chunk_rows: int) -> Sample:
+    """Runs in a fresh process: its peak resident memory is this sample's alone."""
     import importlib
 
-    from zip_etl.resources.database import PostgresResource
-
     importlib.import_module("zip_etl.definitions")  # a run worker has all of Dagster and zip_etl loaded
-    from zip_etl.transform import clean_companies, frame_bytes
+    from zip_etl.db.arrow_io import to_arrow
+    from zip_etl.partition_stream import PartitionStream
+    from zip_etl.resources import PostgresResource
+    from zip_etl.tables import CLEANED_COMPANIES
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    raw = PostgresResource().read_raw(zip_codes)
-    result = clean_companies(raw)
-    del result
+    stream = PartitionStream(PostgresResource().raw_snapshot(), zip_codes, chunk_rows)
+    for chunk in stream:
+        if chunk.cleaned is not None:
+            to_arrow(chunk.cleaned, CLEANED_COMPANIES)  # what the writer does with each chunk
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return Sample(len(zip_codes), len(raw), frame_bytes(raw) / 2**20, baseline, peak)
+    return Sample(label, len(zip_codes), int(stream.stats["rows_in"].sum()), stream.chunks, baseline, peak)
 
 
-def sizing(budget_gb: float, samples: int, batch_rows: int, seed: int = 7) -> int:
+def sizing(budget_gb: float, samples: int, chunk_rows: int, seed: int = 7, out=print) -> int:
     from zip_etl.db.connection import etl_database_url, transaction
+    from zip_etl.partitions import partition_ranges
+    from zip_etl.resources import PostgresResource
+
+    raw = PostgresResource().raw
+    from psycopg2 import sql
 
     with transaction(etl_database_url()) as cursor:
-        cursor.execute("SELECT zip_code, count(*) FROM raw_companies GROUP BY 1 ORDER BY 1")
+        cursor.execute(sql.SQL("SELECT zip_code, count(*) FROM {} GROUP BY 1 ORDER BY 1").format(raw.identifier))
         counts = dict(cursor.fetchall())
     if not counts:
-        print("raw_companies is empty: seed it first (zip-etl seed)")
+        out(f"{raw.schema}.{raw.name} is empty: seed it first (zip-etl seed)")
         return 1
-    keys = sorted(counts)
+    ranges = partition_ranges(sorted(counts), len(counts), counts, chunk_rows)  # full chunks: the worst case
     rng = random.Random(seed)
-    batches = []
-    for _ in range(samples):
-        start = rng.randrange(len(keys))
-        batch, rows = [], 0
-        for key in keys[start:]:
-            batch.append(key)
-            rows += counts[key]
-            if rows >= batch_rows:
-                break
-        batches.append(batch)
+    chosen = [("range", r) for r in rng.sample(ranges, min(samples, len(ranges)))]
+    largest = max(counts, key=counts.get)
+    chosen.append(("largest zip code", [largest]))
     measured = []
-    for batch in batches:
+    for label, zip_codes in chosen:
         with ProcessPoolExecutor(max_workers=1) as pool:  # a fresh process per sample
-            measured.append(pool.submit(_measure, batch).result())
-    print(f"{'zip codes':>9} {'rows':>9} {'raw MB':>8} {'baseline MB':>11} {'peak MB':>8} {'MB per raw MB':>13}")
+            measured.append(pool.submit(_measure, label, zip_codes, chunk_rows).result())
+    out(f"chunk_rows = {chunk_rows:,} (the postgres resource's setting)")
+    out(f"{'sample':<17} {'zip codes':>9} {'rows':>10} {'chunks':>6} {'baseline MB':>11} {'peak MB':>8}")
     for s in measured:
-        print(f"{s.zip_codes:>9,} {s.rows:>9,} {s.raw_mb:>8.1f} {s.baseline_mb:>11.0f} {s.peak_mb:>8.0f} {s.mb_per_raw_mb:>13.2f}")
-    ratio = max(s.mb_per_raw_mb for s in measured)
-    baseline = max(s.baseline_mb for s in measured)
-    largest_zip_rows = max(counts.values())
-    rows_per_mb = max(s.rows / s.raw_mb for s in measured if s.raw_mb)
-    # The heaviest run holds a full batch (or the largest single zip code, if bigger).
-    worst_raw_mb = max(batch_rows, largest_zip_rows) / rows_per_mb
-    per_process_mb = baseline + ratio * worst_raw_mb
-    fit = max(1, math.floor(budget_gb * 1024 / per_process_mb))
+        out(f"{s.label:<17} {s.zip_codes:>9,} {s.rows:>10,} {s.chunks:>6} {s.baseline_mb:>11.0f} {s.peak_mb:>8.0f}")
+    per_process = max(s.peak_mb for s in measured)
+    fit = max(1, math.floor(budget_gb * 1024 / per_process))
     cores = os.cpu_count() or 1
-    recommended = min(fit, cores)
-    print(
-        f"\nPeak memory: {ratio:.2f} MB per MB of raw rows, over a {baseline:.0f} MB worker baseline.\n"
-        f"A run of up to {max(batch_rows, largest_zip_rows):,} rows (~{worst_raw_mb:.0f} raw MB) needs "
-        f"~{per_process_mb:.0f} MB; {fit} fit in {budget_gb:g} GB; {cores} cores.\n"
-        f"Recommended concurrent runs: {recommended}  (dagster.yaml run_coordinator max_concurrent_runs,"
-        f" zip-etl demo --workers)"
+    out(
+        f"\nA run process peaks at ~{per_process:.0f} MB with chunks of {chunk_rows:,} rows, whatever the size of its "
+        f"zip codes (the largest here: {counts[largest]:,} rows).\n"
+        f"{fit} fit in {budget_gb:g} GB; {cores} cores.\n"
+        f"Recommended concurrent runs: {min(fit, cores)}  (dagster.yaml run_coordinator max_concurrent_runs, "
+        "zip-etl demo --workers)"
     )
     return 0
