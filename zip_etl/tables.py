@@ -140,6 +140,23 @@ def quarantine_table(table: Table) -> Table:
     )
 
 
+def partition_counts_table(table: Table) -> Table:
+    """Rows per partition of `table` and of its quarantine, kept in the same transaction as every
+    write, so the table's totals are one small sum instead of a count over the whole table."""
+    return Table(
+        schema=table.schema,
+        name=f"{table.name}_partitions",
+        columns=(
+            Column(table.partition_column, "text", nullable=False),
+            Column("rows", "bigint", nullable=False),
+            Column("rows_quarantined", "bigint", nullable=False),
+            Column("written_at", "timestamptz", nullable=False),
+        ),
+        primary_key=(table.partition_column,),
+        partition_column=table.partition_column,
+    )
+
+
 def dagster_table_schema(table: Table) -> dg.TableSchema:
     """The table's columns as Dagster shows them (and as the IO manager creates them)."""
     return dg.TableSchema(

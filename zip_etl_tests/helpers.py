@@ -65,3 +65,13 @@ def failure_description(result) -> str:
 def retries(result) -> int:
     """How often a step of the run was retried by its RetryPolicy."""
     return sum(1 for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY")
+
+
+def run_facts(result) -> dict:
+    """The metadata of the run's one unpartitioned observation of cleaned_companies: the run's facts
+    and the table's totals."""
+    (observation,) = [
+        e.asset_observation_data.asset_observation for e in result.get_asset_observation_events()
+        if e.asset_observation_data.asset_observation.partition is None
+    ]
+    return observation.metadata

@@ -47,13 +47,13 @@ def _cluster(workers: int = 2) -> LocalCeleryCluster:
 
 
 def _run_workers(instance, run_ids) -> dict:
-    """The `worker` each run's output metadata names (hostname and pid of the process that ran it)."""
+    """The `worker` each run's observation of its facts names (hostname and pid of the process that ran it)."""
     from dagster import DagsterEventType
 
     workers = {}
     for run_id in run_ids:
-        for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_OUTPUT):
-            metadata = record.dagster_event.event_specific_data.metadata
+        for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_OBSERVATION):
+            metadata = record.dagster_event.asset_observation_data.asset_observation.metadata
             if "worker" in metadata:
                 workers[run_id] = metadata["worker"].value
     return workers

@@ -16,7 +16,7 @@ from psycopg2 import sql
 from zip_etl.assets import cleaned_companies, raw_companies
 from zip_etl.db.connection import DAGSTER_DATABASE_URL_ENV, DATABASE_URL_ENV, HOME_ENV
 from zip_etl.partitions import ZIP_CODES
-from zip_etl_tests.helpers import failure_description, failure_message, pipeline_resources, retries, seed_raw
+from zip_etl_tests.helpers import failure_description, failure_message, pipeline_resources, retries, run_facts, seed_raw
 from zip_etl.db.embedded import TcpPostgres, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ def test_writer_killed_mid_stream_leaves_the_old_rows_and_a_rerun_is_identical(s
 
     result = materialize_10016(schema, chunk_rows)
     assert result.success
-    assert result.asset_materializations_for_node("cleaned_companies")[0].metadata["run_chunks"].value >= 8
+    assert run_facts(result)["run_chunks"].value >= 8
     streamed = partition_state(query, schema)
     (cleaned_n, _), (quarantined_n, _) = streamed
     assert cleaned_n + quarantined_n == len(new_raw)

@@ -6,14 +6,10 @@ import pandas as pd
 import pytest
 from psycopg2 import sql
 
-from zip_etl.db.arrow_io import PartitionWriter
-from zip_etl.db.connection import transaction
-from zip_etl.db.tables import ensure_table
 from zip_etl.demo_data import generate_raw_companies
 from zip_etl.partition_stream import PartitionStream
-from zip_etl.resources import PostgresResource
-from zip_etl.resources.io_manager import write_chunks
-from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, quarantine_table
+from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+from zip_etl.tables import CLEANED_COMPANIES
 from zip_etl.transform import clean_companies
 from zip_etl_tests.helpers import seed_raw
 
@@ -51,16 +47,12 @@ def raw(schema, etl_url):
     return frame
 
 
-def stream_to_tables(etl_url, schema, chunk_rows):
+def stream_to_tables(etl_url, schema, chunk_rows, clean=clean_companies):
+    """The asset's path: a PartitionStream written by the IO manager's one write transaction."""
     postgres = PostgresResource(raw_schema=schema)
-    target = CLEANED_COMPANIES.with_name(schema, "cleaned_companies")
-    quarantine = quarantine_table(target)
-    with transaction(etl_url) as cursor:
-        ensure_table(cursor, target)
-        ensure_table(cursor, quarantine)
-    stream = PartitionStream(postgres.raw_snapshot(), ZIPS, chunk_rows)
-    with PartitionWriter(etl_url, target, quarantine) as writer:
-        write_chunks(writer, stream)
+    manager = PostgresCopyIOManager(postgres=postgres, target_schema=schema)
+    stream = PartitionStream(postgres.raw_snapshot(), ZIPS, chunk_rows, clean=clean)
+    manager.write(CLEANED_COMPANIES.with_name(schema, "cleaned_companies"), stream, ZIPS)
     return stream
 
 
@@ -98,6 +90,10 @@ def test_chunked_output_equals_one_shot_cleaning(raw, schema, etl_url, query, ch
     assert stats["rows_out"].sum() == len(cleaned)
     assert stats["rejected_duplicate"].sum() == len(duplicates)
     assert stream.unparseable == result.unparseable
+    counts = dict((z, (n, q)) for z, n, q in query(sql.SQL("SELECT zip_code, rows, rows_quarantined FROM {}").format(
+        sql.Identifier(schema, "cleaned_companies_partitions"))))
+    assert counts == {z: (int((result.cleaned["zip_code"] == z).sum()), int((result.rejected["zip_code"] == z).sum()))
+                      for z in ZIPS}
     if chunk_rows < 1000:
         assert stream.chunks > len(ZIPS)  # the zip codes really were split
     if chunk_rows < 1000:
@@ -140,11 +136,7 @@ def test_a_large_zip_code_that_fails_part_way_keeps_its_previous_rows(raw, schem
         return clean_companies(frame)
 
     query(sql.SQL("UPDATE {} SET company_name = 'changed'").format(sql.Identifier(schema, "raw_companies")))
-    postgres = PostgresResource(raw_schema=schema)
-    target = CLEANED_COMPANIES.with_name(schema, "cleaned_companies")
-    stream = PartitionStream(postgres.raw_snapshot(), ZIPS, 173, clean=clean)
-    with PartitionWriter(etl_url, target, quarantine_table(target)) as writer:
-        write_chunks(writer, stream)
+    stream = stream_to_tables(etl_url, schema, 173, clean=clean)
     assert list(stream.failures) == ["60614"] and "poisoned row" in stream.failures["60614"]
     after, _ = table_contents(query, schema)
     assert [r for r in after if r[0] == "60614"] == [r for r in before if r[0] == "60614"]

@@ -8,7 +8,7 @@ from psycopg2 import sql
 from zip_etl.assets import cleaned_companies, raw_companies
 from zip_etl.definitions import defs
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
-from zip_etl_tests.helpers import failure_message, pipeline_resources, seed_raw
+from zip_etl_tests.helpers import failure_message, pipeline_resources, run_facts, seed_raw
 
 TEST_ZIPS = ["00501", "00544", "01001", "10016", "60614", "90210"]
 
@@ -58,9 +58,16 @@ def test_one_partition_end_to_end(seeded, query):
     assert metadata["rows_in"].value == raw_count
     assert metadata["rows_in"].value == metadata["rows_out"].value + metadata["rows_rejected"].value
     assert metadata["rows_out"].value == len(rows)
-    assert metadata["memory_cleaned_bytes"].value < metadata["memory_raw_bytes"].value
-    for key in ["read_seconds", "transform_seconds", "write_seconds", "peak_process_memory_mb", "rejected_duplicate"]:
-        assert key in metadata
+    assert "rejected_duplicate" in metadata and "read_seconds" not in metadata  # the partition's own facts only
+
+    # The run's facts and the table's totals: once, on one observation of the asset.
+    run = run_facts(result)
+    quarantined = query(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(seeded, "cleaned_companies_quarantine")))
+    assert run["dagster/row_count"].value == len(rows)  # the whole table: only 10016 is written
+    assert run["rows_quarantined_total"].value == quarantined[0][0] == raw_count - len(rows)
+    assert run["memory_cleaned_bytes"].value < run["memory_raw_bytes"].value
+    for key in ["read_seconds", "transform_seconds", "write_seconds", "peak_process_memory_mb", "run_chunks", "worker"]:
+        assert key in run
 
     # Re-materializing leaves the table exactly as it was.
     dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",

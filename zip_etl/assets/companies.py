@@ -13,7 +13,7 @@ from zip_etl.refresh import latest_data_versions, provenance_tags, raw_dependenc
 from zip_etl.resources.database import PostgresResource, failures_explained
 from zip_etl.partition_stream import PartitionStream
 from zip_etl.resources.io_manager import PostgresCopyIOManager, WrittenPartitions
-from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, dagster_table_schema
+from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, dagster_table_schema, quarantine_table
 from zip_etl.transform import REJECTION_REASONS
 
 # Zip codes per run in a backfill: one run reads its range with one query and writes it with one
@@ -94,12 +94,11 @@ plain pandas in `zip_etl/transform/cleaning.py` and written with one `COPY` per 
 7. Dtypes downcast (smallest integer types, categoricals) before writing.
 
 **Per partition** (Partitions tab; numeric, so Overview -> Metadata -> Plots -> Events charts
-them over the latest materializations): `dagster/row_count` and `rows_out` (rows written),
-`rows_in`, `rows_rejected` and one `rejected_<reason>` count per reason, `memory_raw_bytes` /
-`memory_cleaned_bytes` (the zip code's share of the in-memory frame before and after cleaning and
-downcasting); and from its run: `read_seconds`, `transform_seconds`, `write_seconds`,
-`peak_process_memory_mb`, `rows_written`, `rows_quarantined` and `quarantine_table`. A batched run
-(a backfill range) also reports its totals as `run_*`.
+them): `rows_in`, `rows_out` (rows written), `rows_rejected` and one `rejected_<reason>` count per
+reason. **Per run**, once, as an observation of the asset (its Events list): the table's totals
+(`dagster/row_count`, the overview's Row count; `rows_quarantined_total`, `partitions_written_total`),
+the run's rows in/out/rejected and chunks, `read_seconds`, `transform_seconds`, `write_seconds`,
+memory before/after cleaning, `peak_process_memory_mb` and the `worker` that ran it.
 
 **Related tables**
 - Rejected rows, with their reason and original values, written in the same transaction as the
@@ -114,19 +113,6 @@ Checks tab ("Execute all")."""
 
 def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _partition_metadata(row, share: float, raw_bytes: int, cleaned_bytes: int) -> dict:
-    return {
-        "dagster/row_count": row.rows_out,
-        "rows_in": row.rows_in,
-        "rows_out": row.rows_out,
-        "rows_rejected": row.rows_rejected,
-        **{f"rejected_{reason}": getattr(row, f"rejected_{reason}") for reason in REJECTION_REASONS},
-        # Memory is measured on the run's whole frame; each zip code's share is by rows.
-        "memory_raw_bytes": int(raw_bytes * share),
-        "memory_cleaned_bytes": int(cleaned_bytes * share),
-    }
 
 
 @dg.asset(
@@ -161,6 +147,7 @@ def cleaned_companies(
     A run covers a range of zip codes. If cleaning raises for some of them, the others are still
     written and marked materialized; the run then fails naming the zip codes that failed."""
     zip_codes = list(context.partition_keys)
+    table = postgres_io_manager.table_for(context.asset_key, context.assets_def.metadata_by_key[context.asset_key])
     with failures_explained():
         stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.chunk_rows)
     dry_run = postgres_io_manager.dry_run or context.run.tags.get(MODE_TAG) == DEBUG_MODE
@@ -172,20 +159,21 @@ def cleaned_companies(
         with failures_explained():
             for _ in stream:
                 pass
-        good = list(stream.stats.index)
-        recorded = latest_data_versions(context.instance, context.asset_key, dg.DagsterEventType.ASSET_OBSERVATION, good)
         metadata = partition_metadata(stream)
+        recorded = latest_data_versions(context.instance, context.asset_key, dg.DagsterEventType.ASSET_OBSERVATION,
+                                        list(metadata))
         yield from batched_events(
             context,
             [
                 dg.AssetObservation(
                     asset_key=context.asset_key,
                     partition=z,
-                    metadata={**metadata[z], "dry_run": True},
+                    metadata={**values, "dry_run": True},
                     tags={DATA_VERSION_TAG: recorded[z]} if z in recorded else None,
                 )
-                for z in good
-            ],
+                for z, values in metadata.items()
+            ]
+            + [run_observation(context, stream, None, postgres_io_manager, table)],
         )
         if stream.failures:
             raise _failure(stream, zip_codes, "cleaned (debug mode: nothing written)")
@@ -193,7 +181,6 @@ def cleaned_companies(
 
     raw_key = raw_dependency(context.assets_def, context.asset_key)
     code_version = context.assets_def.code_versions_by_key[context.asset_key] or CLEANING_CODE_VERSION
-    table = postgres_io_manager.table_for(context.asset_key, context.assets_def.metadata_by_key[context.asset_key])
     # The rows stream from the raw table through the transform into one write transaction (the IO
     # manager's one write path), so the run never holds more than a chunk of rows.
     with failures_explained():
@@ -210,63 +197,71 @@ def cleaned_companies(
         yield from batched_events(
             context,
             [
-                dg.AssetMaterialization(
-                    asset_key=context.asset_key,
-                    partition=z,
-                    metadata={**run_metadata(stream, summary), **values,
-                              "dagster/table_name": f"{table.schema}.{table.name}"},
-                    tags=provenance[z],
-                )
+                dg.AssetMaterialization(asset_key=context.asset_key, partition=z, metadata=values, tags=provenance[z])
                 for z, values in metadata.items()
             ],
         )
+        yield from batched_events(context, [run_observation(context, stream, summary, postgres_io_manager, table)])
         raise _failure(stream, zip_codes, "written")
     for zip_code, values in metadata.items():
         context.add_asset_metadata(values, partition_key=zip_code)
-    yield dg.Output(WrittenPartitions(summary.rows_written, summary.rows_quarantined),
-                    metadata=run_metadata(stream, summary))
+    yield dg.Output(WrittenPartitions(summary.rows_written, summary.rows_quarantined))
     # Each written partition's data provenance: the raw data version it was built from. Dagster
     # gives every partition of an Output the same tags, so the per-partition provenance follows
-    # as one batch of observations (zip_etl/refresh.py reads them; so does Dagster's stale status).
+    # as one batch of observations (zip_etl/refresh.py reads them; so does Dagster's stale status);
+    # the run's own facts and the table's totals close the batch, once per run.
     yield from batched_events(
         context,
-        [dg.AssetObservation(asset_key=context.asset_key, partition=z, tags=tags) for z, tags in provenance.items()],
+        [dg.AssetObservation(asset_key=context.asset_key, partition=z, tags=tags) for z, tags in provenance.items()]
+        + [run_observation(context, stream, summary, postgres_io_manager, table)],
     )
 
 
 def partition_metadata(stream: PartitionStream) -> dict[str, dict]:
-    """Each cleaned zip code's own facts, for its materialization (or debug observation)."""
-    stats = stream.stats
-    rows_in_total = max(int(stats["rows_in"].sum()), 1)
+    """Each cleaned zip code's own facts (nothing of its run: that is recorded once per run)."""
     return {
-        zip_code: _partition_metadata(row, row.rows_in / rows_in_total, stream.raw_bytes, stream.cleaned_bytes)
-        for zip_code, row in zip(stats.index, stats.itertuples())
+        zip_code: {
+            "rows_in": row.rows_in,
+            "rows_out": row.rows_out,
+            "rows_rejected": row.rows_rejected,
+            **{f"rejected_{reason}": getattr(row, f"rejected_{reason}") for reason in REJECTION_REASONS},
+        }
+        for zip_code, row in zip(stream.stats.index, stream.stats.itertuples())
     }
 
 
-def run_metadata(stream: PartitionStream, summary) -> dict:
+def run_observation(context, stream: PartitionStream, summary, io_manager: PostgresCopyIOManager, table) -> dg.AssetObservation:
+    """One event per run: the table's totals (the asset's overview shows its `dagster/row_count`) and
+    the run's own facts."""
     stats = stream.stats
-    totals = {
-        "run_partitions": len(stream.zip_codes),
-        "run_rows_in": int(stats["rows_in"].sum()),
-        "run_rows_out": int(stats["rows_out"].sum()),
-        "run_rows_rejected": int(stats["rows_rejected"].sum()),
-    }
-    return {
-        # Dagster copies the run's metadata onto every partition's materialization; in a one-zip-code
-        # run the run's totals are the zip code's own, so they are left out there.
-        **(totals if len(stream.zip_codes) > 1 else {}),
-        "run_chunks": stream.chunks,
-        "memory_saved_pct": round(100 * (1 - stream.cleaned_bytes / stream.raw_bytes), 1) if stream.raw_bytes else 0.0,
-        "peak_process_memory_mb": _peak_rss_mb(),
-        "read_seconds": round(stream.read_seconds, 4),
-        "transform_seconds": round(stream.transform_seconds, 4),
-        "write_seconds": round(summary.seconds, 4),
-        "rows_written": summary.rows_written,
-        "rows_quarantined": summary.rows_quarantined,
-        # Which machine and process ran this range (several, in a distributed deployment).
-        "worker": f"{socket.gethostname()} pid {os.getpid()}",
-    }
+    totals = io_manager.table_totals(table)
+    quarantine = quarantine_table(table)
+    return dg.AssetObservation(
+        asset_key=context.asset_key,
+        metadata={
+            "dagster/row_count": totals["rows"],
+            "rows_quarantined_total": totals["rows_quarantined"],
+            "partitions_written_total": totals["partitions"],
+            "dagster/table_name": f"{table.schema}.{table.name}",
+            "quarantine_table": f"{quarantine.schema}.{quarantine.name}",
+            "run_partitions": len(stream.zip_codes),
+            "run_failed_partitions": len(stream.failures),
+            "run_rows_in": int(stats["rows_in"].sum()),
+            "run_rows_out": int(stats["rows_out"].sum()),
+            "run_rows_rejected": int(stats["rows_rejected"].sum()),
+            "run_chunks": stream.chunks,
+            "read_seconds": round(stream.read_seconds, 4),
+            "transform_seconds": round(stream.transform_seconds, 4),
+            "write_seconds": round(summary.seconds, 4) if summary else 0.0,
+            "memory_raw_bytes": stream.raw_bytes,
+            "memory_cleaned_bytes": stream.cleaned_bytes,
+            "memory_saved_pct": round(100 * (1 - stream.cleaned_bytes / stream.raw_bytes), 1) if stream.raw_bytes else 0.0,
+            "peak_process_memory_mb": _peak_rss_mb(),
+            # Which machine and process ran this range (several, in a distributed deployment).
+            "worker": f"{socket.gethostname()} pid {os.getpid()}",
+            **({"dry_run": True} if summary is None else {}),
+        },
+    )
 
 
 def _log_run(context, stream: PartitionStream, summary) -> None:

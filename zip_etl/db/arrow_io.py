@@ -454,6 +454,29 @@ class PartitionWriter(ArrowTransaction):
             [rows[c].astype(str).tolist() for c in key_columns],
         )
 
+    def record_partition_counts(self, counts: Table, keys: Sequence[str] | None) -> None:
+        """Recount the rows of `keys` (every partition when None) in the table and its quarantine into
+        `counts` (see zip_etl.tables.partition_counts_table), at the end of the transaction."""
+        table, quarantine = self.table, self.quarantine
+        part = sql.Identifier(table.partition_column)
+        where = sql.SQL("") if keys is None else sql.SQL(" WHERE {} = ANY($1)").format(part)
+        keys_sql = (sql.SQL("SELECT DISTINCT {} AS k FROM {}").format(part, sql.Identifier(table.schema, table.name))
+                    + sql.SQL(" UNION SELECT DISTINCT {} FROM {}").format(part, sql.Identifier(quarantine.schema, quarantine.name))
+                    if keys is None else sql.SQL("SELECT unnest($1::text[]) AS k"))
+        statement = sql.SQL(
+            "INSERT INTO {counts} ({part}, rows, rows_quarantined, written_at) "
+            "SELECT k.k, coalesce(c.n, 0), coalesce(q.n, 0), now() FROM ({keys}) k "
+            "LEFT JOIN (SELECT {part} AS k, count(*) AS n FROM {table}{where} GROUP BY 1) c ON c.k = k.k "
+            "LEFT JOIN (SELECT {part} AS k, count(*) AS n FROM {quarantine}{where} GROUP BY 1) q ON q.k = k.k "
+            "ON CONFLICT ({part}) DO UPDATE SET rows = EXCLUDED.rows, rows_quarantined = EXCLUDED.rows_quarantined, "
+            "written_at = EXCLUDED.written_at"
+        ).format(counts=sql.Identifier(counts.schema, counts.name), part=part, keys=keys_sql,
+                 table=sql.Identifier(table.schema, table.name), quarantine=sql.Identifier(quarantine.schema, quarantine.name),
+                 where=where)
+        if keys is None:
+            self.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(counts.schema, counts.name)))
+        self.execute(statement, None if keys is None else (list(keys),))
+
     def append(self, frame: pd.DataFrame) -> int:
         """COPY `frame` (the table's columns) into the table."""
         written = self.append_to(self.table, frame)

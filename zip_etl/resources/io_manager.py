@@ -25,14 +25,15 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 import psycopg2.errors
+from psycopg2 import sql
 from pydantic import Field
 
 from zip_etl.db.arrow_io import PartitionWriter, TableSnapshot
 from zip_etl.db.connection import DatabaseError, transaction
-from zip_etl.db.tables import Table, column_differences, ensure_table, validate_identifier
+from zip_etl.db.tables import Table, column_differences, ensure_table, table_exists, validate_identifier
 from zip_etl.partition_stream import CleanedChunk
 from zip_etl.resources.database import PostgresResource, failures_explained
-from zip_etl.tables import MIGRATE_HINT, quarantine_table, table_from_dagster_schema
+from zip_etl.tables import MIGRATE_HINT, partition_counts_table, quarantine_table, table_from_dagster_schema
 
 
 @dataclass(frozen=True)
@@ -73,16 +74,23 @@ def write_chunks(writer: PartitionWriter, chunks: Iterable[CleanedChunk], partit
     come back and the other zip codes of the run stay written."""
     key = list(writer.table.primary_key)
     counts_at_savepoint = (0, 0)
+    replaced: list[str] | None = []
     for chunk in chunks:
         if chunk.aborts:
             writer.execute(f"ROLLBACK TO SAVEPOINT {PARTITION_SAVEPOINT}")
             writer.execute(f"RELEASE SAVEPOINT {PARTITION_SAVEPOINT}")
             writer.rows_written, writer.rows_quarantined = counts_at_savepoint
+            if replaced is not None and chunk.aborts in replaced:
+                replaced.remove(chunk.aborts)
             continue
         if chunk.begins:
             writer.execute(f"SAVEPOINT {PARTITION_SAVEPOINT}")
             counts_at_savepoint = (writer.rows_written, writer.rows_quarantined)
         writer.delete_partitions(chunk.replace)
+        if chunk.replace is None:
+            replaced = None
+        elif replaced is not None:
+            replaced += chunk.replace
         if chunk.superseded is not None and len(chunk.superseded):
             writer.delete_keys(key, chunk.superseded)  # each key is one row an earlier chunk wrote
             writer.rows_written -= len(chunk.superseded)
@@ -93,6 +101,8 @@ def write_chunks(writer: PartitionWriter, chunks: Iterable[CleanedChunk], partit
             writer.append_rejected(chunk.rejected)
         if chunk.ends:
             writer.execute(f"RELEASE SAVEPOINT {PARTITION_SAVEPOINT}")
+    if writer.quarantine is not None and writer.table.partition_column:
+        writer.record_partition_counts(partition_counts_table(writer.table), replaced)
 
 
 def validate_frame(table: Table, partition_keys: Sequence[str] | None, df: pd.DataFrame) -> None:
@@ -178,6 +188,30 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
                     raise
                 time.sleep(0.1)
 
+    def _ensure_partition_counts(self, table: Table) -> None:
+        """The partition-counts table of `table`; created with a count of what `table` already holds
+        (once: a table written before the counts were kept)."""
+        if not table.partition_column:
+            return
+        counts = partition_counts_table(table)
+        with transaction(self.postgres.url()) as cursor:
+            if table_exists(cursor, counts.schema, counts.name):
+                return
+        self._ensure_table(counts)
+        with PartitionWriter(self.postgres.url(), table, quarantine_table(table)) as writer:
+            writer.record_partition_counts(counts, None)
+
+    def table_totals(self, table: Table) -> dict[str, int]:
+        """Rows in `table` and its quarantine, and partitions written, from the partition counts."""
+        counts = partition_counts_table(table)
+        with transaction(self.postgres.url()) as cursor:
+            if not table_exists(cursor, counts.schema, counts.name):
+                return {"rows": 0, "rows_quarantined": 0, "partitions": 0}
+            cursor.execute(sql.SQL("SELECT coalesce(sum(rows), 0), coalesce(sum(rows_quarantined), 0), count(*) FROM {}")
+                           .format(counts.identifier))
+            rows, quarantined, partitions = cursor.fetchone()
+        return {"rows": int(rows), "rows_quarantined": int(quarantined), "partitions": int(partitions)}
+
     def _refuse_in_dry_run(self, table: Table) -> None:
         if self.dry_run:
             raise RuntimeError(f"dry run: refusing to write {table.schema}.{table.name}")
@@ -191,6 +225,7 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
         quarantine = quarantine_table(table)
         for target in (table, quarantine):
             self._ensure_table(target)
+        self._ensure_partition_counts(table)
         started = time.perf_counter()
         with PartitionWriter(self.postgres.url(), table, quarantine) as writer:
             write_chunks(writer, chunks, partition_keys)
