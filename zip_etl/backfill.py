@@ -142,6 +142,8 @@ def _worker_died(worker: _Worker) -> RangeResult:
         run = instance.get_run_by_id(worker.run_id)
         if run is not None and not run.is_finished:
             instance.report_run_failed(run, message)
+        run = instance.get_run_by_id(worker.run_id)
+        if run is not None and run.status.value == "FAILURE":  # by us, or first by a daemon's run monitoring
             marked = f"; run {worker.run_id} marked failed"
     return RangeResult(
         worker.keys[0], worker.keys[-1], len(worker.keys), False, seconds=time.perf_counter() - worker.started,

@@ -163,7 +163,8 @@ def test_demo_worker_sigkilled_its_run_is_failed_at_once_and_the_rest_go_on(zip_
         statuses = {r.run_id: r.status for r in runs}
         assert statuses[victim.run_id] == dg.DagsterRunStatus.FAILURE
         assert sorted(s.value for s in statuses.values()) == ["FAILURE", "SUCCESS", "SUCCESS", "SUCCESS"]
-        assert f"pool worker running this run (pid {pid}) was killed by signal 9" in failure_message(instance, victim.run_id)
+        # Marked by the pool, or (when `dagster dev` runs too) by run monitoring if it got there first.
+        assert f"pid {pid}" in failure_message(instance, victim.run_id)
         seconds = failed_at(instance, victim.run_id) - killed_at
         print(f"demo worker: marked failed {seconds:.1f}s after the SIGKILL")
         assert seconds < 10
