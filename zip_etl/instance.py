@@ -8,11 +8,10 @@ is started on demand. Credentials never appear in dagster.yaml.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
-
-import logging
 
 import dagster as dg
 from dagster import DagsterEventType, Field, StringSource
