@@ -1,17 +1,21 @@
 """Backfills as the CLI runs them: contiguous ranges of zip codes, one Dagster run each, N at once.
 
 Each run is a real Dagster run of the asset job, recorded in the instance's PostgreSQL storage (the
-UI shows it), executed in a worker process of a local pool. `dagster dev`'s daemon runs UI-launched
+UI shows it), executed in a worker process of its own, N at a time. `dagster dev`'s daemon runs UI-launched
 backfills the same way, but through the run queue in dagster.yaml.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import multiprocessing
+import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import uuid
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 
 from zip_etl.instance import get_instance
 
@@ -48,8 +52,9 @@ class Target:
         return getattr(importlib.import_module(module), attr).resolve_implicit_global_asset_job_def()
 
 
-def materialize_range(keys: list[str], target: Target = Target()) -> RangeResult:
-    """One Dagster run of `target` over the contiguous zip codes `keys`, recorded in the instance."""
+def materialize_range(keys: list[str], target: Target = Target(), run_id: str | None = None) -> RangeResult:
+    """One Dagster run of `target` over the contiguous zip codes `keys`, recorded in the instance
+    (with the id `run_id` when given, so that whoever started it can find the run)."""
     first, last, count = keys[0], keys[-1], len(keys)
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -63,6 +68,7 @@ def materialize_range(keys: list[str], target: Target = Target()) -> RangeResult
                 asset_selection=[dg.AssetKey(target.asset)],
                 tags={**dict(target.tags), ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
                 raise_on_error=False,
+                run_id=run_id,
                 # Events are stored in full either way; the terminal only needs warnings.
                 run_config=target.run_config(),
             )
@@ -94,30 +100,115 @@ def materialize_range(keys: list[str], target: Target = Target()) -> RangeResult
         )
 
 
+def _worker_main(keys: list[str], target: Target, run_id: str, results: Connection) -> None:
+    """A pool worker: one range, its result sent back to the parent."""
+    try:
+        result = materialize_range(keys, target, run_id)
+    except BaseException as error:  # noqa: BLE001 - the parent must hear back, whatever happened
+        result = RangeResult(keys[0], keys[-1], len(keys), False, error=f"{type(error).__name__}: {error}")
+    results.send(result)
+    results.close()
+
+
+@dataclass
+class _Worker:
+    keys: list[str]
+    run_id: str
+    process: multiprocessing.process.BaseProcess
+    results: Connection
+    started: float
+
+
+def _how_it_ended(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by signal {-exitcode} ({signal.Signals(-exitcode).name})"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with code {exitcode} without a result"
+
+
+def _worker_died(worker: _Worker) -> RangeResult:
+    """The result of a worker that died mid-run (SIGKILL, the OOM killer): its run, if it was
+    created, is marked failed at once, so it does not stay STARTED."""
+    how = _how_it_ended(worker.process.exitcode)
+    message = (
+        f"The pool worker running this run (pid {worker.process.pid}) was {how}. The zip codes "
+        f"{worker.keys[0]}..{worker.keys[-1]} keep their previous rows (a partition write commits whole or "
+        "not at all) and show as missing until they are run again."
+    )
+    marked = ""
+    with contextlib.suppress(Exception), get_instance() as instance:
+        run = instance.get_run_by_id(worker.run_id)
+        if run is not None and not run.is_finished:
+            instance.report_run_failed(run, message)
+        run = instance.get_run_by_id(worker.run_id)
+        if run is not None and run.status.value == "FAILURE":  # by us, or first by a daemon's run monitoring
+            marked = f"; run {worker.run_id} marked failed"
+    return RangeResult(
+        worker.keys[0], worker.keys[-1], len(worker.keys), False, seconds=time.perf_counter() - worker.started,
+        error=f"worker process pid {worker.process.pid} was {how} mid-run{marked}",
+    )
+
+
 def run_backfill(
     ranges: list[list[str]], *, workers: int, target: Target = Target(), out=sys.stdout
 ) -> list[RangeResult]:
-    """Run every range as its own Dagster run, `workers` at a time; print progress as runs finish."""
+    """Run every range as its own Dagster run, `workers` at a time, each in a process of its own;
+    print progress as runs finish.
+
+    A process per range rather than a process pool: when a pool's worker is killed, the pool breaks
+    and terminates its other workers mid-run. Here a worker that dies fails only its own range: its
+    run is marked failed at once and the other ranges go on.
+    """
     keys = [key for r in ranges for key in r]
     with get_instance():  # creates Dagster's storage tables once, before the workers race to
         pass
+    target.job()  # resolved once here: forked workers inherit it instead of each resolving it again
+    context = multiprocessing.get_context()
     results: list[RangeResult] = []
     started = time.perf_counter()
     done_partitions = 0
+    pending = list(ranges)
+    running: dict[int, _Worker] = {}
     print(f"Materializing {len(keys):,} zip codes in {len(ranges)} runs, {workers} at a time", file=out, flush=True)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(materialize_range, r, target) for r in ranges]
-        for future in as_completed(futures):
-            result = future.result()
-            results.append(result)
-            done_partitions += result.partitions
-            status = "ok" if result.success else f"FAILED: {result.error}"
-            print(
-                f"[{len(results)}/{len(ranges)} runs, {done_partitions:,}/{len(keys):,} zip codes, "
-                f"{time.perf_counter() - started:.0f}s] {result.first}..{result.last}: "
-                f"{result.rows_in:,} rows in, {result.rows_out:,} out, {result.rows_rejected:,} rejected "
-                f"({result.seconds:.1f}s) {status}",
-                file=out,
-                flush=True,
-            )
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                range_keys = pending.pop(0)
+                receiver, sender = context.Pipe(duplex=False)
+                run_id = str(uuid.uuid4())
+                process = context.Process(target=_worker_main, args=(range_keys, target, run_id, sender), daemon=False)
+                process.start()
+                sender.close()
+                running[process.sentinel] = _Worker(range_keys, run_id, process, receiver, time.perf_counter())
+            # A worker is done when its result arrives, or when its process ends without one.
+            ready = wait([*running, *(w.results for w in running.values())])
+            for sentinel, worker in list(running.items()):
+                if worker.results not in ready and sentinel not in ready:
+                    continue
+                try:
+                    result = worker.results.recv() if worker.results.poll() else None
+                except (EOFError, OSError):
+                    result = None
+                if result is None and worker.process.is_alive():
+                    continue  # its pipe closed first; its exit follows
+                worker.process.join()
+                worker.results.close()
+                del running[sentinel]
+                result = result or _worker_died(worker)
+                results.append(result)
+                done_partitions += result.partitions
+                status = "ok" if result.success else f"FAILED: {result.error}"
+                print(
+                    f"[{len(results)}/{len(ranges)} runs, {done_partitions:,}/{len(keys):,} zip codes, "
+                    f"{time.perf_counter() - started:.0f}s] {result.first}..{result.last}: "
+                    f"{result.rows_in:,} rows in, {result.rows_out:,} out, {result.rows_rejected:,} rejected "
+                    f"({result.seconds:.1f}s) {status}",
+                    file=out,
+                    flush=True,
+                )
+    finally:
+        for worker in running.values():  # interrupted (Ctrl-C): the workers got the same signal
+            worker.process.join(30)
     return results

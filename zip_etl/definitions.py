@@ -6,6 +6,7 @@ import dagster as dg
 
 from zip_etl.assets import cleaned_companies, raw_companies
 from zip_etl.checks.quality import QUALITY_CHECKS
+import zip_etl.console_logger  # noqa: F401 - a Failure on the terminal: its one line, not its stack trace
 from zip_etl.jobs import cleaned_companies_debug, observe_raw_companies, refresh_cleaned_companies
 from zip_etl.refresh import build_refresh_sensor
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource

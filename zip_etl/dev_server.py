@@ -35,6 +35,16 @@ query($id: String!) {
   }
 }"""
 BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+WORKSPACE = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+
+
+def _dagster_executable() -> str:
+    """This virtualenv's `dagster` script (the README's `.venv/bin/dagster`)."""
+    local = Path(sys.executable).parent / "dagster"
+    return str(local) if local.exists() else "dagster"
+
+
+README_COMMAND = [_dagster_executable(), "dev"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,11 @@ class DagsterDev:
         from dagster_graphql import DagsterGraphQLClient
 
         return DagsterGraphQLClient(self.host, port_number=self.port)
+
+    def code_locations(self) -> dict[str, str]:
+        """The code locations the webserver serves, with their load status (what the UI lists)."""
+        entries = self.client()._execute(WORKSPACE)["workspaceOrError"]["locationEntries"]
+        return {entry["name"]: entry["loadStatus"] for entry in entries}
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
@@ -85,13 +100,12 @@ class DagsterDev:
 def _wait_until_serving(server: subprocess.Popen, dev: DagsterDev, timeout: float) -> None:
     """Return once the webserver answers GraphQL and every code location has loaded."""
     client = dev.client()
-    query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
     deadline = time.monotonic() + timeout
     while True:
         if server.poll() is not None:
             raise RuntimeError(f"dagster dev exited with status {server.returncode}:\n{dev.log_tail()}")
         with contextlib.suppress(Exception):
-            entries = client._execute(query)["workspaceOrError"]["locationEntries"]
+            entries = client._execute(WORKSPACE)["workspaceOrError"]["locationEntries"]
             if entries and all(e["loadStatus"] == "LOADED" for e in entries):
                 return
         if time.monotonic() > deadline:
@@ -118,10 +132,14 @@ def running_dagster_dev(
     if dagster_home is not None:
         environment["DAGSTER_HOME"] = str(dagster_home)
     dev = DagsterDev(port=free_port(), log_path=log_path)
+    # The README's command, word for word: `dagster dev`, nothing after it, so that what it loads
+    # (workspace.yaml, dagster.yaml) is what a user gets. Host and port go through the environment
+    # variables Dagster's CLI reads for its options (DAGSTER_CLI_<COMMAND>_<OPTION>).
+    environment.update({"DAGSTER_CLI_DEV_HOST": dev.host, "DAGSTER_CLI_DEV_PORT": str(dev.port)})
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-h", dev.host, "-p", str(dev.port)],
+            README_COMMAND,
             cwd=cwd or project_root(), env=environment, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopping it stops the daemon and run workers too
             # A shell that starts us in the background ignores SIGINT, and the child would inherit

@@ -69,12 +69,28 @@ class ZipCodePartitionsDefinition(dg.StaticPartitionsDefinition):
         start = self._positions.get(partition_key_range.start)
         end = self._positions.get(partition_key_range.end)
         if start is None or end is None:
-            missing = [k for k, i in ((partition_key_range.start, start), (partition_key_range.end, end)) if i is None]
-            raise DagsterInvalidInvocationError(
-                f"Partition range {partition_key_range.start} to {partition_key_range.end} is not a valid "
-                f"range. Nonexistent partition keys: {missing}"
-            )
+            raise DagsterInvalidInvocationError(self._not_partitions_message(partition_key_range))
         return list(self._partition_keys[start : end + 1])
+
+    def _not_partitions_message(self, partition_key_range: PartitionKeyRange) -> str:
+        """One sentence naming each key that is not a partition once (a one-partition run is the
+        range from a key to itself), and what partition keys look like."""
+        unknown = list(dict.fromkeys(
+            k for k in (partition_key_range.start, partition_key_range.end) if k not in self._positions
+        ))
+        keys = self._partition_keys
+        what = (
+            f"{len(keys):,} active US zip codes, as 5-digit strings from {keys[0]} to {keys[-1]}"
+            if keys else "no partitions"
+        )
+        which = " and ".join(repr(k) for k in unknown)
+        if partition_key_range.start == partition_key_range.end:
+            return f"{which} is not a partition key: the partitions are the {what}."
+        return (
+            f"The partition range {partition_key_range.start!r} to {partition_key_range.end!r} is not valid: "
+            f"{which} {'is not a partition key' if len(unknown) == 1 else 'are not partition keys'}; the partitions "
+            f"are the {what}."
+        )
 
     def __hash__(self):
         if self._hash is None:

@@ -17,6 +17,7 @@ from psycopg2 import sql
 
 from zip_etl.assets import cleaned_companies, raw_companies
 from zip_etl.checks.quality import QUALITY_CHECKS, check_scope
+import zip_etl.console_logger  # noqa: F401 - a Failure on the terminal: its one line, not its stack trace
 from zip_etl.db.arrow_io import TableSnapshot
 from zip_etl.db.tables import Table, ensure_table
 from zip_etl.demo_data import insert_rows

@@ -8,8 +8,10 @@ Debian's chromium is used (`CHROMIUM` below): Playwright's own browser download 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,8 +37,6 @@ def chromium_page(artifacts: Path) -> Iterator:
         context.tracing.start(screenshots=True, snapshots=True)
         page = context.new_page()
         page.set_default_timeout(30_000)
-        # Dagster's one-time "Join the community" dialog covers the page on a fresh instance.
-        page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda button: button.click())
         failed = True
         try:
             yield page
@@ -44,6 +44,28 @@ def chromium_page(artifacts: Path) -> Iterator:
         finally:
             context.tracing.stop(path=str(artifacts / "trace.zip") if failed else None)
             browser.close()
+
+
+def graphql(base_url: str, query: str, timeout: float = 60) -> dict:
+    """One GraphQL request to the webserver, as the UI sends it."""
+    request = urllib.request.Request(
+        base_url.rstrip("/") + "/graphql", data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = json.load(response)
+    if body.get("errors"):
+        raise UIError(f"GraphQL {query!r} at {base_url}: {body['errors']}")
+    return body["data"]
+
+
+def dismiss_community_dialog(base_url: str) -> None:
+    """Record that Dagster's one-time "Join the Dagster community" dialog was seen, with the mutation
+    its own Skip button sends (`setNuxSeen`), so the dialog never covers the page. (Clicking Skip
+    while it showed raced with the page: under load a checkbox label of the dialog took the click.)"""
+    graphql(base_url, "mutation { setNuxSeen }")
+    if graphql(base_url, "{ shouldShowNux }")["shouldShowNux"]:
+        raise UIError(f"{base_url} still shows the community dialog after setNuxSeen")
 
 
 class DagsterUI:
@@ -54,6 +76,7 @@ class DagsterUI:
         self.base_url = base_url.rstrip("/")
         self.artifacts = artifacts
         self.asset = asset
+        dismiss_community_dialog(self.base_url)  # before any page is opened
 
     # -- navigation and evidence ------------------------------------------------------------
     def open(self, path: str) -> None:
@@ -179,12 +202,26 @@ class DagsterUI:
         )
         return self.backfill_status()
 
-    def check_results(self) -> dict[str, str]:
-        """The Checks tab's list: check name -> its latest status as shown ("Succeeded", "Failed", ...)."""
+    def check_results(self, timeout: float = 120) -> dict[str, str]:
+        """The Checks tab's list: check name -> its latest status as shown ("Succeeded", "Failed", ...),
+        once the list shows a settled status for every check its header counts ("Checks (5)"): the
+        statuses load after the list itself, later on a loaded machine."""
         self.open_asset("checks")
         self.page.get_by_text("Execute all").wait_for()
-        listing = self.page.get_by_text(re.compile(r"^Checks \(\d+\)$")).locator("xpath=ancestor::*[2]")
-        text = listing.inner_text()
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        header = self.page.get_by_text(re.compile(r"^Checks \(\d+\)$"))
+        header.wait_for()
+        expected = int(re.search(r"\d+", header.inner_text()).group())
+        listing = header.locator("xpath=ancestor::*[2]")
         statuses = {"Succeeded", "Failed", "Not evaluated", "Running", "In progress", "Skipped", "Errored"}
-        return {name: status for name, status in zip(lines, lines[1:]) if status in statuses and name not in statuses}
+        unsettled = {"Running", "In progress"}
+        results: dict[str, str] = {}
+
+        def listed() -> bool:
+            lines = [line.strip() for line in listing.inner_text().splitlines() if line.strip()]
+            results.clear()
+            results.update({name: status for name, status in zip(lines, lines[1:])
+                            if status in statuses and name not in statuses})
+            return len(results) == expected and not unsettled & set(results.values())
+
+        self.poll(f"the Checks tab to show the status of all {expected} checks", listed, timeout)
+        return dict(results)

@@ -198,6 +198,39 @@ def test_removed_raw_column_is_a_clear_error_not_retried(schema, etl_url, query)
     assert retries(result) == 0
 
 
+def test_removed_raw_column_from_the_readme_command_is_its_line_not_stack_traces(etl_url, query):
+    """The README's `dagster asset materialize ... --partition 10016` on a raw table that lost a column:
+    the failure's one line under the step's and the run's failure, not two stack traces in ~60 lines
+    (the stack trace stays in Dagster's event log, for the UI)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    seed_raw(etl_url, "public", rows=300, zip_codes=["10016"])
+    try:
+        query("ALTER TABLE public.raw_companies DROP COLUMN phone")
+        dagster = Path(sys.executable).parent / "dagster"
+        result = subprocess.run(
+            [str(dagster), "asset", "materialize", "-m", "zip_etl.definitions", "--select", "cleaned_companies",
+             "--partition", "10016"],
+            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+            env={k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"},
+        )
+    finally:
+        seed_raw(etl_url, "public", rows=300, zip_codes=["10016"])  # other tests read public.raw_companies
+    output = result.stdout + result.stderr
+    print(output)
+    assert result.returncode != 0
+    explanation = "    The raw table public.raw_companies lacks the column(s) ['phone'] that zip_etl reads"
+    lines = output.splitlines()
+    assert [line for line in lines if line.startswith(explanation)] and len(
+        [line for line in lines if line.startswith(explanation)]) == 2, output  # under STEP_FAILURE and RUN_FAILURE
+    assert "Stack Trace" not in output and "Traceback" not in output and "BetaWarning" not in output
+    assert len(lines) <= 25, f"{len(lines)} lines:\n{output}"
+    assert lines[-1] == "Error: Materialization failed."
+
+
 def test_retyped_raw_columns_are_cast_or_refused(schema, etl_url, query):
     seed_raw(etl_url, schema, rows=300, zip_codes=["10016"])
     drift(query, schema, "ALTER TABLE {raw} ALTER COLUMN employees TYPE integer USING NULL")

@@ -31,8 +31,13 @@ def test_zip_code_partitions_lookups_match_dagsters_semantics():
     import pytest
     from dagster._core.errors import DagsterInvalidInvocationError
 
-    with pytest.raises(DagsterInvalidInvocationError, match="Nonexistent partition keys"):
+    with pytest.raises(DagsterInvalidInvocationError, match="'00000' is not a partition key; the partitions are"):
         zip_code_partitions.get_partition_keys_in_range(PartitionKeyRange("00000", "00501"))
+    # A one-partition run is the range from a key to itself: the unknown key is named once.
+    with pytest.raises(DagsterInvalidInvocationError) as raised:
+        zip_code_partitions.get_partition_keys_in_range(PartitionKeyRange("ABCDE", "ABCDE"))
+    assert str(raised.value) == ("'ABCDE' is not a partition key: the partitions are the 41,749 active US zip codes, "
+                                 "as 5-digit strings from 00501 to 99950.")
 
 
 def test_target_run_config_carries_resource_overrides():

@@ -120,3 +120,34 @@ def check_ui_flow(dagster_dev, query, expected: dict[str, int], rejected_in_one:
         ui.poll("the rows_rejected plot", lambda: plots.count() > 1, timeout=60)
         plots.last.scroll_into_view_if_needed()
         ui.screenshot("07_metadata_plots")
+
+
+TEST_CHECKS = CHECKS | {"matches_truth"}
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_test_mode_in_the_browser(zip_etl_environment, dagster_dev, query):
+    """The README's test mode, in the UI `dagster dev` serves: `zip-etl load-fixtures`, then open
+    test/cleaned_companies, materialize 10016 and see matches_truth (and the other checks) pass."""
+    import subprocess
+    import sys
+
+    from zip_etl.testmode import TEST_SCHEMA
+
+    loaded = subprocess.run([sys.executable, "-m", "zip_etl.cli.main", "load-fixtures"], capture_output=True,
+                            text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr
+    query(f"DROP TABLE IF EXISTS {TEST_SCHEMA}.cleaned_companies")
+    artifacts = ARTIFACTS / "browser-testmode"
+    shutil.rmtree(artifacts, ignore_errors=True)
+    with chromium_page(artifacts) as page:
+        ui = DagsterUI(page, dagster_dev.url, artifacts, asset="test/cleaned_companies")
+        run_id, _ = ui.materialize_partition(ONE)
+        assert ui.wait_for_run(run_id, timeout=600) == "Success"
+        results = ui.check_results()
+        assert results == {name: "Succeeded" for name in TEST_CHECKS}, results
+        ui.screenshot("08_test_mode_checks")
+    truth = query(f"SELECT count(*) FROM {TEST_SCHEMA}.cleaned_companies_truth WHERE zip_code = %s", (ONE,))[0][0]
+    written = query(f"SELECT count(*) FROM {TEST_SCHEMA}.cleaned_companies WHERE zip_code = %s", (ONE,))[0][0]
+    assert written == truth > 0

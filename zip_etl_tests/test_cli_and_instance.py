@@ -1,7 +1,11 @@
 """The zip-etl CLI and the PostgreSQL-backed Dagster instance it shares with `dagster dev`."""
 
+import re
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from zip_etl.instance import ZipEtlEventLogStorage, ZipEtlRunStorage, get_instance
 from zip_etl.partitions import ZIP_CODES
@@ -61,3 +65,34 @@ def test_bad_database_url_is_one_clear_line(monkeypatch):
     assert "ZIP_ETL_DATABASE_URL" in result.stderr
     assert "s3cret" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quarantine_examples(path: Path) -> list[str]:
+    """The SQL statements of a document's ```sql blocks that read the quarantine, as a user copies them."""
+    blocks = re.findall(r"```sql\n(.*?)```", path.read_text(), re.S)
+    statements = []
+    for block in blocks:
+        text = "\n".join(line for line in block.splitlines() if not line.lstrip().startswith("--"))
+        statements += [s.strip() for s in text.split(";") if "cleaned_companies_quarantine" in s and
+                       s.strip().upper().startswith("SELECT")]
+    return statements
+
+
+@pytest.mark.slow
+def test_the_documented_quarantine_queries_return_rows_on_the_demo_data(zip_etl_environment, query):
+    """README's and RELIABILITY's example queries, on `zip-etl demo`'s data (the default 1,000,000 rows,
+    the first 300 zip codes materialized), each return rows: no example that shows nothing."""
+    for table in ("cleaned_companies", "cleaned_companies_quarantine"):
+        if query(f"SELECT to_regclass('public.{table}') IS NOT NULL")[0][0]:
+            query(f"TRUNCATE public.{table}")
+    demo = zip_etl("demo", "--reseed", "--zip-codes", "300")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    examples = quarantine_examples(ROOT / "README.md") + quarantine_examples(ROOT / "docs" / "RELIABILITY.md")
+    assert len(examples) >= 3, examples
+    for statement in examples:
+        rows = query(statement)
+        print(f"{statement}: {len(rows)} row(s)")
+        assert rows, f"no rows on the demo data: {statement}"

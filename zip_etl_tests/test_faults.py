@@ -193,3 +193,73 @@ def test_missing_raw_table_is_one_line_naming_the_setting(schema):
         f"The raw table {schema}.raw_companies does not exist. Load it (`zip-etl seed` for demo data) or point the "
         "`raw_table`/`raw_schema` settings of the `postgres` resource at it.")
     assert retries(result) == 0
+
+
+MATERIALIZE_ONE = ["-m", "zip_etl.definitions", "--select", "cleaned_companies", "--partition", "10016"]
+
+
+def dagster_cli(*args, env, timeout=300):
+    """The `dagster` command of this virtualenv, as the README runs it."""
+    dagster = Path(sys.executable).parent / "dagster"
+    return subprocess.run([str(dagster), *args], cwd=ROOT, env=env, timeout=timeout, capture_output=True, text=True)
+
+
+def storage_error_line(stderr: str) -> str:
+    """The one line naming the storage problem; nothing else but Dagster's own notice about its CLI."""
+    lines = [line for line in stderr.strip().splitlines()
+             if line.strip() and "SupersessionWarning" not in line and "return callback(" not in line]
+    assert len(lines) == 1 and "Traceback" not in stderr and "too many retries" not in stderr, stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("fault", ["wrong password", "refused port"])
+def test_bad_dagster_storage_url_is_one_line_naming_the_setting(fault, etl_url, query, tmp_path):
+    """`zip-etl demo` and the README's `dagster asset materialize` with a bad ZIP_ETL_DAGSTER_DATABASE_URL:
+    one line (what failed, which setting, password masked) instead of ~14 s of retries and a traceback;
+    the demo stops before seeding anything."""
+    server = TcpPostgres() if fault == "wrong password" else None
+    try:
+        if server:
+            server.create_role("dagster", "right-pw")
+            server.create_database("dagster", owner="dagster")
+            dagster_url = server.url("dagster", "wrong-pw", "dagster")
+        else:
+            dagster_url = f"postgresql://dagster:wrong-pw@127.0.0.1:{free_port()}/dagster"
+        env = server_env(etl_url, dagster_url, tmp_path)
+        raw_before = query("SELECT to_regclass('public.raw_companies') IS NOT NULL")[0][0] and query(
+            "SELECT count(*), max(raw_id) FROM public.raw_companies")
+
+        for command in (lambda: cli("demo", "--reseed", "--zip-codes", "5", env=env, timeout=120),
+                        lambda: dagster_cli("asset", "materialize", *MATERIALIZE_ONE, env=env, timeout=120)):
+            started = time.monotonic()
+            result = command()
+            seconds = time.monotonic() - started
+            line = storage_error_line(result.stderr)
+            print(f"{fault}: {seconds:.1f}s, exit {result.returncode}: {line}")
+            assert result.returncode == 2
+            assert "Cannot connect to Dagster's storage (PostgreSQL) at postgresql://dagster:***@127.0.0.1:" in line
+            assert line.endswith("Check ZIP_ETL_DAGSTER_DATABASE_URL.")
+            assert ("the server rejected the credentials" if server else "no PostgreSQL server answers there") in line
+            assert "wrong-pw" not in result.stdout + result.stderr
+            assert "Generating" not in result.stdout  # nothing seeded first
+            assert seconds < 60
+        if server:  # one attempt per command, not dagster-postgres's retry loop
+            log = (server.data_dir / "log").read_text()
+            assert log.count('password authentication failed for user "dagster"') == 2, log
+        raw_after = query("SELECT to_regclass('public.raw_companies') IS NOT NULL")[0][0] and query(
+            "SELECT count(*), max(raw_id) FROM public.raw_companies")
+        assert raw_after == raw_before  # --reseed did not get to replace the raw table
+    finally:
+        if server:
+            server.stop()
+
+
+def test_seed_checks_the_connection_before_generating_rows(tmp_path):
+    url = f"postgresql://etl:hunter2@127.0.0.1:{free_port()}/etl"
+    started = time.monotonic()
+    result = cli("seed", "--rows", "2000000", env=server_env(url, None, tmp_path), timeout=120)
+    seconds = time.monotonic() - started
+    assert result.returncode == 2
+    assert "no PostgreSQL server answers there" in one_line(result.stderr)
+    assert "Generating" not in result.stdout, result.stdout  # 2,000,000 rows were not generated first
+    print(f"seed with a refused URL: {seconds:.1f}s")

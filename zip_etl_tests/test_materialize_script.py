@@ -67,3 +67,48 @@ def test_script_says_when_no_webserver_answers():
     assert result.returncode == 2
     assert f"cannot launch cleaned_companies partition {ZIP} at {url}" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
+
+
+LAUNCH_RUN = """
+mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
+RUN = """
+query($id: ID!) {
+  runOrError(runId: $id) {
+    ... on Run { status eventConnection { events { __typename ... on ExecutionStepFailureEvent { error { message } } } } }
+  }
+}"""
+
+
+@pytest.mark.slow
+def test_a_run_launched_for_an_unknown_partition_names_it_once(dagster_dev):
+    """Launching cleaned_companies with the partition tag `ABCDE` (the UI's launchpad, or its GraphQL API):
+    the run fails saying once that ABCDE is not a partition key and what partition keys look like
+    (it said `Nonexistent partition keys: ['ABCDE', 'ABCDE']`)."""
+    import time
+
+    client = dagster_dev.client()
+    params = {
+        "selector": {"repositoryLocationName": "zip_etl", "repositoryName": "__repository__",
+                     "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["cleaned_companies"]}]},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "ABCDE"}]},
+    }
+    launched = client._execute(LAUNCH_RUN, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    deadline = time.monotonic() + 300
+    while (run := client._execute(RUN, {"id": run_id})["runOrError"])["status"] not in {"FAILURE", "SUCCESS", "CANCELED"}:
+        assert time.monotonic() < deadline, run
+        time.sleep(1)
+    assert run["status"] == "FAILURE"
+    (message,) = [e["error"]["message"] for e in run["eventConnection"]["events"]
+                  if e["__typename"] == "ExecutionStepFailureEvent"]
+    print(message)
+    assert "'ABCDE' is not a partition key: the partitions are the 41,749 active US zip codes, as 5-digit strings " \
+           "from 00501 to 99950." in message
+    assert message.count("ABCDE") == 1

@@ -61,3 +61,22 @@ def test_a_broken_rule_fails_the_truth_check_with_a_useful_message(fixtures_load
     mismatches = truth.metadata["first_mismatches"].value
     assert "00501/C010: phone expected '+16315550110', got '6315550110'" in mismatches
     assert truth.metadata["mismatches"].value == 5  # the five rows that have a phone
+
+
+TEST_ASSET_CHECKS = """
+{ assetNodeOrError(assetKey: {path: ["test", "cleaned_companies"]}) {
+    __typename
+    ... on AssetNode { assetChecksOrError { ... on AssetChecks { checks { name } } } } } }"""
+
+
+@pytest.mark.slow
+def test_the_readme_dagster_dev_serves_test_mode(dagster_dev):
+    """`dagster dev` exactly as the README runs it, from the repository root, serves both code locations
+    of workspace.yaml: test mode's asset and its matches_truth check can be reached from the UI."""
+    from zip_etl.dev_server import README_COMMAND
+
+    assert [README_COMMAND[0].rsplit("/", 1)[-1], *README_COMMAND[1:]] == ["dagster", "dev"]
+    assert dagster_dev.code_locations() == {"zip_etl": "LOADED", "zip_etl_test": "LOADED"}
+    node = dagster_dev.client()._execute(TEST_ASSET_CHECKS)["assetNodeOrError"]
+    assert node["__typename"] == "AssetNode", node
+    assert "matches_truth" in {c["name"] for c in node["assetChecksOrError"]["checks"]}

@@ -7,6 +7,7 @@ import time
 
 from zip_etl.assets.companies import DEBUG_MODE, MODE_TAG
 from zip_etl.backfill import Target, run_backfill
+from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES, partition_ranges
 
 
@@ -33,6 +34,8 @@ def demo(
         else f"embedded PostgreSQL in {embedded_data_dir()}"
     )
     print(f"Database: {where}", flush=True)
+    with get_instance():  # Dagster's storage answers (else one line naming its setting), before any seeding
+        pass
     url = etl_database_url()
     with transaction(url) as cursor:
         exists = table_exists(cursor, RAW_COMPANIES.schema, RAW_COMPANIES.name)

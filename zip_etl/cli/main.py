@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("load-fixtures", help="load the test-mode sample raw table and its truth table")
 
+    check_raw = commands.add_parser(
+        "check-raw-table", help="check your own raw table against what zip_etl reads (docs/RAW_TABLE.md); read only")
+    check_raw.add_argument("--schema", default="public", help="schema of the raw table (default %(default)s)")
+    check_raw.add_argument("--table", default="raw_companies", help="the raw table (default %(default)s)")
+
     db = commands.add_parser("db", help="the embedded PostgreSQL server")
     db.add_argument("action", choices=["start", "stop", "url"])
     return parser
@@ -176,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Loaded {raw} rows into {SAMPLE_TABLE.schema}.{SAMPLE_TABLE.name} and {truth} rows into "
                   f"{TRUTH_TABLE.schema}.{TRUTH_TABLE.name}")
             return 0
+        if args.command == "check-raw-table":
+            from zip_etl.cli.check_raw import check_raw
+
+            return check_raw(args.schema, args.table)
         if args.command == "db":
             from zip_etl.db.connection import embedded_data_dir, etl_database_url, redact_url
             from zip_etl.db.embedded import stop_embedded_server

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import time
 
-from zip_etl.db.connection import etl_database_url, transaction
+from zip_etl.db.connection import connect, etl_database_url, transaction
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.partitions import ZIP_CODES
 
 
 def seed_raw_table(rows: int, *, seed: int = 42, zip_codes: int | None = None) -> int:
     keys = ZIP_CODES if zip_codes is None else ZIP_CODES[:: max(1, len(ZIP_CODES) // zip_codes)][:zip_codes]
+    url = etl_database_url()
+    connect(url).close()  # a wrong URL fails now, in one line, not after generating the rows
     started = time.perf_counter()
     print(f"Generating {rows:,} raw rows over {len(keys):,} zip codes (seed {seed})...", flush=True)
     df = generate_raw_companies(rows, keys, seed=seed)
     print(f"Writing them with COPY ({time.perf_counter() - started:.1f}s so far)...", flush=True)
-    write_raw_companies(etl_database_url(), df)
+    write_raw_companies(url, df)
     print(f"Seeded raw_companies: {rows:,} rows in {time.perf_counter() - started:.1f}s", flush=True)
     return rows
 

@@ -16,10 +16,12 @@ import contextlib
 import functools
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import click
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
@@ -125,7 +127,17 @@ def _setting() -> str:
     return DATABASE_URL_ENV if os.environ.get(DATABASE_URL_ENV) else f"the embedded server in {embedded_data_dir()}"
 
 
-def describe_connection_error(url: str, error: Exception) -> DatabaseError:
+def dagster_database_setting() -> str:
+    """The setting that chose Dagster's storage URL, as a person would go and fix it."""
+    if os.environ.get(DAGSTER_DATABASE_URL_ENV):
+        return DAGSTER_DATABASE_URL_ENV
+    if os.environ.get(DATABASE_URL_ENV):
+        return f"{DAGSTER_DATABASE_URL_ENV} (unset, so Dagster's storage uses {DATABASE_URL_ENV})"
+    return f"the embedded server in {embedded_data_dir()}"
+
+
+def describe_connection_error(url: str, error: Exception, *, what: str = "PostgreSQL",
+                              setting: str | None = None) -> DatabaseError:
     text = _first_line(error)
     retriable = False
     if "password authentication failed" in text or "authentication failed" in text:
@@ -139,7 +151,7 @@ def describe_connection_error(url: str, error: Exception) -> DatabaseError:
     else:
         problem = "the connection failed"
     return DatabaseError(
-        f"Cannot connect to PostgreSQL at {redact_url(url)}: {problem} ({text}). Check {_setting()}.",
+        f"Cannot connect to {what} at {redact_url(url)}: {problem} ({text}). Check {setting or _setting()}.",
         retriable=retriable,
     )
 
@@ -151,6 +163,59 @@ def connect(url: str, *, application_name: str = "zip_etl") -> psycopg2.extensio
         return psycopg2.connect(url, application_name=application_name, options="-c timezone=UTC")
     except psycopg2.OperationalError as error:
         raise describe_connection_error(url, error) from None
+
+
+class DagsterStorageError(DatabaseError, click.ClickException):
+    """Dagster's storage cannot be reached: one line, also when Dagster's own CLI meets it.
+
+    It is raised while Dagster builds its instance, so `dagster asset materialize`, `dagster dev`
+    and the daemon print it the way they print a usage error (`Error: ...`, no traceback), and the
+    zip-etl CLI like any other DatabaseError.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, retriable: bool = False):
+        DatabaseError.__init__(self, message, retriable=retriable)
+        click.ClickException.__init__(self, message)
+
+
+# A server that refuses connections may be restarting (a fast restart takes a second or two); one
+# that rejects the credentials or lacks the database will not change its mind.
+STORAGE_CHECK_SECONDS = 3.0
+STORAGE_CONNECT_TIMEOUT_SECONDS = 10
+_storage_checked: set[str] = set()
+
+
+def check_dagster_storage(url: str, setting: str | None = None) -> None:
+    """Connect once to Dagster's storage database before dagster-postgres does.
+
+    dagster-postgres retries any failed connection for about 14 s and then raises
+    `DagsterPostgresException: too many retries for DB connection` inside a long traceback, without
+    saying which URL or setting is wrong. This fails first, in one line naming the setting, with the
+    password masked: at once for wrong credentials or a missing database, after STORAGE_CHECK_SECONDS
+    of retries when nothing answers (a server restarting). Checked once per process and URL.
+    """
+    if url in _storage_checked:
+        return
+    deadline = time.monotonic() + STORAGE_CHECK_SECONDS
+    while True:
+        try:
+            # A URL's own connect_timeout wins; without one, an address that drops packets would
+            # hold the connection attempt for minutes.
+            timeout = {} if "connect_timeout" in url else {"connect_timeout": STORAGE_CONNECT_TIMEOUT_SECONDS}
+            conn = psycopg2.connect(url, application_name="zip_etl_dagster_check", **timeout)
+        except psycopg2.OperationalError as error:
+            described = describe_connection_error(
+                url, error, what="Dagster's storage (PostgreSQL)", setting=setting or dagster_database_setting()
+            )
+            if not described.retriable or time.monotonic() >= deadline:
+                raise DagsterStorageError(str(described), retriable=described.retriable) from None
+            time.sleep(0.5)
+        else:
+            conn.close()
+            _storage_checked.add(url)
+            return
 
 
 @contextlib.contextmanager

@@ -8,6 +8,10 @@ record) to answer a ping over the broker. A worker that does not answer several 
 FAILED; run monitoring then marks the run failed and Dagster's run retries re-execute its zip codes
 on a live worker (deploy/celery/dagster.yaml turns both on). Pings are answered by a worker's main
 process, so a worker busy with a long run still answers.
+
+Runs that no Celery worker holds (started by `dagster asset materialize` or the zip-etl CLI) are
+judged like on one machine (`zip_etl.instance.local_run_health`): failed when their recorded process
+is gone from the machine running the daemon, never judged when it ran on another machine.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster_celery.launcher import CeleryRunLauncher
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 
+from zip_etl.instance import local_run_health
+
 PING_ATTEMPTS = 3
 PING_TIMEOUT_SECONDS = 2.0
 
@@ -26,6 +32,10 @@ class CeleryWorkerRunLauncher(CeleryRunLauncher):
     """`CeleryRunLauncher` whose health check also notices a worker that is gone."""
 
     def check_run_worker_health(self, run) -> CheckRunHealthResult:
+        if DAGSTER_CELERY_TASK_ID_TAG not in run.tags:
+            # Not a Celery run: `dagster asset materialize` or the zip-etl CLI on one of the machines.
+            # Judged by its recorded process when that is on this machine, else left alone.
+            return local_run_health(run)
         result = super().check_run_worker_health(run)
         if result.status != WorkerStatus.RUNNING:
             return result
