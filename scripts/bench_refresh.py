@@ -18,15 +18,16 @@ import time
 
 import dagster as dg
 
-from zip_etl.backfill import Target
-from zip_etl.cli.bench import _seed, machine_description
+from zip_etl.cli.local_runs import Target
+from zip_etl_tools.bench.command import _seed, machine_description
 from zip_etl.cli.refresh import observe_raw, refresh
 from zip_etl.db.connection import etl_database_url, transaction
 from zip_etl.definitions import defs
 from zip_etl.demo_data import apply_change_set, pick_zip_codes_with_rows
 from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES
-from zip_etl.refresh import CLEANED_KEY, RAW_KEY, dagster_stale_status_resolver, latest_data_versions, plan_refresh
+from zip_etl.refresh import CLEANED_KEY, RAW_KEY, latest_data_versions, plan_refresh
+from zip_etl_tools.stale_status import dagster_stale_status_resolver
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
 from zip_etl.tables import RAW_COMPANIES
 
@@ -143,13 +144,13 @@ def automation_comparison(args, postgres, table) -> None:
 
 
 def _raw():
-    from zip_etl.assets import raw_companies
+    from zip_etl.defs.assets import raw_companies
 
     return raw_companies
 
 
 def _cleaned_eager():
-    from zip_etl.assets import cleaned_companies
+    from zip_etl.defs.assets import cleaned_companies
 
     return cleaned_companies.with_attributes(automation_condition=dg.AutomationCondition.eager())
 

@@ -10,7 +10,7 @@ DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=false for Dagster's defaults.
 import argparse
 import time
 
-from zip_etl.backfill import materialize_range
+from zip_etl.cli.local_runs import materialize_range
 from zip_etl.partitions import ZIP_CODES, partition_ranges
 
 parser = argparse.ArgumentParser()

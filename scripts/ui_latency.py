@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zip_etl.db.connection import etl_database_url, transaction  # noqa: E402
-from zip_etl.dev_server import DagsterDev, running_dagster_dev  # noqa: E402
-from zip_etl.refresh import AUTO_REFRESH_ENV  # noqa: E402
+from zip_etl_tools.dagster_dev import DagsterDev, running_dagster_dev  # noqa: E402
+from zip_etl import settings  # noqa: E402
 from zip_etl_tests.dagster_ui import DagsterUI, chromium_page  # noqa: E402
 
 RUN_TIMES = """
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             server = DagsterDev(port=parts.port or 80, host=parts.hostname or "127.0.0.1", log_path=Path(os.devnull))
         else:
             # The refresh sensor off: only the runs launched here should compete for the queue.
-            env = {**os.environ, AUTO_REFRESH_ENV: "off"}
+            env = {**os.environ, settings.AUTO_REFRESH: "off"}
             checkout = Path(args.checkout).resolve() if args.checkout else None
             if checkout:
                 env["PYTHONPATH"] = str(checkout)

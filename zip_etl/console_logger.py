@@ -20,16 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 
-
-def failure_description(record: logging.LogRecord) -> str | None:
-    """The description of the `dg.Failure` a failure event's record carries, if it carries one."""
-    meta = getattr(record, "dagster_meta", None)
-    event = meta.get("dagster_event") if isinstance(meta, dict) else None
-    error = getattr(getattr(event, "event_specific_data", None), "error", None)
-    if error is None or getattr(error, "cls_name", None) != "Failure" or not error.message:
-        return None
-    first, _, rest = error.message.strip().partition(": ")  # "dagster...Failure: <description>"
-    return (rest or first).strip()
+from zip_etl.dagster_internals import failure_description
 
 
 def concise(record: logging.LogRecord) -> logging.LogRecord:

@@ -303,7 +303,7 @@ def write_raw_companies(url: str, df: pd.DataFrame, table=None, *, replace: bool
     from psycopg2 import sql
 
     from zip_etl.db.arrow_io import ArrowTransaction
-    from zip_etl.db.tables import create_table_statement
+    from zip_etl.db.ddl import create_table_statement
     from zip_etl.tables import RAW_COMPANIES
 
     table = table or RAW_COMPANIES

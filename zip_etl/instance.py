@@ -16,33 +16,40 @@ from typing import Any
 import dagster as dg
 from dagster import DagsterEventType, Field, StringSource
 
-# Run monitoring's answer types have no public export; the Celery launcher uses them too.
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
+from zip_etl import settings
 from zip_etl.db.connection import (
     DagsterStorageError,
     DatabaseError,
     check_dagster_storage,
-    dagster_database_setting,
     dagster_database_url,
     sqlalchemy_url,
+)
+from zip_etl.dagster_internals import (
+    CheckRunHealthResult,
+    WorkerStatus,
+    instance_from_folder,
+    store_planned_events_batch,
 )
 from zip_etl.run_liveness import Liveness, dead_process_message, liveness, run_process, this_process_tag
 
 logger = logging.getLogger(__name__)
 
 # Dagster's per-partition bookkeeping, not our data work, dominates a backfill of 41,749 small
-# partitions (measured: a 2,000-partition run took 60 s with Dagster's defaults, 4.5 s with these;
-# see docs/BENCHMARKS.md). Both are Dagster's own documented switches, read by every process that
-# loads this instance (webserver, daemon, run workers, CLI); set them in the environment to override.
-# - one ASSET_MATERIALIZATION_PLANNED event per run (with the partition subset) instead of one per
-#   partition: run creation no longer writes 2,000 events. Dagster's trade-off: partitions of a run
-#   that fails are left "missing" rather than marked "failed"; cleaned_companies reports the zip codes
-#   that failed in the run's error and metadata, and "materialize missing" re-runs exactly those.
-# - batched writes of materialization events (one INSERT per 1,000 events).
-os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
-os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
+# partitions (docs/BENCHMARKS.md). Dagster stores the events a run writes per partition (its planned
+# materializations at run creation, its materializations, zip_etl's provenance observations) in
+# batches only when DAGSTER_EVENT_BATCH_SIZE is set, and dagster-postgres batches only
+# materializations and observations. Every process that loads this instance (webserver, daemon, run
+# workers, CLI) builds its event-log storage first, so that is where the switch is set (unless the
+# environment sets it) and where planned materializations are batched too (ZipEtlEventLogStorage).
+EVENT_BATCH_SIZE = "1000"
+
+
+def use_batched_event_writes() -> None:
+    """Dagster's documented switch for batched event writes, on unless the environment sets it."""
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
+
 
 _CONFIG = {
     "postgres_url": Field(
@@ -57,7 +64,7 @@ def _storage_url(config_value: Mapping[str, Any]) -> str:
     """The storage URL for dagster-postgres, after one quick connection that fails in one line
     naming the setting to fix (dagster-postgres would retry for ~14 s and end in a traceback)."""
     configured = config_value.get("postgres_url")
-    setting = "postgres_url of the storage in dagster.yaml" if configured else dagster_database_setting()
+    setting = "postgres_url of the storage in dagster.yaml" if configured else settings.dagster_database_setting()
     try:
         url = configured or dagster_database_url()
     except DatabaseError as error:  # the embedded server could not be started or reached
@@ -122,13 +129,26 @@ class ZipEtlRunLauncher(dg.DefaultRunLauncher):
 
 
 class ZipEtlEventLogStorage(PostgresEventLogStorage):
+    """PostgresEventLogStorage that also stores a run's planned materializations in one batch.
+
+    Dagster plans one materialization per partition of a run; the UI derives a partition's
+    "materializing" and "failed" status from them. dagster-postgres stores them one connection each
+    (a 2,000-partition run spent most of its creation there), so zip_etl stores them the way
+    dagster-postgres stores a batch of materializations (zip_etl/dagster_internals.py).
+    """
+
     @classmethod
     def config_type(cls):
         return _CONFIG
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):
+        use_batched_event_writes()
         return cls(postgres_url=_storage_url(config_value), inst_data=inst_data)
+
+    def store_event_batch(self, events) -> None:
+        if not store_planned_events_batch(self, events):
+            super().store_event_batch(events)
 
 
 class ZipEtlScheduleStorage(PostgresScheduleStorage):
@@ -146,15 +166,8 @@ def get_instance():
 
     The CLI uses this so that its runs land in the same storage `dagster dev` shows.
     """
-    import os
-
-    from dagster import DagsterInstance
-    from dagster._core.instance.ref import InstanceRef
-
-    from zip_etl.db.connection import project_root, state_dir
-
     if os.environ.get("DAGSTER_HOME"):
-        return DagsterInstance.get()
-    home = state_dir() / "dagster_home"
+        return dg.DagsterInstance.get()
+    home = settings.home() / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    return DagsterInstance.from_ref(InstanceRef.from_dir(str(home), config_dir=str(project_root())))
+    return instance_from_folder(str(home), config_dir=str(settings.project_root()))

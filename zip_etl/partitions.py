@@ -12,8 +12,6 @@ import os
 
 import dagster as dg
 import zipcodes
-from dagster._core.definitions.partitions.partition_key_range import PartitionKeyRange
-from dagster._core.errors import DagsterInvalidInvocationError
 
 
 def _zip_codes_from_package() -> list[str]:
@@ -21,9 +19,9 @@ def _zip_codes_from_package() -> list[str]:
 
 
 def zip_codes_cache_path():
-    from zip_etl.db.connection import state_dir
+    from zip_etl import settings
 
-    return state_dir() / "cache" / f"active_zip_codes-zipcodes-{zipcodes.__version__}.txt"
+    return settings.home() / "cache" / f"active_zip_codes-zipcodes-{zipcodes.__version__}.txt"
 
 
 def active_zip_codes() -> list[str]:
@@ -51,10 +49,11 @@ def active_zip_codes() -> list[str]:
 class ZipCodePartitionsDefinition(dg.StaticPartitionsDefinition):
     """A StaticPartitionsDefinition whose key lookups are O(1).
 
-    Dagster's base class answers `has_partition_key` and key ranges by scanning the key list, and
-    a batched run looks keys up once per partition (e.g. when attaching per-partition metadata):
-    with 41,749 keys that made runs late in the order 2-3x slower than early ones (py-spy profile
-    in docs/BENCHMARKS.md). Same keys, same order, same serialized form; only the lookups change.
+    Dagster's base class answers `has_partition_key` and key ranges by scanning the key list and
+    hashes itself by its repr (all 41,749 keys), and a batched run looks keys up once per partition:
+    runs late in the partition order were slower than early ones (docs/BENCHMARKS.md). Same keys,
+    same order, same serialized form, and the webserver's plain StaticPartitionsDefinition built from
+    the snapshot answers the same (the contract test compares them); only the lookups are faster.
     """
 
     def __init__(self, partition_keys: list[str]):
@@ -65,20 +64,20 @@ class ZipCodePartitionsDefinition(dg.StaticPartitionsDefinition):
     def has_partition_key(self, partition_key: str) -> bool:
         return partition_key in self._positions
 
-    def get_partition_keys_in_range(self, partition_key_range: PartitionKeyRange) -> list[str]:
+    def get_partition_keys_in_range(self, partition_key_range: dg.PartitionKeyRange) -> list[str]:
         start = self._positions.get(partition_key_range.start)
         end = self._positions.get(partition_key_range.end)
         if start is None or end is None:
-            raise DagsterInvalidInvocationError(self._not_partitions_message(partition_key_range))
-        return list(self._partition_keys[start : end + 1])
+            raise dg.DagsterInvalidInvocationError(self._not_partitions_message(partition_key_range))
+        return list(self.get_partition_keys()[start : end + 1])
 
-    def _not_partitions_message(self, partition_key_range: PartitionKeyRange) -> str:
+    def _not_partitions_message(self, partition_key_range: dg.PartitionKeyRange) -> str:
         """One sentence naming each key that is not a partition once (a one-partition run is the
         range from a key to itself), and what partition keys look like."""
         unknown = list(dict.fromkeys(
             k for k in (partition_key_range.start, partition_key_range.end) if k not in self._positions
         ))
-        keys = self._partition_keys
+        keys = self.get_partition_keys()
         what = (
             f"{len(keys):,} active US zip codes, as 5-digit strings from {keys[0]} to {keys[-1]}"
             if keys else "no partitions"
@@ -96,6 +95,14 @@ class ZipCodePartitionsDefinition(dg.StaticPartitionsDefinition):
         if self._hash is None:
             self._hash = super().__hash__()
         return self._hash
+
+
+def first_zip_codes(count: int | None) -> list[str]:
+    """The first `count` zip codes in partition order (all of them when None): what `--zip-codes N`
+    means for every command that takes it, so `seed --zip-codes N` and `demo --zip-codes N` agree."""
+    if count is not None and count < 1:
+        raise ValueError(f"--zip-codes must be at least 1, got {count}")
+    return ZIP_CODES if count is None else ZIP_CODES[:count]
 
 
 def partition_ranges(

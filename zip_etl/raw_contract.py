@@ -17,7 +17,9 @@ from pathlib import Path
 
 from psycopg2 import sql
 
-from zip_etl.db.tables import Table, information_schema_type, table_exists
+from zip_etl.tables import Table
+
+from zip_etl.db.ddl import information_schema_type, table_exists
 from zip_etl.partitions import ZIP_CODES
 from zip_etl.tables import RAW_COMPANIES
 

@@ -8,44 +8,39 @@ are recorded as one batch of observations right after the run's materializations
 every partition of a run the same tags). A partition is stale when the data version it would have
 if built now (from the zip code's current raw version) differs from the recorded one, and missing
 when none is recorded. Both sides come from one query each: every zip code's raw version from
-PostgreSQL (`zip_etl.tables.raw_data_versions`), every partition's latest data version from
+PostgreSQL (`zip_etl.db.ddl.raw_data_versions`), every partition's latest data version from
 Dagster's indexed event tags. So a check over all 41,749 zip codes costs seconds, not 41,749
 lookups (Dagster's own stale-status resolver looks partitions up one by one; docs/BENCHMARKS.md).
 
-The `refresh_changed_zip_codes` sensor runs this check every minute and launches:
+The `refresh_changed_zip_codes` sensor (zip_etl/defs/sensors.py) and `zip-etl refresh` run this
+check and launch:
 - an observation run of `raw_companies` when raw versions changed since the last observation (it
   records only the changed zip codes, so the UI's per-partition versions and staleness stay right);
 - one run of `cleaned_companies` per contiguous range of stale or missing zip codes (in partition
-  order, at most PARTITIONS_PER_RUN each), like a backfill; zip codes in between are not touched.
+  order, at most ZIP_ETL_PARTITIONS_PER_RUN each), like a backfill; zip codes in between are not touched.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.definitions.data_version import (
-    CODE_VERSION_TAG,
-    DATA_VERSION_TAG,
-    INPUT_DATA_VERSION_TAG_PREFIX,
-    NULL_EVENT_POINTER,
-    compute_logical_data_version,
-    get_input_data_version_tag,
-    get_input_event_pointer_tag,
-)
-from dagster._core.events import DagsterEventType
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES, RunsFilter
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from zip_etl import settings
+from zip_etl.code_version import CLEANING_CODE_VERSION
+from zip_etl.dagster_internals import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    DATA_VERSION_TAG,
+    logical_data_version,
+)
 from zip_etl.partitions import ZIP_CODES
-from zip_etl.resources.database import PostgresResource
+from zip_etl.resources.postgres import PostgresResource
 from zip_etl.tables import EMPTY_RAW_VERSION
 
 REFRESH_TAG = "zip_etl/refresh"
-AUTO_REFRESH_ENV = "ZIP_ETL_AUTO_REFRESH"
 RAW_KEY = dg.AssetKey("raw_companies")
 CLEANED_KEY = dg.AssetKey("cleaned_companies")
 
@@ -58,21 +53,12 @@ def raw_dependency(assets_def: dg.AssetsDefinition, key: dg.AssetKey) -> dg.Asse
 
 def cleaned_data_version(raw_key: dg.AssetKey, raw_version: str, code_version: str) -> str:
     """The data version of a cleaned partition built by `code_version` from `raw_version`."""
-    return compute_logical_data_version(code_version, {raw_key: dg.DataVersion(raw_version)}).value
-
-
-def provenance_tags(raw_key: dg.AssetKey, raw_version: str, code_version: str) -> dict[str, str]:
-    """Dagster's data-provenance tags for one cleaned partition, so its stale status is its own."""
-    return {
-        DATA_VERSION_TAG: cleaned_data_version(raw_key, raw_version, code_version),
-        CODE_VERSION_TAG: code_version,
-        get_input_data_version_tag(raw_key, INPUT_DATA_VERSION_TAG_PREFIX): raw_version,
-        get_input_event_pointer_tag(raw_key): NULL_EVENT_POINTER,
-    }
+    return logical_data_version(code_version, {raw_key: raw_version})
 
 
 def latest_data_versions(
-    instance: dg.DagsterInstance, key: dg.AssetKey, event_type: DagsterEventType, partitions: Sequence[str] | None = None
+    instance: dg.DagsterInstance, key: dg.AssetKey, event_type: dg.DagsterEventType,
+    partitions: Sequence[str] | None = None,
 ) -> dict[str, str]:
     """The data version on each partition's latest event of `event_type`, in one indexed query."""
     tags = instance.event_log_storage.get_latest_tags_by_partition(
@@ -91,7 +77,7 @@ def changed_raw_versions(
     instance: dg.DagsterInstance, raw_key: dg.AssetKey, postgres: PostgresResource, partition_keys: Sequence[str] = ZIP_CODES
 ) -> dict[str, str]:
     """Raw versions that differ from the last observed ones (all of them on the first observation)."""
-    observed = latest_data_versions(instance, raw_key, DagsterEventType.ASSET_OBSERVATION)
+    observed = latest_data_versions(instance, raw_key, dg.DagsterEventType.ASSET_OBSERVATION)
     return {k: v for k, v in current_raw_versions(postgres, partition_keys).items() if observed.get(k) != v}
 
 
@@ -139,28 +125,27 @@ def plan_refresh(
     code_version: str | None = None,
     partition_keys: Sequence[str] = ZIP_CODES,
     max_per_run: int | None = None,
+    everything: bool = False,
 ) -> RefreshPlan:
     """Compare every zip code's raw version now with what its cleaned partition was built from."""
-    from zip_etl.assets.companies import CLEANING_CODE_VERSION, PARTITIONS_PER_RUN
-
     code_version = code_version or CLEANING_CODE_VERSION
     raw_versions = current_raw_versions(postgres, partition_keys)
-    observed = latest_data_versions(instance, raw_key, DagsterEventType.ASSET_OBSERVATION)
-    recorded = latest_data_versions(instance, cleaned_key, DagsterEventType.ASSET_OBSERVATION)
+    observed = latest_data_versions(instance, raw_key, dg.DagsterEventType.ASSET_OBSERVATION)
+    recorded = latest_data_versions(instance, cleaned_key, dg.DagsterEventType.ASSET_OBSERVATION)
     expected = {k: cleaned_data_version(raw_key, v, code_version) for k, v in raw_versions.items()}
     missing = [k for k in partition_keys if k not in recorded]
-    stale = [k for k in partition_keys if k in recorded and recorded[k] != expected[k]]
+    stale = [k for k in partition_keys if k in recorded and (everything or recorded[k] != expected[k])]
     return RefreshPlan(
         raw_versions=raw_versions,
         observed_changes={k: v for k, v in raw_versions.items() if observed.get(k) != v},
         stale=stale,
         missing=missing,
-        ranges=contiguous_ranges(partition_keys, [*stale, *missing], max_per_run or PARTITIONS_PER_RUN),
+        ranges=contiguous_ranges(partition_keys, [*stale, *missing], max_per_run or settings.partitions_per_run()),
         expected_versions=expected,
     )
 
 
-def _digest(values: Iterable[str]) -> str:
+def digest(values: Iterable[str]) -> str:
     return hashlib.md5("\n".join(values).encode()).hexdigest()[:16]
 
 
@@ -170,7 +155,7 @@ def refresh_run_requests(plan: RefreshPlan, job_name: str) -> list[dg.RunRequest
     stays stale or missing in the UI until its data changes or someone materializes it)."""
     return [
         dg.RunRequest(
-            run_key=f"{keys[0]}..{keys[-1]}@{_digest(plan.expected_versions[k] for k in keys)}",
+            run_key=f"{keys[0]}..{keys[-1]}@{digest(plan.expected_versions[k] for k in keys)}",
             job_name=job_name,
             tags={
                 ASSET_PARTITION_RANGE_START_TAG: keys[0],
@@ -182,74 +167,14 @@ def refresh_run_requests(plan: RefreshPlan, job_name: str) -> list[dg.RunRequest
     ]
 
 
+# Statuses of a run that has not finished (public statuses; Dagster's own list is private).
+UNFINISHED_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.SUSPENDED,
+]
+
+
 def runs_in_progress(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> list[str]:
     """Ids of unfinished runs that materialize `asset_key` (refresh, backfill or manual)."""
-    runs = instance.get_runs(RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES))
+    runs = instance.get_runs(dg.RunsFilter(statuses=UNFINISHED_RUN_STATUSES))
     return [run.run_id for run in runs if run.asset_selection is None or asset_key in run.asset_selection]
-
-
-def auto_refresh_default() -> dg.DefaultSensorStatus:
-    """On unless ZIP_ETL_AUTO_REFRESH=off (e.g. while a test drives backfills by hand)."""
-    off = os.environ.get(AUTO_REFRESH_ENV, "on").strip().lower() in {"off", "0", "false", "no"}
-    return dg.DefaultSensorStatus.STOPPED if off else dg.DefaultSensorStatus.RUNNING
-
-
-def build_refresh_sensor(
-    observe_job: dg.UnresolvedAssetJobDefinition,
-    refresh_job: dg.UnresolvedAssetJobDefinition,
-    *,
-    name: str = "refresh_changed_zip_codes",
-    raw_key: dg.AssetKey = RAW_KEY,
-    cleaned_key: dg.AssetKey = CLEANED_KEY,
-    minimum_interval_seconds: int = 60,
-) -> dg.SensorDefinition:
-    @dg.sensor(
-        name=name,
-        jobs=[observe_job, refresh_job],
-        minimum_interval_seconds=minimum_interval_seconds,
-        default_status=auto_refresh_default(),
-        description=(
-            "Every minute: compares every zip code's raw data version with the one its cleaned partition "
-            "was built from (two queries), records new raw versions (observation run) and rebuilds only the "
-            "stale and missing zip codes, one run per contiguous range."
-        ),
-    )
-    def refresh_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
-        busy = runs_in_progress(context.instance, cleaned_key)
-        if busy:
-            return dg.SkipReason(
-                f"{len(busy)} run(s) of {cleaned_key.to_user_string()} in progress (e.g. {busy[0]}); "
-                "checking again when they finish, so no zip code gets two writers"
-            )
-        plan = plan_refresh(context.instance, postgres, raw_key=raw_key, cleaned_key=cleaned_key)
-        requests = refresh_run_requests(plan, refresh_job.name)
-        if plan.observed_changes:
-            requests.insert(
-                0,
-                dg.RunRequest(
-                    run_key=f"observe@{_digest(f'{k}={v}' for k, v in sorted(plan.observed_changes.items()))}",
-                    job_name=observe_job.name,
-                ),
-            )
-        context.log.info(plan.summary())
-        if not requests:
-            return dg.SkipReason(f"nothing to refresh: {plan.summary()}")
-        return dg.SensorResult(run_requests=requests)
-
-    return refresh_sensor
-
-
-def dagster_stale_status_resolver(instance: dg.DagsterInstance, definitions: dg.Definitions):
-    """Dagster's own per-partition stale status (what the UI shows on a partition's page), for
-    tests and benchmarks: `resolver.get_status(asset_key, partition_key)`."""
-    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
-    from dagster._core.definitions.data_version import CachingStaleStatusResolver
-    from dagster._time import get_current_datetime
-
-    asset_graph = definitions.resolve_asset_graph()
-    view = AssetGraphView(
-        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
-        instance=instance,
-        asset_graph=asset_graph,
-    )
-    return CachingStaleStatusResolver(instance=instance, asset_graph=asset_graph, loading_context=view)

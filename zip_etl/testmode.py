@@ -15,13 +15,17 @@ import dagster as dg
 import pandas as pd
 from psycopg2 import sql
 
-from zip_etl.assets import cleaned_companies, raw_companies
-from zip_etl.checks.quality import QUALITY_CHECKS, check_scope
+from zip_etl.defs.assets import cleaned_companies, raw_companies
+from zip_etl.defs.checks import QUALITY_CHECKS, check_scope
 import zip_etl.console_logger  # noqa: F401 - a Failure on the terminal: its one line, not its stack trace
 from zip_etl.db.arrow_io import TableSnapshot
-from zip_etl.db.tables import Table, ensure_table
+from zip_etl.tables import Table
+from zip_etl.db.ddl import ensure_table
 from zip_etl.demo_data import insert_rows
-from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+from zip_etl import settings
+from zip_etl.definitions import EXECUTORS
+from zip_etl.defs.resources import resources
+from zip_etl.resources import PostgresCopyIOManager
 from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -122,14 +126,9 @@ def matches_truth(
     )
 
 
-_postgres = PostgresResource(raw_schema=SAMPLE_TABLE.schema, raw_table=SAMPLE_TABLE.name)
-
 defs = dg.Definitions(
     assets=[test_raw_companies, test_cleaned_companies],
     asset_checks=[*(c.with_attributes(asset_key_replacements=TEST_KEYS) for c in QUALITY_CHECKS), matches_truth],
-    resources={
-        "postgres": _postgres,
-        "postgres_io_manager": PostgresCopyIOManager(postgres=_postgres, target_schema=TEST_SCHEMA),
-    },
-    executor=dg.in_process_executor,  # as zip_etl.definitions: one process per run
+    resources=resources(raw_schema=SAMPLE_TABLE.schema, raw_table=SAMPLE_TABLE.name, target_schema=TEST_SCHEMA),
+    executor=EXECUTORS[settings.executor()],
 )

@@ -12,7 +12,9 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from zip_etl.db.connection import DAGSTER_DATABASE_URL_ENV, DATABASE_URL_ENV, HOME_ENV, ensure_database
+from zip_etl.db.connection import ensure_database
+
+from zip_etl import settings
 
 TEST_URL_ENV = "ZIP_ETL_TEST_DATABASE_URL"
 
@@ -38,10 +40,10 @@ def zip_etl_environment(pg_server_url, tmp_path_factory):
     """Point zip_etl (resources, CLI, Dagster storage) at the test server, never at local state."""
     etl_url = ensure_database(pg_server_url, "zip_etl_test")
     dagster_url = ensure_database(pg_server_url, "dagster_test")
-    saved = {k: os.environ.get(k) for k in (DATABASE_URL_ENV, DAGSTER_DATABASE_URL_ENV, HOME_ENV)}
-    os.environ[DATABASE_URL_ENV] = etl_url
-    os.environ[DAGSTER_DATABASE_URL_ENV] = dagster_url
-    os.environ[HOME_ENV] = str(tmp_path_factory.mktemp("zip_etl_home"))
+    saved = {k: os.environ.get(k) for k in (settings.DATABASE_URL, settings.DAGSTER_DATABASE_URL, settings.HOME)}
+    os.environ[settings.DATABASE_URL] = etl_url
+    os.environ[settings.DAGSTER_DATABASE_URL] = dagster_url
+    os.environ[settings.HOME] = str(tmp_path_factory.mktemp("zip_etl_home"))
     yield {"etl_url": etl_url, "dagster_url": dagster_url}
     for key, value in saved.items():
         if value is None:
@@ -91,7 +93,7 @@ def fresh_dagster_storage(pg_server_url, zip_etl_environment, monkeypatch):
 
     name = f"dagster_{uuid.uuid4().hex[:12]}"
     url = ensure_database(pg_server_url, name)
-    monkeypatch.setenv(DAGSTER_DATABASE_URL_ENV, url)
+    monkeypatch.setenv(settings.DAGSTER_DATABASE_URL, url)
     with get_instance():  # create Dagster's tables before any pool worker races to
         pass
     yield url
@@ -111,9 +113,8 @@ def dagster_dev(zip_etl_environment):
     databases; shared by the suites that drive it (GraphQL, browser). Its log is in test-artifacts/.
     The refresh sensor is off: it would start building every missing zip code while the tests
     launch runs and backfills by hand."""
-    from zip_etl.dev_server import running_dagster_dev
-    from zip_etl.refresh import AUTO_REFRESH_ENV
+    from zip_etl_tools.dagster_dev import running_dagster_dev
 
-    env = {**os.environ, AUTO_REFRESH_ENV: "off"}
+    env = {**os.environ, settings.AUTO_REFRESH: "off"}
     with running_dagster_dev(ARTIFACTS / "dagster-dev.log", env=env) as server:
         yield server

@@ -43,7 +43,7 @@ def drop_written_partitions(etl_url: str, zip_codes) -> None:
     suites that drive `dagster dev`, whose runs write the default `public` tables other suites read."""
     from psycopg2 import sql
 
-    from zip_etl.db.tables import table_exists
+    from zip_etl.db.ddl import table_exists
     from zip_etl.tables import CLEANED_COMPANIES, quarantine_table
 
     with transaction(etl_url) as cursor:
@@ -75,3 +75,4 @@ def run_facts(result) -> dict:
         if e.asset_observation_data.asset_observation.partition is None
     ]
     return observation.metadata
+

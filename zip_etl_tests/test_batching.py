@@ -1,6 +1,6 @@
 """How a backfill's zip codes are cut into runs."""
 
-from zip_etl.backfill import Target
+from zip_etl.cli.local_runs import Target
 from zip_etl.partitions import partition_ranges
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
 from dagster._core.definitions.partitions.partition_key_range import PartitionKeyRange
@@ -48,10 +48,10 @@ def test_target_run_config_carries_resource_overrides():
 
 
 def test_zip_code_cache_is_written_once_reused_and_rebuilt_when_damaged(tmp_path, monkeypatch):
-    from zip_etl.db.connection import HOME_ENV
+    from zip_etl import settings
     from zip_etl.partitions import _zip_codes_from_package, active_zip_codes, zip_codes_cache_path
 
-    monkeypatch.setenv(HOME_ENV, str(tmp_path))
+    monkeypatch.setenv(settings.HOME, str(tmp_path))
     path = zip_codes_cache_path()
     assert not path.exists()
     assert active_zip_codes() == _zip_codes_from_package() == ZIP_CODES

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zip_etl.db.tables import Column, Table
+from zip_etl.tables import Column, Table
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
 
 # SQL type -> (pandas dtype it loads as, strategy for one value; None is NULL)

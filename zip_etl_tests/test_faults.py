@@ -13,8 +13,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from zip_etl.assets import cleaned_companies, raw_companies
-from zip_etl.db.connection import DAGSTER_DATABASE_URL_ENV, DATABASE_URL_ENV, HOME_ENV
+from zip_etl.defs.assets import cleaned_companies, raw_companies
+from zip_etl import settings
 from zip_etl.partitions import ZIP_CODES
 from zip_etl_tests.helpers import failure_description, failure_message, pipeline_resources, retries, run_facts, seed_raw
 from zip_etl.db.embedded import TcpPostgres, free_port
@@ -22,7 +22,7 @@ from zip_etl.db.embedded import TcpPostgres, free_port
 ROOT = Path(__file__).resolve().parents[1]
 WRITE_ONE_PARTITION = """
 import sys, dagster as dg
-from zip_etl.assets import cleaned_companies, raw_companies
+from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl_tests.helpers import pipeline_resources
 dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
                resources=pipeline_resources(sys.argv[1], chunk_rows=int(sys.argv[2])))
@@ -102,8 +102,8 @@ def cli(*args, env, timeout=300):
 
 def server_env(url: str, dagster_url: str | None, home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-    env.update({DATABASE_URL_ENV: url, HOME_ENV: str(home)})
-    env[DAGSTER_DATABASE_URL_ENV] = dagster_url or url
+    env.update({settings.DATABASE_URL: url, settings.HOME: str(home)})
+    env[settings.DAGSTER_DATABASE_URL] = dagster_url or url
     return env
 
 
@@ -174,7 +174,7 @@ def test_wrong_credentials_are_one_line_and_not_retried(tcp_server, tmp_path, mo
     assert "the server rejected the credentials" in line and "Check ZIP_ETL_DATABASE_URL" in line
     assert "wrong-pw" not in line
 
-    monkeypatch.setenv(DATABASE_URL_ENV, url)  # the same through a Dagster run: a Failure, no retries
+    monkeypatch.setenv(settings.DATABASE_URL, url)  # the same through a Dagster run: a Failure, no retries
     result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
                             resources=pipeline_resources("public"), raise_on_error=False)
     assert not result.success

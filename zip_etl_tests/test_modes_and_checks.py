@@ -5,9 +5,9 @@ import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from psycopg2 import sql
 
-from zip_etl.assets import cleaned_companies, raw_companies
-from zip_etl.checks.quality import QUALITY_CHECKS, zip_codes_are_partitions, key_is_unique
-from zip_etl.jobs import MODE_TAG, cleaned_companies_debug
+from zip_etl.defs.assets import cleaned_companies, raw_companies
+from zip_etl.defs.checks import QUALITY_CHECKS, zip_codes_are_partitions, key_is_unique
+from zip_etl.defs.jobs import MODE_TAG, cleaned_companies_debug
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
 from zip_etl_tests.helpers import pipeline_resources, seed_raw
 

@@ -7,14 +7,15 @@ from dagster._core.definitions.data_version import StaleStatus
 from dagster._core.storage.dagster_run import RunsFilter
 from psycopg2 import sql
 
-from zip_etl.backfill import Target
+from zip_etl.cli.local_runs import Target
 from zip_etl.cli.refresh import refresh
 from zip_etl.db.connection import transaction
 from zip_etl.definitions import defs
 from zip_etl.demo_data import apply_change_set, generate_raw_companies, write_raw_companies
 from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES
-from zip_etl.refresh import CLEANED_KEY, REFRESH_TAG, contiguous_ranges, dagster_stale_status_resolver
+from zip_etl.refresh import CLEANED_KEY, REFRESH_TAG, contiguous_ranges
+from zip_etl_tools.stale_status import dagster_stale_status_resolver
 from zip_etl.resources import PostgresResource
 from zip_etl.tables import EMPTY_RAW_VERSION, RAW_COMPANIES
 from zip_etl.transform import clean_companies
@@ -158,7 +159,7 @@ def execute(requests, target, workers=2):
     from dagster._core.definitions.partitions.partition_key_range import PartitionKeyRange
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from zip_etl.backfill import run_backfill
+    from zip_etl.cli.local_runs import run_backfill
     from zip_etl.cli.refresh import observe_raw
     from zip_etl.partitions import zip_code_partitions
 
@@ -182,7 +183,9 @@ def test_refresh_sensor_over_every_zip_code(schema, etl_url, query, fresh_dagste
     """The sensor as `dagster dev` runs it, over all 41,749 partitions: first everything missing is
     built, then a change in 10 zip codes shows as stale (Dagster's own stale status) and exactly
     those 10 are rebuilt."""
-    from zip_etl.assets.companies import PARTITIONS_PER_RUN
+    from zip_etl import settings
+
+    PARTITIONS_PER_RUN = settings.partitions_per_run()
 
     zip_codes = sorted(set(ZIP_CODES[::800]) | set(BLOCK))
     seed_raw(etl_url, schema, rows=3000, zip_codes=zip_codes, seed=8)

@@ -5,9 +5,10 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from zip_etl.assets import cleaned_companies, raw_companies
-from zip_etl.checks.quality import QUALITY_CHECKS
-from zip_etl.db.connection import DAGSTER_DATABASE_URL_ENV, DATABASE_URL_ENV, HOME_ENV, transaction
+from zip_etl.defs.assets import cleaned_companies, raw_companies
+from zip_etl.defs.checks import QUALITY_CHECKS
+from zip_etl.db.connection import transaction
+from zip_etl import settings
 from zip_etl.db.roles import dagster_role_statements, etl_role_grants
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.instance import get_instance
@@ -42,9 +43,9 @@ def locked_down():
 
 
 def run_pipeline(server, monkeypatch, tmp_path, etl_password=ETL_PASSWORD):
-    monkeypatch.setenv(DATABASE_URL_ENV, server.url("zip_etl_etl", etl_password, "companies"))
-    monkeypatch.setenv(DAGSTER_DATABASE_URL_ENV, server.url("zip_etl_dagster", DAGSTER_PASSWORD, "dagster"))
-    monkeypatch.setenv(HOME_ENV, str(tmp_path))
+    monkeypatch.setenv(settings.DATABASE_URL, server.url("zip_etl_etl", etl_password, "companies"))
+    monkeypatch.setenv(settings.DAGSTER_DATABASE_URL, server.url("zip_etl_dagster", DAGSTER_PASSWORD, "dagster"))
+    monkeypatch.setenv(settings.HOME, str(tmp_path))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     postgres = PostgresResource(raw_schema="upstream")
     with get_instance() as instance:
@@ -110,7 +111,7 @@ def test_credentials_never_reach_logs_run_config_or_metadata(locked_down, monkey
 def test_a_role_without_rights_gets_one_line_naming_the_grant(locked_down, monkeypatch, tmp_path):
     locked_down.create_role("zip_etl_nobody", "nobody-pw")
     locked_down.admin("GRANT USAGE ON SCHEMA upstream TO zip_etl_nobody", database="companies")
-    monkeypatch.setenv(DATABASE_URL_ENV, locked_down.url("zip_etl_nobody", "nobody-pw", "companies"))
+    monkeypatch.setenv(settings.DATABASE_URL, locked_down.url("zip_etl_nobody", "nobody-pw", "companies"))
     postgres = PostgresResource(raw_schema="upstream")
     result = dg.materialize(
         [raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",

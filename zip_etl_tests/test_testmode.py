@@ -73,7 +73,7 @@ TEST_ASSET_CHECKS = """
 def test_the_readme_dagster_dev_serves_test_mode(dagster_dev):
     """`dagster dev` exactly as the README runs it, from the repository root, serves both code locations
     of workspace.yaml: test mode's asset and its matches_truth check can be reached from the UI."""
-    from zip_etl.dev_server import README_COMMAND
+    from zip_etl_tools.dagster_dev import README_COMMAND
 
     assert [README_COMMAND[0].rsplit("/", 1)[-1], *README_COMMAND[1:]] == ["dagster", "dev"]
     assert dagster_dev.code_locations() == {"zip_etl": "LOADED", "zip_etl_test": "LOADED"}

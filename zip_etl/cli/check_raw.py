@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import sys
 
+import click
+
 from zip_etl.db.connection import etl_database_url, redact_url, transaction
-from zip_etl.db.tables import validate_identifier
+from zip_etl.tables import validate_identifier
 from zip_etl.raw_contract import check_raw_table
 from zip_etl.tables import RAW_COMPANIES
+
+
+@click.command("check-raw-table")
+@click.option("--schema", default="public", show_default=True, help="schema of the raw table")
+@click.option("--table", "name", default="raw_companies", show_default=True, help="the raw table")
+def check_raw_command(schema, name):
+    """Check your own raw table against what zip_etl reads (docs/RAW_TABLE.md); read only."""
+    raise SystemExit(check_raw(schema, name))
 
 
 def check_raw(schema: str, name: str, out=sys.stdout) -> int:

@@ -5,10 +5,24 @@ from __future__ import annotations
 import os
 import time
 
-from zip_etl.assets.companies import DEBUG_MODE, MODE_TAG
-from zip_etl.backfill import Target, run_backfill
-from zip_etl.instance import get_instance
-from zip_etl.partitions import ZIP_CODES, partition_ranges
+import click
+
+from zip_etl import settings
+from zip_etl.cli.seed import DEFAULT_ROWS, ZIP_CODES_HELP
+
+
+@click.command("demo")
+@click.option("--rows", default=DEFAULT_ROWS, show_default=True, help="rows to seed when the raw table is missing")
+@click.option("--reseed", is_flag=True, help="regenerate the raw table even if it exists")
+@click.option("--seed", "seed_value", default=42, show_default=True, help="random seed of the demo rows")
+@click.option("--partitions-per-run", type=int, default=None, help="zip codes per Dagster run (default: ZIP_ETL_PARTITIONS_PER_RUN, 2000)")
+@click.option("--workers", type=int, default=None, help="runs at once (default: CPU cores)")
+@click.option("--zip-codes", type=int, default=None, metavar="N", help=f"seed and build {ZIP_CODES_HELP}")
+@click.option("--debug", is_flag=True, help="debug mode: run everything, write nothing")
+def demo_command(rows, reseed, seed_value, partitions_per_run, workers, zip_codes, debug):
+    """Seed demo data if needed, then materialize every zip code through Dagster, N runs at a time."""
+    raise SystemExit(demo(rows, reseed=reseed, per_run=partitions_per_run or settings.partitions_per_run(),
+                          workers=workers, seed=seed_value, zip_codes=zip_codes, debug=debug))
 
 
 def demo(
@@ -21,18 +35,18 @@ def demo(
     zip_codes: int | None = None,
     debug: bool = False,
 ) -> int:
+    from zip_etl.cli.local_runs import Target, run_backfill
     from zip_etl.cli.seed import seed_raw_table
-    from zip_etl.db.connection import DATABASE_URL_ENV, embedded_data_dir, etl_database_url, redact_url
-    from zip_etl.db.tables import table_exists
-    from zip_etl.db.connection import transaction
+    from zip_etl.defs.assets import DEBUG_MODE, MODE_TAG
+    from zip_etl.instance import get_instance
+    from zip_etl.partitions import first_zip_codes, partition_ranges
+    from zip_etl.db.connection import embedded_data_dir, etl_database_url, redact_url, transaction
+    from zip_etl.db.ddl import table_exists
     from zip_etl.tables import RAW_COMPANIES
 
     workers = workers or os.cpu_count() or 1
-    where = (
-        redact_url(os.environ[DATABASE_URL_ENV])
-        if os.environ.get(DATABASE_URL_ENV)
-        else f"embedded PostgreSQL in {embedded_data_dir()}"
-    )
+    user_url = settings.database_url()
+    where = redact_url(user_url) if user_url else f"embedded PostgreSQL in {embedded_data_dir()}"
     print(f"Database: {where}", flush=True)
     with get_instance():  # Dagster's storage answers (else one line naming its setting), before any seeding
         pass
@@ -40,12 +54,12 @@ def demo(
     with transaction(url) as cursor:
         exists = table_exists(cursor, RAW_COMPANIES.schema, RAW_COMPANIES.name)
     if reseed or not exists:
-        seed_raw_table(rows=rows, seed=seed)
+        seed_raw_table(rows=rows, seed=seed, zip_codes=zip_codes)
     else:
         print("Raw table present; reusing it (pass --reseed to regenerate).", flush=True)
 
     started = time.perf_counter()
-    keys = ZIP_CODES[:zip_codes] if zip_codes else ZIP_CODES
+    keys = first_zip_codes(zip_codes)
     target = Target(tags=((MODE_TAG, DEBUG_MODE),)) if debug else Target()
     if debug:
         print("Debug mode: every run reads and cleans, records metadata, and writes nothing.", flush=True)

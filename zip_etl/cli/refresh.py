@@ -4,11 +4,14 @@ CLI's pool: record new raw versions, then rebuild the stale and missing zip code
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 
-from zip_etl.backfill import RangeResult, Target, run_backfill
+import click
+
+from zip_etl.cli.local_runs import RangeResult, Target, run_backfill
 from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES
 from zip_etl.refresh import REFRESH_TAG, RefreshPlan, plan_refresh
@@ -45,13 +48,26 @@ def observe_raw(target: Target = Target()) -> None:
         raise RuntimeError(f"observing raw_companies failed: {failure.message if failure else 'run failed'}")
 
 
+@click.command("refresh")
+@click.option("--workers", type=int, default=None, help="runs at once (default: CPU cores)")
+@click.option("--plan", "dry_plan", is_flag=True, help="only report what is stale or missing")
+@click.option("--all", "everything", is_flag=True,
+              help="rebuild every zip code, whatever its recorded provenance (e.g. after upgrading a library)")
+def refresh_command(workers, dry_plan, everything):
+    """Rebuild only the zip codes whose raw rows (or cleaning code) changed, or never built, in batched runs."""
+    report = refresh(workers=workers or os.cpu_count() or 1, dry_plan=dry_plan, everything=everything)
+    for r in report.failed:
+        click.echo(f"  FAILED {r.first}..{r.last}: {r.error}")
+    raise SystemExit(1 if report.failed else 0)
+
+
 def refresh(*, workers: int, target: Target = Target(), partition_keys=ZIP_CODES, dry_plan: bool = False,
-            observe: bool = True, out=sys.stdout) -> RefreshReport:
+            observe: bool = True, everything: bool = False, out=sys.stdout) -> RefreshReport:
     """`observe=False` skips recording raw versions (the refresh itself does not need them; the UI's
     per-partition versions and stale status do)."""
     started = time.perf_counter()
     with get_instance() as instance:
-        plan = plan_refresh(instance, _postgres(target), partition_keys=partition_keys)
+        plan = plan_refresh(instance, _postgres(target), partition_keys=partition_keys, everything=everything)
     report = RefreshReport(plan, time.perf_counter() - started)
     print(f"Checked {len(partition_keys):,} zip codes in {report.plan_seconds:.1f}s: {plan.summary()}", file=out, flush=True)
     if dry_plan:

@@ -1,16 +1,42 @@
-"""`zip-etl seed`: write deterministic dirty demo data to the raw table with COPY."""
+"""`zip-etl seed`: write deterministic dirty demo data to the raw table with COPY, or change it."""
 
 from __future__ import annotations
 
 import time
 
+import click
+
 from zip_etl.db.connection import connect, etl_database_url, transaction
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
-from zip_etl.partitions import ZIP_CODES
+from zip_etl.partitions import ZIP_CODES, first_zip_codes
+
+
+DEFAULT_ROWS = 1_000_000
+ZIP_CODES_HELP = "the first N active zip codes in partition order (00501, 00544, ...); default: all 41,749"
+
+
+@click.command("seed")
+@click.option("--rows", default=DEFAULT_ROWS, show_default=True, help="rows to generate")
+@click.option("--zip-codes", type=int, default=None, metavar="N", help=f"spread the rows over {ZIP_CODES_HELP}")
+@click.option("--seed", "seed_value", default=42, show_default=True, help="random seed (same seed, same rows)")
+@click.option("--change", default=None, metavar="ZIPS|N",
+              help="instead of reseeding, change the existing rows of these comma-separated zip codes (or of N zip "
+                   "codes picked with --change-seed): inserts, updates and deletes")
+@click.option("--delete-all", default="", metavar="ZIPS", help="with --change: delete every row of these zip codes")
+@click.option("--change-seed", default=1, show_default=True, help="random seed of the change set")
+def seed_command(rows, zip_codes, seed_value, change, delete_all, change_seed):
+    """Write deterministic dirty demo data to raw_companies (or change it, for the refresh cycle)."""
+    if change is not None or delete_all:
+        try:
+            apply_changes(change or "", delete_all=delete_all, seed=change_seed)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+        return
+    seed_raw_table(rows, seed=seed_value, zip_codes=zip_codes)
 
 
 def seed_raw_table(rows: int, *, seed: int = 42, zip_codes: int | None = None) -> int:
-    keys = ZIP_CODES if zip_codes is None else ZIP_CODES[:: max(1, len(ZIP_CODES) // zip_codes)][:zip_codes]
+    keys = first_zip_codes(zip_codes)
     url = etl_database_url()
     connect(url).close()  # a wrong URL fails now, in one line, not after generating the rows
     started = time.perf_counter()

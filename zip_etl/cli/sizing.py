@@ -18,6 +18,8 @@ import resource
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+import click
+
 
 @dataclass
 class Sample:
@@ -46,6 +48,20 @@ def _measure(label: str, zip_codes: list[str], chunk_rows: int) -> Sample:
             to_arrow(chunk.cleaned, CLEANED_COMPANIES)  # what the writer does with each chunk
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return Sample(label, len(zip_codes), int(stream.stats["rows_in"].sum()), stream.chunks, baseline, peak)
+
+
+@click.command("sizing")
+@click.option("--memory-gb", type=float, default=None, help="memory budget for zip_etl's runs (default: 80% of RAM)")
+@click.option("--samples", default=4, show_default=True, help="ranges of zip codes to measure, besides the largest zip code")
+@click.option("--chunk-rows", type=int, default=None, help="chunk size to measure (default: the postgres resource's)")
+def sizing_command(memory_gb, samples, chunk_rows):
+    """Measure a run process's peak memory and recommend how many runs fit in a memory budget."""
+    import psutil
+
+    from zip_etl.resources import PostgresResource
+
+    budget = memory_gb or 0.8 * psutil.virtual_memory().total / 2**30
+    raise SystemExit(sizing(budget, samples, chunk_rows or PostgresResource().chunk_rows))
 
 
 def sizing(budget_gb: float, samples: int, chunk_rows: int, seed: int = 7, out=print) -> int:

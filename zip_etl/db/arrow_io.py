@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from psycopg2 import sql
 
 from zip_etl.db.connection import DatabaseError, connect, describe_connection_error, redact_url
-from zip_etl.db.tables import Column, Table
+from zip_etl.tables import Column, Table
 
 # Declared SQL type -> the Arrow type binary COPY needs for it (the wire format is exact: an int64
 # sent to a smallint column is refused).

@@ -1,14 +1,5 @@
-"""Where the database is, and connections to it that fail with a message a person can act on.
-
-Configuration comes from the environment only (never from committed files):
-
-- ``ZIP_ETL_DATABASE_URL``: libpq URL of the ETL database (raw and cleaned tables). Unset: the
-  embedded server, database ``zip_etl``.
-- ``ZIP_ETL_DAGSTER_DATABASE_URL``: Dagster's run/event storage. Unset: ``ZIP_ETL_DATABASE_URL`` if
-  that is set, else the embedded server, database ``dagster``.
-- ``ZIP_ETL_HOME``: folder for local state (the embedded server's data). Default: ``.zip_etl`` in
-  the project root.
-"""
+"""Where the database is (zip_etl.settings), and connections to it that fail with a message a
+person can act on."""
 
 from __future__ import annotations
 
@@ -27,9 +18,7 @@ import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
-DATABASE_URL_ENV = "ZIP_ETL_DATABASE_URL"
-DAGSTER_DATABASE_URL_ENV = "ZIP_ETL_DAGSTER_DATABASE_URL"
-HOME_ENV = "ZIP_ETL_HOME"
+from zip_etl import settings
 
 ETL_DATABASE = "zip_etl"
 DAGSTER_DATABASE = "dagster"
@@ -48,20 +37,8 @@ class DatabaseError(RuntimeError):
         self.retriable = retriable
 
 
-def project_root() -> Path:
-    """The checkout that holds dagster.yaml (editable install), else the working directory."""
-    package_parent = Path(__file__).resolve().parents[2]
-    if (package_parent / "dagster.yaml").exists():
-        return package_parent
-    return Path.cwd()
-
-
-def state_dir() -> Path:
-    return Path(os.environ.get(HOME_ENV) or project_root() / ".zip_etl").resolve()
-
-
 def embedded_data_dir() -> Path:
-    return state_dir() / "pgdata"
+    return settings.home() / "pgdata"
 
 
 def redact_url(url: str) -> str:
@@ -101,16 +78,12 @@ def _embedded_url(database: str) -> str:
 
 def etl_database_url() -> str:
     """URL of the ETL database: the user's, or the embedded server's (started on demand)."""
-    return os.environ.get(DATABASE_URL_ENV) or _embedded_url(ETL_DATABASE)
+    return settings.database_url() or _embedded_url(ETL_DATABASE)
 
 
 def dagster_database_url() -> str:
     """URL of Dagster's storage database, as libpq understands it."""
-    return (
-        os.environ.get(DAGSTER_DATABASE_URL_ENV)
-        or os.environ.get(DATABASE_URL_ENV)
-        or _embedded_url(DAGSTER_DATABASE)
-    )
+    return settings.dagster_database_url() or _embedded_url(DAGSTER_DATABASE)
 
 
 def sqlalchemy_url(libpq_url: str) -> str:
@@ -124,16 +97,7 @@ def _first_line(error: Exception) -> str:
 
 
 def _setting() -> str:
-    return DATABASE_URL_ENV if os.environ.get(DATABASE_URL_ENV) else f"the embedded server in {embedded_data_dir()}"
-
-
-def dagster_database_setting() -> str:
-    """The setting that chose Dagster's storage URL, as a person would go and fix it."""
-    if os.environ.get(DAGSTER_DATABASE_URL_ENV):
-        return DAGSTER_DATABASE_URL_ENV
-    if os.environ.get(DATABASE_URL_ENV):
-        return f"{DAGSTER_DATABASE_URL_ENV} (unset, so Dagster's storage uses {DATABASE_URL_ENV})"
-    return f"the embedded server in {embedded_data_dir()}"
+    return settings.DATABASE_URL if settings.database_url() else f"the embedded server in {embedded_data_dir()}"
 
 
 def describe_connection_error(url: str, error: Exception, *, what: str = "PostgreSQL",
@@ -207,7 +171,7 @@ def check_dagster_storage(url: str, setting: str | None = None) -> None:
             conn = psycopg2.connect(url, application_name="zip_etl_dagster_check", **timeout)
         except psycopg2.OperationalError as error:
             described = describe_connection_error(
-                url, error, what="Dagster's storage (PostgreSQL)", setting=setting or dagster_database_setting()
+                url, error, what="Dagster's storage (PostgreSQL)", setting=setting or settings.dagster_database_setting()
             )
             if not described.retriable or time.monotonic() >= deadline:
                 raise DagsterStorageError(str(described), retriable=described.retriable) from None

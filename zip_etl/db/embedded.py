@@ -73,7 +73,7 @@ class TcpPostgres:
 
     Local superuser over the Unix socket (trust); everyone over TCP needs a password (SCRAM): from
     127.0.0.1, and from `subnets` when it also listens on other `addresses` (the Celery
-    deployment's worker hosts, zip_etl.deploy.local_cluster). The fault and security suites use it
+    deployment's worker hosts, zip_etl_tools.local_cluster). The fault and security suites use it
     for what the shared test server cannot give: a restart mid-backfill, and password checks.
     Connections are logged, so a test can see where they came from.
     """

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from psycopg2 import sql
 
-from zip_etl.db.tables import Table, validate_identifier
+from zip_etl.tables import Table, validate_identifier
 
 
 def etl_role_grants(role: str, raw: Table, target_schema: str) -> list[sql.Composed]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+from zip_etl.dagster_internals import CheckRunHealthResult, WorkerStatus
 from dagster_celery.launcher import CeleryRunLauncher
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 

@@ -30,10 +30,11 @@ from pydantic import Field
 
 from zip_etl.db.arrow_io import PartitionWriter, TableSnapshot
 from zip_etl.db.connection import DatabaseError, transaction
-from zip_etl.db.tables import Table, column_differences, ensure_table, table_exists, validate_identifier
+from zip_etl.tables import Table, validate_identifier
+from zip_etl.db.ddl import column_differences, ensure_table, table_exists
 from zip_etl.partition_stream import CleanedChunk
-from zip_etl.resources.database import PostgresResource, failures_explained
-from zip_etl.tables import MIGRATE_HINT, partition_counts_table, quarantine_table, table_from_dagster_schema
+from zip_etl.resources.postgres import PostgresResource, failures_explained
+from zip_etl.tables import Column, MIGRATE_HINT, partition_counts_table, quarantine_table
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,35 @@ def validate_frame(table: Table, partition_keys: Sequence[str] | None, df: pd.Da
 def _metadata_value(metadata, key: str):
     value = (metadata or {}).get(key)
     return getattr(value, "value", value)
+
+
+def dagster_table_schema(table: Table) -> dg.TableSchema:
+    """The table's columns as Dagster shows them (and as the IO manager creates them)."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                c.name,
+                c.sql_type,
+                constraints=dg.TableColumnConstraints(nullable=c.nullable),
+            )
+            for c in table.columns
+        ]
+    )
+
+
+def table_from_dagster_schema(
+    schema: str, name: str, table_schema: dg.TableSchema, primary_key, partition_column
+) -> Table:
+    return Table(
+        schema=schema,
+        name=name,
+        columns=tuple(
+            Column(c.name, c.type, nullable=c.constraints.nullable if c.constraints else True)
+            for c in table_schema.columns
+        ),
+        primary_key=tuple(primary_key or ()),
+        partition_column=partition_column,
+    )
 
 
 class PostgresCopyIOManager(dg.ConfigurableIOManager):

@@ -13,9 +13,8 @@ import os
 import time
 from dataclasses import dataclass
 
-from zip_etl.db.connection import (
-    DAGSTER_DATABASE_URL_ENV,
-    DATABASE_URL_ENV,
+    settings.DAGSTER_DATABASE_URL,
+    settings.DATABASE_URL,
     ensure_database,
     etl_database_url,
     transaction,
@@ -67,9 +66,9 @@ def measure(workers: int, keys: list[str], rows_in: int, raw_bytes: int, env: di
             partitions_per_run: int) -> ClusterMeasurement:
     from dagster import RunsFilter
 
-    from zip_etl.deploy.local_cluster import LocalCeleryCluster
+    from zip_etl_tools.local_cluster import LocalCeleryCluster
 
-    with transaction(env[DATABASE_URL_ENV]) as cursor:
+    with transaction(env[settings.DATABASE_URL]) as cursor:
         cursor.execute("DROP TABLE IF EXISTS public.cleaned_companies")
     with LocalCeleryCluster(workers, env, partitions_per_run=partitions_per_run) as cluster:
         print(f"  {workers} worker(s) up ({'network namespaces' if cluster.isolate else 'loopback'}); backfilling ...",
@@ -86,7 +85,7 @@ def measure(workers: int, keys: list[str], rows_in: int, raw_bytes: int, env: di
             raise RuntimeError(f"backfill {backfill_id}: runs without start/end times: {records}")
         run_seconds = sum(r.end_time - r.start_time for r in records)
         span = max(r.end_time for r in records) - min(r.start_time for r in records)
-    with transaction(env[DATABASE_URL_ENV]) as cursor:
+    with transaction(env[settings.DATABASE_URL]) as cursor:
         cursor.execute("SELECT count(*) FROM public.cleaned_companies")
         rows_out = cursor.fetchone()[0]
     return ClusterMeasurement(workers, cluster.isolate, seconds, span, len(records), run_seconds, rows_in, rows_out,
@@ -115,14 +114,14 @@ def format_table(results: list[ClusterMeasurement], zip_codes: int, partitions_p
 
 def bench_distributed(worker_counts: list[int], *, rows: int, zip_codes: int | None, partitions_per_run: int,
                       output, command: str) -> int:
-    from zip_etl.cli.bench import machine_description, write_report
+    from zip_etl_tools.bench.command import machine_description, write_report
 
     machine = machine_description()
     print(f"Machine: {machine}", flush=True)
     server = etl_database_url()
-    env = {**os.environ, DATABASE_URL_ENV: ensure_database(server, ETL_DATABASE),
-           DAGSTER_DATABASE_URL_ENV: ensure_database(server, DAGSTER_DATABASE)}
-    keys, rows_in, raw_bytes = _seed(env[DATABASE_URL_ENV], rows, zip_codes)
+    env = {**os.environ, settings.DATABASE_URL: ensure_database(server, ETL_DATABASE),
+           settings.DAGSTER_DATABASE_URL: ensure_database(server, DAGSTER_DATABASE)}
+    keys, rows_in, raw_bytes = _seed(env[settings.DATABASE_URL], rows, zip_codes)
     results = []
     for workers in worker_counts:
         results.append(measure(workers, keys, rows_in, raw_bytes, env, partitions_per_run))

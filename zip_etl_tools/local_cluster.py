@@ -28,11 +28,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zip_etl.db.connection import project_root
+from zip_etl import settings
 from zip_etl.db.embedded import TcpPostgres, free_port
-from zip_etl.dev_server import running_dagster_dev
+from zip_etl_tools.dagster_dev import running_dagster_dev
 
-DEPLOY_DIR = project_root() / "deploy" / "celery"
+DEPLOY_DIR = settings.project_root() / "deploy" / "celery"
 BROKER_URL_ENV = "ZIP_ETL_CELERY_BROKER_URL"
 MAX_CONCURRENT_RUNS_ENV = "ZIP_ETL_MAX_CONCURRENT_RUNS"
 
@@ -192,7 +192,7 @@ class Worker:
                 "--", f"--concurrency={self.concurrency}"]
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                self.host.command(argv), env=self.env, cwd=project_root(), stdout=out, stderr=subprocess.STDOUT,
+                self.host.command(argv), env=self.env, cwd=settings.project_root(), stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 

@@ -1,70 +1,13 @@
-"""Tables as zip_etl uses them: declared columns, created if missing, partitions replaced atomically."""
+"""SQL about tables: create them from their declaration, compare them with it, bring an earlier
+release's table up to date, and each raw zip code's data version."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from psycopg2 import sql
 
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_SQL_TYPE = re.compile(r"^[a-z][a-z0-9 ()]*$")
-
-
-def validate_identifier(name: str, what: str = "identifier") -> str:
-    """Refuse configured table/schema/column names that are not plain SQL identifiers."""
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
-        raise ValueError(
-            f"Invalid {what} {name!r}: use letters, digits and underscores, starting with a letter or "
-            "underscore, at most 63 characters."
-        )
-    return name
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    sql_type: str
-    nullable: bool = True
-
-    def __post_init__(self):
-        validate_identifier(self.name, "column name")
-        if not _SQL_TYPE.match(self.sql_type):
-            raise ValueError(f"Invalid SQL type {self.sql_type!r} for column {self.name!r}")
-
-
-@dataclass(frozen=True)
-class Table:
-    schema: str
-    name: str
-    columns: tuple[Column, ...]
-    primary_key: tuple[str, ...] = ()
-    partition_column: str | None = None
-
-    def __post_init__(self):
-        validate_identifier(self.schema, "schema name")
-        validate_identifier(self.name, "table name")
-        names = {c.name for c in self.columns}
-        for key in (*self.primary_key, *([self.partition_column] if self.partition_column else [])):
-            if key not in names:
-                raise ValueError(f"{key!r} is not a column of {self.schema}.{self.name}")
-
-    @property
-    def identifier(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
-
-    @property
-    def column_names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-    @property
-    def column_types(self) -> dict[str, str]:
-        return {c.name: c.sql_type for c in self.columns}
-
-    def with_name(self, schema: str, name: str) -> Table:
-        return Table(schema, name, self.columns, self.primary_key, self.partition_column)
+from zip_etl.tables import CLEANED_COMPANIES_MIGRATIONS, EMPTY_RAW_VERSION, Table
 
 
 def create_table_statement(table: Table) -> sql.Composed:
@@ -136,3 +79,49 @@ def column_differences(cursor, table: Table) -> list[str]:
 def table_exists(cursor, schema: str, name: str) -> bool:
     cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{name}"',))
     return bool(cursor.fetchone()[0])
+
+
+def migration_statements(cursor, table: Table) -> list[sql.Composed]:
+    """ALTER statements that bring `table` (shaped like CLEANED_COMPANIES) from an earlier release's
+    declaration to today's; empty when it is current or does not exist."""
+    cursor.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+        (table.schema, table.name),
+    )
+    found = dict(cursor.fetchall())
+    statements = []
+    for column in table.columns:
+        old = CLEANED_COMPANIES_MIGRATIONS.get(column.name)
+        if old and found.get(column.name) == old[0]:
+            using = sql.SQL(old[1]).format(column=sql.Identifier(column.name))
+            statements.append(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}").format(
+                    table.identifier, sql.Identifier(column.name), sql.SQL(column.sql_type), using
+                )
+            )
+    return statements
+
+
+_RAW_VERSIONS = """
+SELECT {zip}, count(*) || '-' || md5(string_agg(
+           {id}::text || '@' || (extract(epoch FROM {updated}) * 1000000)::bigint::text, ',' ORDER BY {id}))
+FROM {table} {where} GROUP BY {zip}
+"""
+
+
+def raw_data_versions(cursor, table: Table, zip_codes: Sequence[str] | None = None) -> dict[str, str]:
+    """Data version per zip code of `table` (shaped like RAW_COMPANIES), for every zip code (or
+    `zip_codes`) in ONE grouped query; zip codes without rows get EMPTY_RAW_VERSION."""
+    zip_column = sql.Identifier(table.partition_column)
+    statement = sql.SQL(_RAW_VERSIONS).format(
+        zip=zip_column,
+        id=sql.Identifier("raw_id"),
+        updated=sql.Identifier("updated_at"),
+        table=table.identifier,
+        where=sql.SQL("WHERE {} = ANY(%s)").format(zip_column) if zip_codes is not None else sql.SQL(""),
+    )
+    cursor.execute(statement, (list(zip_codes),) if zip_codes is not None else None)
+    versions = dict(cursor.fetchall())
+    if zip_codes is not None:
+        return {z: versions.get(z, EMPTY_RAW_VERSION) for z in zip_codes}
+    return versions

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from zip_etl.db.connection import project_root
+from zip_etl import settings
 from zip_etl.db.embedded import free_port
 
 
@@ -140,7 +140,7 @@ def running_dagster_dev(
     with open(log_path, "w") as log:
         server = subprocess.Popen(
             README_COMMAND,
-            cwd=cwd or project_root(), env=environment, stdout=log, stderr=subprocess.STDOUT,
+            cwd=cwd or settings.project_root(), env=environment, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopping it stops the daemon and run workers too
             # A shell that starts us in the background ignores SIGINT, and the child would inherit
             # that; `dagster dev` shuts its webserver and daemon down cleanly only on SIGINT.

@@ -14,8 +14,10 @@ from pydantic import Field
 
 from zip_etl.db.arrow_io import driver_error_is_transient
 from zip_etl.db.connection import DatabaseError, etl_database_url, transaction
-from zip_etl.db.tables import Table, information_schema_type, table_exists, validate_identifier
-from zip_etl.tables import RAW_COMPANIES, raw_data_versions
+from zip_etl.tables import Table, validate_identifier
+from zip_etl.db.ddl import information_schema_type, table_exists
+from zip_etl.tables import RAW_COMPANIES
+from zip_etl.db.ddl import raw_data_versions
 
 
 class PostgresResource(dg.ConfigurableResource):

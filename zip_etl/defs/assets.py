@@ -5,38 +5,21 @@ import resource
 import socket
 
 import dagster as dg
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from zip_etl.assets.batched_events import batched_events
-from zip_etl.partitions import zip_code_partitions
-from zip_etl.refresh import latest_data_versions, provenance_tags, raw_dependency
-from zip_etl.resources.database import PostgresResource, failures_explained
+from zip_etl import settings
+from zip_etl.code_version import CLEANING_CODE_VERSION
+from zip_etl.dagster_internals import DATA_VERSION_TAG, batched_events, provenance_tags
 from zip_etl.partition_stream import PartitionStream
-from zip_etl.resources.io_manager import PostgresCopyIOManager, WrittenPartitions
-from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, dagster_table_schema, quarantine_table
+from zip_etl.partitions import zip_code_partitions
+from zip_etl.refresh import changed_raw_versions, latest_data_versions, raw_dependency
+from zip_etl.resources.io_manager import PostgresCopyIOManager, WrittenPartitions, dagster_table_schema
+from zip_etl.resources.postgres import PostgresResource, failures_explained
+from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, quarantine_table
 from zip_etl.transform import REJECTION_REASONS
 
-# Zip codes per run in a backfill: one run reads its range with one query and writes it with one
-# COPY, so Dagster's per-run cost is paid once per range, not once per zip code. Deployments with
-# many workers may cut smaller ranges (ZIP_ETL_PARTITIONS_PER_RUN) so that every worker gets some.
-PARTITIONS_PER_RUN_ENV = "ZIP_ETL_PARTITIONS_PER_RUN"
-
-
-def _partitions_per_run() -> int:
-    value = os.environ.get(PARTITIONS_PER_RUN_ENV, "2000")
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{PARTITIONS_PER_RUN_ENV}={value!r}: expected a whole number of zip codes, at least 1")
-    return int(value)
-
-
-PARTITIONS_PER_RUN = _partitions_per_run()
-
-# Run tag selecting debug mode (run everything, write nothing); see zip_etl/jobs.py.
+# Run tag selecting debug mode (run everything, write nothing); see zip_etl/defs/jobs.py.
 MODE_TAG = "zip_etl/mode"
 DEBUG_MODE = "debug"
-
-# Bump when the cleaning rules change: every partition then shows stale and the refresh rebuilds it.
-CLEANING_CODE_VERSION = "1"
 
 
 @dg.observable_source_asset(
@@ -58,8 +41,6 @@ def raw_companies(context: dg.OpExecutionContext, postgres: PostgresResource) ->
     re-recording 41,749 unchanged versions on every observation would add nothing but events. They
     are recorded here as one batch (returned, Dagster would store them one INSERT at a time: minutes
     for the first observation of 41,749 zip codes), so the DataVersionsByPartition returned is empty."""
-    from zip_etl.refresh import changed_raw_versions
-
     changed = changed_raw_versions(context.instance, context.asset_key, postgres)
     # Building the events records them (Dagster logs a DagsterEvent as it is created).
     batched_events(
@@ -123,7 +104,9 @@ def _peak_rss_mb() -> float:
     group_name="companies",
     kinds={"pandas", "postgres"},
     code_version=CLEANING_CODE_VERSION,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN),
+    # A backfill's zip codes in runs of contiguous ranges: one run reads its range from one snapshot and
+    # writes it in one transaction, so Dagster's per-run cost is paid once per range, not per zip code.
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=settings.partitions_per_run()),
     # A lost connection or a restarting server is worth another try: 2 s, 4 s, 8 s later. Errors that
     # cannot fix themselves (bad credentials, missing table, bad data) raise Failure(allow_retries=False).
     retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),

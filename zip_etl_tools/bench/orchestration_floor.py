@@ -3,7 +3,8 @@ for an asset that reads and writes nothing. What it costs is Dagster's own bookk
 
 import dagster as dg
 
-from zip_etl.assets.companies import PARTITIONS_PER_RUN, cleaned_companies, raw_companies
+from zip_etl import settings
+from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl.definitions import defs as zip_etl_defs
 from zip_etl.partitions import zip_code_partitions
 
@@ -19,7 +20,7 @@ class NothingIOManager(dg.ConfigurableIOManager):
 @dg.asset(
     partitions_def=zip_code_partitions,
     io_manager_key="nothing_io_manager",
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=settings.partitions_per_run()),
 )
 def orchestration_floor(context: dg.AssetExecutionContext) -> None:
     """Does nothing for its zip codes."""

@@ -17,7 +17,9 @@ import uuid
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
+from zip_etl.cli.progress import Progress
 from zip_etl.instance import get_instance
+
 
 @dataclass
 class RangeResult:
@@ -57,7 +59,7 @@ def materialize_range(keys: list[str], target: Target = Target(), run_id: str | 
     (with the id `run_id` when given, so that whoever started it can find the run)."""
     first, last, count = keys[0], keys[-1], len(keys)
     import dagster as dg
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+    from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     started = time.perf_counter()
     job = target.job()
@@ -172,43 +174,43 @@ def run_backfill(
     pending = list(ranges)
     running: dict[int, _Worker] = {}
     print(f"Materializing {len(keys):,} zip codes in {len(ranges)} runs, {workers} at a time", file=out, flush=True)
-    try:
-        while pending or running:
-            while pending and len(running) < workers:
-                range_keys = pending.pop(0)
-                receiver, sender = context.Pipe(duplex=False)
-                run_id = str(uuid.uuid4())
-                process = context.Process(target=_worker_main, args=(range_keys, target, run_id, sender), daemon=False)
-                process.start()
-                sender.close()
-                running[process.sentinel] = _Worker(range_keys, run_id, process, receiver, time.perf_counter())
-            # A worker is done when its result arrives, or when its process ends without one.
-            ready = wait([*running, *(w.results for w in running.values())])
-            for sentinel, worker in list(running.items()):
-                if worker.results not in ready and sentinel not in ready:
-                    continue
-                try:
-                    result = worker.results.recv() if worker.results.poll() else None
-                except (EOFError, OSError):
-                    result = None
-                if result is None and worker.process.is_alive():
-                    continue  # its pipe closed first; its exit follows
-                worker.process.join()
-                worker.results.close()
-                del running[sentinel]
-                result = result or _worker_died(worker)
-                results.append(result)
-                done_partitions += result.partitions
-                status = "ok" if result.success else f"FAILED: {result.error}"
-                print(
-                    f"[{len(results)}/{len(ranges)} runs, {done_partitions:,}/{len(keys):,} zip codes, "
-                    f"{time.perf_counter() - started:.0f}s] {result.first}..{result.last}: "
-                    f"{result.rows_in:,} rows in, {result.rows_out:,} out, {result.rows_rejected:,} rejected "
-                    f"({result.seconds:.1f}s) {status}",
-                    file=out,
-                    flush=True,
-                )
-    finally:
-        for worker in running.values():  # interrupted (Ctrl-C): the workers got the same signal
-            worker.process.join(30)
+    with Progress(len(keys), "Materializing", unit="zip codes", out=out) as progress:
+        try:
+            while pending or running:
+                while pending and len(running) < workers:
+                    range_keys = pending.pop(0)
+                    receiver, sender = context.Pipe(duplex=False)
+                    run_id = str(uuid.uuid4())
+                    process = context.Process(target=_worker_main, args=(range_keys, target, run_id, sender), daemon=False)
+                    process.start()
+                    sender.close()
+                    running[process.sentinel] = _Worker(range_keys, run_id, process, receiver, time.perf_counter())
+                # A worker is done when its result arrives, or when its process ends without one.
+                ready = wait([*running, *(w.results for w in running.values())])
+                for sentinel, worker in list(running.items()):
+                    if worker.results not in ready and sentinel not in ready:
+                        continue
+                    try:
+                        result = worker.results.recv() if worker.results.poll() else None
+                    except (EOFError, OSError):
+                        result = None
+                    if result is None and worker.process.is_alive():
+                        continue  # its pipe closed first; its exit follows
+                    worker.process.join()
+                    worker.results.close()
+                    del running[sentinel]
+                    result = result or _worker_died(worker)
+                    results.append(result)
+                    done_partitions += result.partitions
+                    status = "ok" if result.success else f"FAILED: {result.error}"
+                    progress.advance(
+                        result.partitions,
+                        f"[{len(results)}/{len(ranges)} runs, {done_partitions:,}/{len(keys):,} zip codes, "
+                        f"{time.perf_counter() - started:.0f}s] {result.first}..{result.last}: "
+                        f"{result.rows_in:,} rows in, {result.rows_out:,} out, {result.rows_rejected:,} rejected "
+                        f"({result.seconds:.1f}s) {status}",
+                    )
+        finally:
+            for worker in running.values():  # interrupted (Ctrl-C): the workers got the same signal
+                worker.process.join(30)
     return results

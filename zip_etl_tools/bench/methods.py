@@ -12,7 +12,8 @@ import pandas as pd
 from psycopg2 import sql
 
 from zip_etl.db.connection import connect, etl_database_url, transaction
-from zip_etl.db.tables import Table, ensure_table
+from zip_etl.tables import Table
+from zip_etl.db.ddl import ensure_table
 from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES
 
 

@@ -13,9 +13,9 @@ import re
 import time
 from pathlib import Path
 
-from zip_etl.backfill import Target, run_backfill
+from zip_etl.cli.local_runs import Target, run_backfill
 from zip_etl.partitions import ZIP_CODES, partition_ranges
-from zip_etl.benchmark.methods import (
+from zip_etl_tools.bench.methods import (
     Measurement,
     data_floor,
     downcast_saving,
@@ -105,9 +105,9 @@ def bench_shape(
     print(f"\n== {shape}", flush=True)
     keys, rows_per_key = _seed(schema, spec["rows"], spec["zip_codes"])
     total_rows = sum(rows_per_key.values())
-    from zip_etl.assets.companies import PARTITIONS_PER_RUN
+    from zip_etl import settings
 
-    ranges = partition_ranges(keys, PARTITIONS_PER_RUN, rows_per_key, max_rows_per_run)
+    ranges = partition_ranges(keys, settings.partitions_per_run(), rows_per_key, max_rows_per_run)
     # at least one run per worker, so every core has work
     while len(ranges) < workers and any(len(r) > 1 for r in ranges):
         biggest = max(ranges, key=len)
@@ -120,7 +120,7 @@ def bench_shape(
     results.append(data_floor(schema))
     print("  orchestration floor (no-op asset, same runs) ...", flush=True)
     results.append(_backfill("orchestration floor: no-op asset, same batching, runs and storage",
-                             Target("orchestration_floor", "zip_etl.benchmark.orchestration_floor:defs"),
+                             Target("orchestration_floor", "zip_etl_tools.bench.orchestration_floor:defs"),
                              ranges, workers, total_rows))
     print("  zip_etl backfill through Dagster ...", flush=True)
     results.append(_backfill("zip_etl: Dagster backfill, COPY read, pandas clean, COPY IO manager",

@@ -1,0 +1,47 @@
+"""`zip-etl bench`: the benchmark command, added to the zip-etl command line by this package's entry
+point (pyproject.toml), so the runtime package never imports the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from zip_etl import settings
+
+
+@click.command("bench")
+@click.option("--shape", type=click.Choice(["many-small", "few-large", "both"]), default="both", show_default=True)
+@click.option("--workers", type=int, default=None, help="processes (default: CPU cores)")
+@click.option("--seed-sample", default=2000, show_default=True, help="zip codes the seed's approach runs on")
+@click.option("--to-sql-rows", default=20_000, show_default=True, help="rows pandas.to_sql writes")
+@click.option("--max-rows-per-run", default=250_000, show_default=True, help="rows per Dagster run at most")
+@click.option("--output", default="docs/BENCHMARKS.md", show_default=True, help="report file ('' for none)")
+@click.option("--scale", default=1.0, show_default=True, help="scale the shapes' row counts (smoke tests)")
+@click.option("--distributed", is_flag=True,
+              help="instead: the same backfill on the Celery deployment (deploy/celery) with each of --worker-counts")
+@click.option("--worker-counts", default="1,2", show_default=True, help="--distributed: Celery workers to compare")
+@click.option("--rows", default=1_000_000, show_default=True, help="--distributed: rows")
+@click.option("--zip-codes", type=int, default=None, help="--distributed: the first N zip codes (default: all)")
+@click.option("--partitions-per-run", type=int, default=None, help="--distributed: zip codes per run")
+def bench_command(shape, workers, seed_sample, to_sql_rows, max_rows_per_run, output, scale, distributed,
+                  worker_counts, rows, zip_codes, partitions_per_run):
+    """Time zip_etl against the data and orchestration floors and the seed's approach; write docs/BENCHMARKS.md."""
+    command = "zip-etl " + " ".join(sys.argv[1:])
+    if distributed:
+        from zip_etl_tools.bench.distributed import bench_distributed
+
+        raise SystemExit(bench_distributed(
+            [int(n) for n in worker_counts.split(",")], rows=rows, zip_codes=zip_codes,
+            partitions_per_run=partitions_per_run or settings.partitions_per_run(),
+            output=Path(output) if output else None, command=command,
+        ))
+    from zip_etl_tools.bench.command import bench
+
+    shapes = ["many-small", "few-large"] if shape == "both" else [shape]
+    raise SystemExit(bench(
+        shapes, workers=workers or os.cpu_count() or 1, seed_sample=seed_sample, to_sql_rows=to_sql_rows,
+        max_rows_per_run=max_rows_per_run, output=Path(output) if output else None, command=command, scale=scale,
+    ))
