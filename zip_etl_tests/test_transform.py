@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from zip_etl.transform import RAW_COLUMNS, clean_companies, downcast, frame_bytes, partition_stats
@@ -185,8 +186,15 @@ def test_downcasting_halves_memory(demo_frame):
     result = clean_companies(demo_frame, today=TODAY)
     assert frame_bytes(result.cleaned) <= 0.5 * frame_bytes(demo_frame)
     dtypes = result.cleaned.dtypes
-    assert str(dtypes["founded_year"]) == "Int16"
-    assert str(dtypes["state"]) == "category"
+    assert str(dtypes["founded_year"]) == "int16[pyarrow]"
+    assert str(dtypes["state"]) == "dictionary<values=string, indices=int8, ordered=0>[pyarrow]"
+    # Arrow-backed input (as the reader gives it) halves too, and every column converts to Arrow.
+    arrow = pa.Table.from_pandas(demo_frame, preserve_index=False).to_pandas(types_mapper=pd.ArrowDtype)
+    result = clean_companies(arrow, today=TODAY)
+    assert frame_bytes(result.cleaned) <= 0.5 * frame_bytes(arrow)
+    table = pa.Table.from_pandas(result.cleaned, preserve_index=False)
+    assert str(table.schema.field("employees").type) in ("int16", "int32")
+    assert pa.types.is_dictionary(table.schema.field("state").type)
 
 
 def test_downcast_keeps_values():
