@@ -50,6 +50,11 @@ def _encode_column(series: pd.Series) -> list[str]:
     if pd.api.types.is_float_dtype(dtype):
         return [_encode_float(v) for v in series.astype("float64").tolist()]
     if pd.api.types.is_datetime64_any_dtype(dtype):
+        if isinstance(dtype, pd.ArrowDtype):  # pyarrow's strftime reads %S with the fraction: use numpy's
+            unit = dtype.pyarrow_dtype.unit
+            zone = dtype.pyarrow_dtype.tz
+            series = series.astype(f"datetime64[{unit}, {zone}]" if zone else f"datetime64[{unit}]")
+            dtype = series.dtype
         if getattr(dtype, "tz", None) is None:
             text = series.dt.strftime("%Y-%m-%d %H:%M:%S.%f")
         else:
