@@ -385,14 +385,32 @@ def normalize_industries(raw: pa.Array) -> Texts:
     return Texts(pc.coalesce(label, titled), text.present, text.undecided | lower_undecided | title_undecided)
 
 
+def _by_parts(text: kernels.Normalized, read) -> list[np.ndarray]:
+    """`read` (normalised text -> per-value arrays) on every value, from the text's two parts."""
+    results: list[np.ndarray] = []
+    for mask, values in text.parts():
+        part = read(values)
+        if mask is None:
+            results = [a if a.flags.writeable else a.copy() for a in part]
+        else:
+            for result, values_of_part in zip(results, part):
+                result[mask] = values_of_part
+    return results
+
+
 def parse_postal_codes(raw: pa.Array) -> PostalCodes:
     """`parse_postal_code` on a column: byte patterns of the normalised text, ASCII digits only."""
     text = kernels.normalize(raw)
-    b = kernels.text_bytes(text.values)
+    zip5, zip4, valid = _by_parts(text, _read_postal_codes)
+    return PostalCodes(zip5, zip4, valid, text.undecided)
+
+
+def _read_postal_codes(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    b = kernels.text_bytes(values)
     length, present = b.lengths, b.valid
     byte = [b.byte_at(j) for j in range(10)]
-    digit = [(c >= 0x30) & (c <= 0x39) for c in byte]
-    value = [c.astype(np.int64) - 0x30 for c in byte]
+    digit = [(c - np.uint8(0x30)) < 10 for c in byte]
+    value = [(c - np.uint8(0x30)).astype(np.int64) for c in byte]
 
     def number(positions) -> np.ndarray:
         out = np.zeros(len(length), dtype=np.int64)
@@ -410,99 +428,176 @@ def parse_postal_codes(raw: pa.Array) -> PostalCodes:
     short3 = present & (length == 3) & all_digits(range(3))
     short4 = present & (length == 4) & all_digits(range(4))
     zip5 = np.full(len(length), -1, dtype=np.int64)
-    zip5[plain | joined | separated] = number(range(5))[plain | joined | separated]
+    full = plain | joined | separated
+    zip5[full] = number(range(5))[full]
     zip5[short3] = number(range(3))[short3]
     zip5[short4] = number(range(4))[short4]
     zip4 = np.full(len(length), -1, dtype=np.int64)
     zip4[joined] = number(range(5, 9))[joined]
     zip4[separated] = number(range(6, 10))[separated]
-    valid = ~present | plain | joined | separated | short3 | short4
-    return PostalCodes(zip5, zip4, valid, text.undecided)
+    valid = ~present | full | short3 | short4
+    return zip5, zip4, valid
 
 
-# `_EXTENSION` for RE2: letters spelled out (RE2's (?i) folds Unicode: `ſ` would match `s`).
-_EXTENSION_RE2 = r" ?(?:[xX]|[eE][xX][tT]\.?|[eE][xX][tT][eE][nN][sS][iI][oO][nN]) ?[0-9]+$"
+_EXTENSION_WORDS = {1: b"x", 3: b"ext", 4: b"ext.", 9: b"extension"}
+_MAX_EXTENSION_DIGITS = 64
 
 
 def parse_phones(raw: pa.Array) -> Numbers:
     """`parse_phone` on a column; `values` are the ten NANP digits as a number (E.164 is `+1` and
     those digits)."""
     text = kernels.normalize(raw)
-    values = text.values
+    values, good, long_extension = _by_parts(text, _read_phones)
+    return Numbers(values, good, text.present, text.undecided | long_extension)
+
+
+def _read_phones(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(NANP number, valid, undecided) of normalised phone text, read from its bytes."""
     b = kernels.text_bytes(values)
-    has_x = b.row_any((b.data == ord("x")) | (b.data == ord("X")))  # every extension form has an x
-    if has_x.any():
-        subset = values.filter(pa.array(has_x))
-        values = kernels.scatter(values, has_x, pc.replace_substring_regex(subset, _EXTENSION_RE2, ""))
-        b = kernels.text_bytes(values)
-    is_digit = (b.data >= 0x30) & (b.data <= 0x39)
-    count = b.row_count(is_digit)
-    digits = (b.data[is_digit] - 0x30).astype(np.int64)
-    first = np.zeros(len(count), dtype=np.int64)
-    np.cumsum(count[:-1], out=first[1:])
-    leading_one = (count == 11) & (digits[np.minimum(first, max(digits.size - 1, 0))] == 1) if digits.size else count < 0
-    ok = (count == 10) | leading_one
-    first = first + leading_one
-    number = np.zeros(len(count), dtype=np.int64)
-    rows = np.flatnonzero(ok)
-    nxx = {}
-    for k in range(10):
-        d = digits[first[rows] + k]
-        nxx[k] = d
-        number[rows] = number[rows] * 10 + d
-    good = np.zeros(len(count), dtype=bool)
-    if rows.size:
-        good[rows] = (nxx[0] >= 2) & (nxx[3] >= 2)
-    return Numbers(np.where(good, number, 0), good, text.present, text.undecided)
+    n = len(values)
+    data = b.data
+    is_digit = (data - np.uint8(0x30)) < 10
+    count = b.count_in(is_digit)
+    extension_digits, undecided = _extensions(b, count)
+    kept = count - extension_digits
+    digits = data[is_digit] - np.uint8(0x30)
+    first = np.cumsum(count) - count
+    leading_one = (kept == 11) & (_take(digits, first) == 1)
+    rows = np.flatnonzero((kept == 10) | leading_one)
+    first = first[rows] + leading_one[rows]
+    # The ten digits as a number: eight at once (SWAR on an unaligned 64-bit read), then two.
+    padded = np.zeros(digits.size + 8, dtype=np.uint8)
+    padded[: digits.size] = digits
+    windows = np.ndarray(shape=(digits.size + 1,), dtype="<u8", buffer=padded, strides=(1,))
+    eight = _eight_digits(windows.take(first, mode="clip")).astype(np.int64)
+    number = eight * 100 + padded.take(first + 8).astype(np.int64) * 10 + padded.take(first + 9)
+    nanp = (padded.take(first) >= 2) & (padded.take(first + 3) >= 2)  # area code, exchange: 2-9
+    good = np.zeros(n, dtype=bool)
+    good[rows] = nanp
+    out = np.zeros(n, dtype=np.int64)
+    out[rows] = np.where(nanp, number, 0)
+    return out, good & ~undecided, undecided
 
 
-_NUMBER_RE2 = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-_WHOLE_NUMBER_RE2 = rf"^{_NUMBER_RE2}$"
-_REVENUE_RE2 = rf"^\$?(?P<number>{_NUMBER_RE2})(?P<suffix>k|m|mm|b|bn)?$"
+def _eight_digits(words: np.ndarray) -> np.ndarray:
+    """Eight digit values (0-9), first digit in the lowest byte, as the number they write."""
+    with np.errstate(over="ignore"):
+        words = words * np.uint64(10) + (words >> np.uint64(8))
+        low = (words & np.uint64(0x000000FF000000FF)) * np.uint64(0x000F424000000064)
+        high = ((words >> np.uint64(16)) & np.uint64(0x000000FF000000FF)) * np.uint64(0x0000271000000001)
+        return (low + high) >> np.uint64(32)
 
 
-def _number_texts(raw: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """`_number_text` on a column: (text, present, undecided)."""
-    text = kernels.normalize(raw)
-    lowered, undecided = kernels.lower(text.values)
-    compact = pc.replace_substring_regex(lowered, "[,_ ]+", "")
-    return compact, text.present, text.undecided | undecided
+def _extensions(b: kernels.Bytes, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_EXTENSION` (` ?(?:x|ext\\.?|extension) ?\\d+$`, ASCII, any case) read from each value's
+    end: (digits of the extension to drop, undecided: an extension of over 64 digits)."""
+    n = len(count)
+    dropped = np.zeros(n, dtype=np.int64)
+    undecided = np.zeros(n, dtype=bool)
+    has_x = b.row_any((b.data | 0x20) == ord("x")) & (count > 0)  # every form of it has an x
+    if not has_x.any():
+        return dropped, undecided
+    rows = np.flatnonzero(has_x)
+    lo, hi = b.starts[rows], b.ends[rows]
+    before = hi - 1  # walks back over the trailing digits
+    walking = np.arange(len(rows))
+    for _ in range(_MAX_EXTENSION_DIGITS + 1):
+        if not walking.size:
+            break
+        digit = (b.at(before[walking], lo[walking], hi[walking]) - np.uint8(0x30)) < 10
+        before[walking[digit]] -= 1
+        walking = walking[digit]
+    too_long = np.zeros(len(rows), dtype=bool)
+    too_long[walking] = True
+    run = hi - 1 - before
+
+    end = before - (b.at(before, lo, hi) == ord(" "))  # the optional space before the digits
+    found = np.zeros(len(rows), dtype=np.int64)
+    for length, word in _EXTENSION_WORDS.items():
+        match = np.ones(len(rows), dtype=bool)
+        for offset, letter in enumerate(reversed(word)):
+            byte = b.at(end - offset, lo, hi)
+            match &= (byte == letter) if letter == ord(".") else ((byte | 0x20) == letter)
+        found[match & (found == 0)] = length
+    matched = (found > 0) & (run >= 1) & ~too_long
+    dropped[rows[matched]] = run[matched]
+    undecided[rows[too_long]] = True
+    return dropped, undecided
 
 
-def _to_float(text: pa.Array, ok: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(text), dtype=np.float64)
-    if ok.any():
-        out[ok] = pc.cast(text.filter(pa.array(ok)), pa.float64()).to_numpy(zero_copy_only=False)
-    return out
+def _take(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    if not values.size:
+        return np.zeros(len(positions), dtype=values.dtype)
+    return values.take(positions, mode="clip")
+
+
+def _number_texts(text: pa.Array, *, revenue: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_number_text` and the number grammar on normalised text, read from its bytes: (number as
+    float() reads it, matches the grammar, the suffix's factor, undecided)."""
+    n = len(text)
+    b = kernels.text_bytes(text)
+    nonascii = b.nonascii()
+    undecided = np.zeros(n, dtype=bool)
+    if nonascii.any():  # Arrow lowers the text that is not ASCII (numpy the rest, below)
+        lowered, undecided[nonascii] = kernels.lower(text.filter(pa.array(nonascii)))
+        text = kernels.scatter(text, nonascii, lowered)
+        b = kernels.text_bytes(text)
+        nonascii = b.nonascii()  # the grammar is ASCII: what is still not ASCII is no number
+    data = b.data
+    upper = (data - np.uint8(0x41)) < 26
+    if upper.any():
+        data = data | (upper.view(np.uint8) << 5)
+    drop = (data == ord(",")) | (data == ord("_")) | (data == ord(" "))
+    if drop.any():
+        b = kernels.Bytes.from_lengths(data[~drop], b.count_in(~drop), b.valid)
+    else:
+        b = kernels.Bytes(data, b.starts, b.ends, b.valid)
+    start, end = b.starts.copy(), b.ends.copy()
+    factor = np.ones(n, dtype=np.float64)
+    if revenue:
+        usd = ((end - start) >= 3) & (b.at(end - 3) == ord("u")) & (b.at(end - 2) == ord("s")) & (b.at(end - 1) == ord("d"))
+        end -= 3 * usd
+        start += b.at(start, start, end) == ord("$")
+        last, before_last = b.at(end - 1, start, end), b.at(end - 2, start, end)
+        k, m, bn, b1 = last == ord("k"), last == ord("m"), (last == ord("n")) & (before_last == ord("b")), last == ord("b")
+        mm = m & (before_last == ord("m"))
+        end -= (k | m | bn | b1).astype(np.int64) + (mm | bn)
+        factor[k] = 1e3
+        factor[m] = 1e6
+        factor[b1 | bn] = 1e9
+    first = b.at(start, start, end)
+    body = start + ((first == ord("+")) | (first == ord("-")))
+    digits = b.count_in((b.data - np.uint8(0x30)) < 10, body, end)
+    dots = b.count_in(b.data == ord("."), body, end)
+    ok = b.valid & ~nonascii & (digits >= 1) & (dots <= 1) & (digits + dots == end - body)
+    # The number's text: the bytes from its sign to its last digit, '$' and suffix left out.
+    keep = np.ones(len(b.data), dtype=bool)
+    keep[(start - 1)[start > b.starts]] = False
+    for j in range(5):
+        cut = end + j < b.ends
+        keep[(end + j)[cut]] = False
+    number_text = kernels.from_bytes(end - start, b.data[keep], ok)
+    number = pc.cast(number_text, pa.float64()).fill_null(0).to_numpy(zero_copy_only=False)
+    return number, ok, factor, undecided
 
 
 def parse_whole_numbers(raw: pa.Array, low: int, high: int) -> Numbers:
     """`parse_whole_number` on a column."""
-    text, present, undecided = _number_texts(raw)
-    ok = pc.match_substring_regex(text, _WHOLE_NUMBER_RE2).fill_null(False).to_numpy(zero_copy_only=False)
-    number = _to_float(text, ok)
+    text = kernels.normalize(raw)
+    number, ok, _, undecided = _by_parts(text, lambda values: _number_texts(values, revenue=False))
     with np.errstate(invalid="ignore"):
         ok &= np.isfinite(number) & (np.floor(number) == number) & (number >= low) & (number <= high)
-    return Numbers(np.where(ok, number, 0).astype(np.int64), ok, present, undecided)
-
-
-_SUFFIX_FACTORS = {"": 1.0, "k": 1e3, "m": 1e6, "mm": 1e6, "b": 1e9, "bn": 1e9}
+    return Numbers(np.where(ok, number, 0).astype(np.int64), ok, text.present, text.undecided | undecided)
 
 
 def parse_revenues(raw: pa.Array) -> Numbers:
     """`parse_revenue` on a column."""
-    text, present, undecided = _number_texts(raw)
-    text = pc.replace_substring_regex(text, "usd$", "")
-    parts = pc.extract_regex(text, _REVENUE_RE2)
-    ok = parts.is_valid().to_numpy(zero_copy_only=False)
-    number = _to_float(parts.field("number"), ok)
-    suffix = parts.field("suffix")
-    factor = np.ones(len(text), dtype=np.float64)
-    for name, value in _SUFFIX_FACTORS.items():
-        factor[pc.equal(suffix, name).fill_null(False).to_numpy(zero_copy_only=False)] = value
+    text = kernels.normalize(raw)
+    number, ok, factor, undecided = _by_parts(text, lambda values: _number_texts(values, revenue=True))
     dollars = number * factor
     ok &= (dollars >= 0) & (dollars <= MAX_REVENUE)
-    return Numbers(np.where(ok, np.rint(np.where(ok, dollars, 0)), 0).astype(np.int64), ok, present, undecided)
+    return Numbers(np.where(ok, np.rint(np.where(ok, dollars, 0)), 0).astype(np.int64), ok, text.present,
+                   text.undecided | undecided)
 
 
 # --- raw columns in, as Arrow ---
@@ -615,9 +710,7 @@ def _distinct(values: pa.Array) -> tuple[np.ndarray, pa.Array] | None:
 
 def _at(values: np.ndarray, codes: np.ndarray, missing) -> np.ndarray:
     """`values[codes]`, with `missing` where a code is -1 (NULL)."""
-    if not values.size:
-        return np.full(len(codes), missing, dtype=values.dtype)
-    return np.where(codes >= 0, values[np.maximum(codes, 0)], missing)
+    return np.append(values, np.array(missing, dtype=values.dtype)).take(codes)  # -1: the appended one
 
 
 def _codes(indices: pa.Array) -> np.ndarray:
@@ -744,15 +837,21 @@ def _timestamps(series: pd.Series) -> tuple[pa.Array, np.ndarray]:
     return pa.array(stamps), micros
 
 
-_DIGITS = np.array([ord(c) for c in "0123456789"], dtype=np.uint8)
+# The ASCII digits of 0..99999, five per number (leading zeros kept).
+_FIVE_DIGITS = (np.arange(100_000)[:, None] // 10 ** np.arange(4, -1, -1) % 10 + 0x30).astype(np.uint8)
 
 
 def _digit_text(numbers: np.ndarray, valid: np.ndarray, width: int, prefix: str = "") -> pa.Array:
-    """Each valid number as `prefix` + its `width` decimal digits (leading zeros kept)."""
-    columns = [np.full(len(numbers), ord(c), dtype=np.uint8) for c in prefix]
-    for power in range(width - 1, -1, -1):
-        columns.append(_DIGITS[(numbers // 10**power) % 10])
-    return kernels.fixed_width(columns, valid)
+    """Each valid number (0 <= number < 10**width, width <= 10) as `prefix` + its `width` decimal
+    digits (leading zeros kept)."""
+    numbers = np.where(valid, numbers, 0)[valid]
+    high, low = np.divmod(numbers, 100_000)
+    digits = np.concatenate([_FIVE_DIGITS[high], _FIVE_DIGITS[low]], axis=1)[:, 10 - width:]
+    if prefix:
+        fixed = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
+        digits = np.concatenate([np.broadcast_to(fixed, (len(digits), len(fixed))), digits], axis=1)
+    row_width = digits.shape[1]
+    return kernels.from_bytes(np.where(valid, row_width, 0), np.ascontiguousarray(digits).reshape(-1), valid)
 
 
 _DETAIL_INVALID_ENCODING = "text with bytes that are not UTF-8: "
@@ -900,6 +999,15 @@ def _duplicates(candidate: np.ndarray, zip_codes: np.ndarray, record_ids: pa.Arr
     rows = np.flatnonzero(candidate)
     if rows.size < 2:
         return out
+    # Rows that may share their key: same bucket of a hash of (zip code, record id fingerprint);
+    # equal keys always do. Then the exact keys, for those rows only.
+    with np.errstate(over="ignore"):
+        hashed = kernels.mix(kernels.fingerprints(record_ids)[rows] ^ kernels.mix(zip_codes[rows].astype(np.uint64)))
+    buckets = 1 << max(10, (2 * rows.size).bit_length())
+    slot = (hashed & np.uint64(buckets - 1)).astype(np.int64)
+    rows = rows[np.bincount(slot, minlength=buckets)[slot] >= 2]
+    if rows.size < 2:
+        return out
     ids = _codes(pc.dictionary_encode(record_ids.take(pa.array(rows))).indices)
     key = (zip_codes[rows] + 1) * (int(ids.max()) + 2) + ids
     repeated = pd.Series(key).duplicated(keep=False).to_numpy()
@@ -1042,6 +1150,8 @@ def _text_output(text: _Coded, keep: np.ndarray) -> pd.Series:
 
 def _number_text_output(numbers: np.ndarray, valid: np.ndarray, width: int, prefix: str = "") -> pd.Series:
     """Kept rows of a text column whose values are digits (`zip4`, `phone`), from their numbers."""
+    if not _few(kernels.distinct_numbers_at_least(numbers[valid]), len(numbers)):
+        return _arrow_series(_digit_text(numbers, valid, width, prefix))
     codes, distinct = pd.factorize(numbers[valid])
     if not _few(len(distinct), len(numbers)):
         return _arrow_series(_digit_text(numbers, valid, width, prefix))

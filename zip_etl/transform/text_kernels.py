@@ -91,35 +91,103 @@ class Bytes:
     ends: np.ndarray
     valid: np.ndarray  # bool
 
+    @classmethod
+    def from_lengths(cls, data: np.ndarray, lengths: np.ndarray, valid: np.ndarray) -> Bytes:
+        ends = np.cumsum(lengths, dtype=np.int64)
+        return cls(data, ends - lengths, ends, valid)
+
     @property
     def lengths(self) -> np.ndarray:
         return self.ends - self.starts
 
+    def count_in(self, byte_flags: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> np.ndarray:
+        """Per value: how many of its bytes in [lo, hi) (default: all of them) have the flag."""
+        lo = self.starts if lo is None else lo
+        hi = self.ends if hi is None else hi
+        return count_in_ranges(byte_flags, lo, hi)
+
     def row_any(self, byte_flags: np.ndarray) -> np.ndarray:
         """Per value: does any of its bytes have the flag (`byte_flags` aligned with `data`)?"""
-        out = np.zeros(len(self.starts), dtype=bool)
-        nonempty = self.ends > self.starts
-        if byte_flags.size and nonempty.any():
-            out[nonempty] = np.logical_or.reduceat(byte_flags, self.starts[nonempty])
-        return out
+        n = len(self.starts)
+        if not byte_flags.any():
+            return np.zeros(n, dtype=bool)
+        if np.count_nonzero(byte_flags) * 4 < n:  # few: find the values holding them
+            out = np.zeros(n, dtype=bool)
+            out[np.searchsorted(self.ends, np.flatnonzero(byte_flags), side="right")] = True
+            return out
+        return any_in_ranges(byte_flags, self.starts, self.ends)
 
-    def row_count(self, byte_flags: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(self.starts), dtype=np.int64)
-        nonempty = self.ends > self.starts
-        if byte_flags.size and nonempty.any():
-            out[nonempty] = np.add.reduceat(byte_flags.view(np.uint8), self.starts[nonempty], dtype=np.int64)
-        return out
-
-    def byte_at(self, position: np.ndarray | int, *, from_end: bool = False) -> np.ndarray:
-        """Each value's byte at `position` (or `position` from its end), 0 where it has none."""
-        index = (self.ends - 1 - position) if from_end else (self.starts + position)
-        inside = (index >= self.starts) & (index < self.ends)
+    def at(self, positions: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> np.ndarray:
+        """The byte at each value's absolute position in `data`, 0 where that is outside [lo, hi)."""
+        lo = self.starts if lo is None else lo
+        hi = self.ends if hi is None else hi
         if not self.data.size:
-            return np.zeros(len(self.starts), dtype=np.uint8)
-        return np.where(inside, self.data[np.clip(index, 0, self.data.size - 1)], 0).astype(np.uint8)
+            return np.zeros(len(positions), dtype=np.uint8)
+        inside = (positions >= lo) & (positions < hi)
+        return self.data.take(positions, mode="clip") * inside
+
+    def byte_at(self, position: int, *, from_end: bool = False) -> np.ndarray:
+        """Each value's byte at `position` (or `position` from its end), 0 where it has none."""
+        return self.at((self.ends - 1 - position) if from_end else (self.starts + position))
 
     def nonascii(self) -> np.ndarray:
         return self.row_any(self.data >= 0x80)
+
+
+_LONG = 56  # bits a 64-bit window holds after a shift of up to 7
+_LOW_BITS = np.array([(1 << i) - 1 for i in range(_LONG + 1)], dtype=np.uint64)
+
+
+def _popcount(words: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words)
+    table = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+    return table[words.view(np.uint8).reshape(-1, 8)].sum(axis=1, dtype=np.uint8)
+
+
+def _ranges_bits(flags: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """The flags of each range [lo, hi) up to 56 long as the low bits of a uint64 (flags packed
+    8 to a byte, one unaligned 64-bit read per range), and which ranges are longer."""
+    bits = np.packbits(flags, bitorder="little")
+    padded = np.zeros(bits.size + 8, dtype=np.uint8)
+    padded[: bits.size] = bits
+    windows = np.ndarray(shape=(bits.size + 1,), dtype="<u8", buffer=padded, strides=(1,))
+    span = hi - lo
+    long = span > _LONG
+    words = windows.take(lo >> 3, mode="clip") >> (lo & 7).astype(np.uint64)
+    return words & _LOW_BITS.take(span, mode="clip"), long
+
+
+def _long_ranges(flags: np.ndarray, lo: np.ndarray, hi: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Flags set in the ranges of `rows` (long ones): their flags back to back, summed per range."""
+    lengths = hi[rows] - lo[rows]
+    ends = np.cumsum(lengths)
+    index = np.arange(ends[-1], dtype=np.int64) + np.repeat(lo[rows] - (ends - lengths), lengths)
+    totals = np.concatenate([[0], np.cumsum(flags[index], dtype=np.int64)])
+    return totals[ends] - totals[ends - lengths]
+
+
+def count_in_ranges(flags: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """For each range [lo[i], hi[i]) of `flags` (lo <= hi), how many are set."""
+    if not len(lo) or not flags.any():
+        return np.zeros(len(lo), dtype=np.int64)
+    words, long = _ranges_bits(flags, lo, hi)
+    out = _popcount(words).astype(np.int64)
+    if long.any():
+        rows = np.flatnonzero(long)
+        out[rows] = _long_ranges(flags, lo, hi, rows)
+    return out
+
+
+def any_in_ranges(flags: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    if not len(lo) or not flags.any():
+        return np.zeros(len(lo), dtype=bool)
+    words, long = _ranges_bits(flags, lo, hi)
+    out = words != 0
+    if long.any():
+        rows = np.flatnonzero(long)
+        out[rows] = _long_ranges(flags, lo, hi, rows) > 0
+    return out
 
 
 def valid_mask(values: pa.Array) -> np.ndarray:
@@ -162,8 +230,7 @@ def from_bytes(lengths: np.ndarray, data: np.ndarray, valid: np.ndarray | None =
 
 def keep_bytes(source: Bytes, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(lengths, data) of every value with only its bytes flagged in `keep`."""
-    lengths = source.row_count(keep)
-    return lengths, source.data[keep]
+    return source.count_in(keep), source.data[keep]
 
 
 def fixed_width(columns: list[np.ndarray], valid: np.ndarray) -> pa.Array:
@@ -223,12 +290,30 @@ def invalid_utf8(values: pa.Array, nonascii: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Normalized:
-    values: pa.Array
-    """Text with controls removed, NFC, whitespace collapsed, trimmed; NULL where empty."""
+    raw: pa.Array
+    dirty: np.ndarray | None
+    """Values that were not clean as they came (None: all were clean)."""
+    subset: pa.Array | None
+    """The normalised text of the dirty values, in order."""
     undecided: np.ndarray
     """Values holding a code point whose NFC Arrow and CPython may disagree on."""
     present: np.ndarray
     """Values that are not NULL and not only whitespace (CPython's `value.strip() != ''`)."""
+    _values: pa.Array | None = None
+
+    @property
+    def values(self) -> pa.Array:
+        """Text with controls removed, NFC, whitespace collapsed, trimmed; NULL where empty."""
+        if self._values is None:
+            self._values = self.raw if self.dirty is None else scatter(self.raw, self.dirty, self.subset)
+        return self._values
+
+    def parts(self) -> list[tuple[np.ndarray | None, pa.Array]]:
+        """The normalised text in two parts, for rules that read values one by one: every value as
+        it came (right for the clean ones), then the dirty values normalised (`mask`, text)."""
+        if self.dirty is None:
+            return [(None, self.raw)]
+        return [(None, self.raw), (self.dirty, self.subset)]
 
 
 def normalize(values: pa.Array) -> Normalized:
@@ -238,34 +323,51 @@ def normalize(values: pa.Array) -> Normalized:
     b = text_bytes(values)
     n = len(values)
     data = b.data
-    special = (data < 0x20) | (data > 0x7E)
-    if data.size > 1:
-        special[:-1] |= (data[:-1] == 0x20) & (data[1:] == 0x20)
-    dirty = b.row_any(special)
-    dirty |= b.byte_at(0) == 0x20
-    dirty |= b.byte_at(0, from_end=True) == 0x20
+    undecided = np.zeros(n, dtype=bool)
+    has_control = np.zeros(n, dtype=bool)
+    if data.size:
+        special = (data - np.uint8(0x20)) > 0x5E  # below 0x20 or above 0x7E (uint8 wraps)
+        space = data == 0x20
+        special[:-1] |= space[:-1] & space[1:]  # a double space
+        dirty = b.row_any(special)
+        dirty |= space.take(b.starts, mode="clip") & (b.ends > b.starts)
+        dirty |= space.take(b.ends - 1, mode="clip") & (b.ends > b.starts)
+        positions = np.flatnonzero(special)
+        controls = positions[_CONTROL_NOT_SPACE_BYTES[data[positions]]]
+        if controls.size:  # rare: found among the special bytes only
+            has_control[np.searchsorted(b.ends, controls, side="right")] = True
+        any_control = bool(_CONTROL_BYTES[data[positions]].any())
+        # Whitespace runs to collapse: ASCII whitespace but the space, maybe Unicode whitespace,
+        # double spaces, and spaces that meet once the controls between them are gone.
+        found = data[positions]
+        needs_runs = any_control or bool((found >= 0x80).any() or ((found >= 0x09) & (found <= 0x0D)).any()
+                                         or (space[:-1] & space[1:]).any())
+    else:
+        dirty = np.zeros(n, dtype=bool)
+        any_control = needs_runs = False
     dirty |= b.lengths == 0
     dirty &= b.valid
-    has_control = b.row_any(_CONTROL_NOT_SPACE_BYTES[data]) if data.size else np.zeros(n, dtype=bool)
-    undecided = np.zeros(n, dtype=bool)
     if not dirty.any():
-        return Normalized(values, undecided, b.valid.copy())
+        return Normalized(values, None, None, undecided, b.valid.copy())
 
     subset = values.filter(pa.array(dirty))
     nonascii_subset = text_bytes(subset).nonascii()
+    cleaned = subset
+    if any_control:
+        cleaned = pc.replace_substring_regex(cleaned, _CONTROL_RUN, "")
     if nonascii_subset.any():
         undecided[dirty] = matches(subset, nonascii_subset, _NFC_UNSTABLE)
-    cleaned = pc.replace_substring_regex(subset, _CONTROL_RUN, "")
-    if nonascii_subset.any():
         # NFC before whitespace, as CPython does; ASCII text is its own NFC.
         mask = pa.array(nonascii_subset)
         cleaned = pc.replace_with_mask(cleaned, mask, pc.utf8_normalize(cleaned.filter(mask), "NFC"))
-    cleaned = pc.replace_substring_regex(cleaned, _WHITESPACE_RUN, " ")
+    if needs_runs:
+        cleaned = pc.replace_substring_regex(cleaned, _WHITESPACE_RUN, " ")
     cleaned = pc.utf8_trim(cleaned, " ")
     cleaned = pc.if_else(pc.equal(cleaned, ""), pa.scalar(None, cleaned.type), cleaned)
-    out = scatter(values, dirty, cleaned)
-    present = valid_mask(out) | (b.valid & has_control)
-    return Normalized(out, undecided, present)
+    present = b.valid.copy()
+    present[dirty] = valid_mask(cleaned)
+    present |= b.valid & has_control
+    return Normalized(values, dirty, cleaned, undecided, present)
 
 
 # --- case mappings ---
@@ -319,7 +421,8 @@ _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
+def mix(x: np.ndarray) -> np.ndarray:
+    """A 64-bit mixing function (splitmix64's finaliser)."""
     x = x ^ (x >> np.uint64(30))
     x = x * _MIX_1
     x = x ^ (x >> np.uint64(27))
@@ -343,14 +446,26 @@ def fingerprints(values: pa.Array) -> np.ndarray:
     tail = windows[np.maximum(b.ends, b.starts + 8)]  # the last 8 bytes (window ending at `ends`)
     tail = np.where(lengths > 8, tail, 0).astype(np.uint64)
     with np.errstate(over="ignore"):
-        out = _mix(_mix(lengths.astype(np.uint64) ^ head) ^ tail)
+        out = mix(mix(lengths.astype(np.uint64) ^ head) ^ tail)
     out[~b.valid] = 0
     return out if n else np.zeros(0, dtype=np.uint64)
 
 
+def _distinct_buckets(hashes: np.ndarray) -> int:
+    """How many buckets (of about 4 per hash) the hashes fall in: at most the distinct hashes."""
+    buckets = 1 << max(10, (4 * hashes.size).bit_length())
+    seen = np.zeros(buckets, dtype=bool)
+    seen[(hashes & np.uint64(buckets - 1)).astype(np.int64)] = True
+    return int(np.count_nonzero(seen))
+
+
 def distinct_at_least(values: pa.Array) -> int:
-    """A lower bound of the number of distinct non-NULL values (exact for values up to 16 bytes,
-    unless two fingerprints collide)."""
-    prints = fingerprints(values)
-    valid = valid_mask(values)
-    return len(pd.unique(prints[valid]))
+    """A lower bound of the number of distinct non-NULL values, cheap: equal values share a
+    fingerprint and a bucket, so distinct values are at least the buckets used."""
+    return _distinct_buckets(fingerprints(values)[valid_mask(values)])
+
+
+def distinct_numbers_at_least(numbers: np.ndarray) -> int:
+    """A lower bound of the number of distinct int64 numbers."""
+    with np.errstate(over="ignore"):
+        return _distinct_buckets(mix(numbers.astype(np.uint64)))
