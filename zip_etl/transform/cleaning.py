@@ -293,8 +293,8 @@ def _is_present(value: object) -> bool:
 
 @dataclass
 class Texts:
-    values: pa.Array
-    """The cleaned text (Arrow strings, NULL where none)."""
+    values: kernels.Parts
+    """The cleaned text (Arrow strings, NULL where none), in parts until rows are taken."""
     present: np.ndarray
     """The raw value is text that is not only whitespace (`_is_present`)."""
     undecided: np.ndarray
@@ -302,7 +302,8 @@ class Texts:
     def settle(self, positions: np.ndarray, python_values: list) -> None:
         mask = np.zeros(len(self.values), dtype=bool)
         mask[positions] = True
-        self.values = kernels.scatter(self.values, mask, pa.array(python_values, type=pa.string()))
+        merged = self.values.merged()
+        self.values = kernels.Parts(kernels.scatter(merged, mask, pa.array(python_values, type=pa.string())))
 
 
 @dataclass
@@ -344,13 +345,17 @@ class PostalCodes:
 def normalize_texts(raw: pa.Array) -> Texts:
     """`normalize_text` on a column."""
     text = kernels.normalize(raw)
-    return Texts(text.values, text.present, text.undecided)
+    return Texts(text.as_parts(), text.present, text.undecided)
 
 
 def _cased(raw: pa.Array, mapping) -> Texts:
     text = kernels.normalize(raw)
-    values, undecided = mapping(text.values)
-    return Texts(values, text.present, text.undecided | undecided)
+    parts = text.as_parts()
+    base, undecided = mapping(parts.base)
+    if parts.mask is None:
+        return Texts(kernels.Parts(base), text.present, text.undecided | undecided)
+    patch, undecided[parts.mask] = mapping(parts.patch)
+    return Texts(kernels.Parts(base, parts.mask, patch), text.present, text.undecided | undecided)
 
 
 def upper_texts(raw: pa.Array) -> Texts:
@@ -372,17 +377,20 @@ _INDUSTRY_LABELS = pa.array(list(INDUSTRIES.values()))
 def normalize_states(raw: pa.Array) -> Texts:
     """`normalize_state` on a column."""
     text = _cased(raw, kernels.upper)
-    key = pc.replace_substring(text.values, ".", "")
-    return Texts(pc.take(_STATE_CODES, pc.index_in(key, value_set=_STATE_KEYS)), text.present, text.undecided)
+    key = pc.replace_substring(text.values.merged(), ".", "")
+    codes = pc.take(_STATE_CODES, pc.index_in(key, value_set=_STATE_KEYS))
+    return Texts(kernels.Parts(codes), text.present, text.undecided)
 
 
 def normalize_industries(raw: pa.Array) -> Texts:
     """`normalize_industry` on a column."""
     text = kernels.normalize(raw)
-    lowered, lower_undecided = kernels.lower(text.values)
-    titled, title_undecided = kernels.title(text.values)
+    values = text.values
+    lowered, lower_undecided = kernels.lower(values)
+    titled, title_undecided = kernels.title(values)
     label = pc.take(_INDUSTRY_LABELS, pc.index_in(lowered, value_set=_INDUSTRY_KEYS))
-    return Texts(pc.coalesce(label, titled), text.present, text.undecided | lower_undecided | title_undecided)
+    return Texts(kernels.Parts(pc.coalesce(label, titled)), text.present,
+                 text.undecided | lower_undecided | title_undecided)
 
 
 def _by_parts(text: kernels.Normalized, read) -> list[np.ndarray]:
@@ -469,7 +477,7 @@ def _read_phones(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     padded = np.zeros(digits.size + 8, dtype=np.uint8)
     padded[: digits.size] = digits
     windows = np.ndarray(shape=(digits.size + 1,), dtype="<u8", buffer=padded, strides=(1,))
-    eight = _eight_digits(windows.take(first, mode="clip")).astype(np.int64)
+    eight = _eight_digits(windows[first]).astype(np.int64)  # fancy indexing: take() is slow unaligned
     number = eight * 100 + padded.take(first + 8).astype(np.int64) * 10 + padded.take(first + 9)
     nanp = (padded.take(first) >= 2) & (padded.take(first + 3) >= 2)  # area code, exchange: 2-9
     good = np.zeros(n, dtype=bool)
@@ -719,21 +727,25 @@ def _codes(indices: pa.Array) -> np.ndarray:
 
 @dataclass
 class _Coded:
-    """A cleaned text column: per-row values, or codes into distinct values (-1 for NULL)."""
+    """A cleaned text column: its rows (in parts), or codes (-1 for NULL) into distinct values."""
 
-    values: pa.Array
+    values: kernels.Parts | pa.Array
     codes: np.ndarray | None = None
 
-    def valid(self) -> np.ndarray:
-        entry_valid = kernels.valid_mask(self.values)
+    def per_row(self, function, missing) -> np.ndarray:
+        """`function` (array -> NumPy array) for every row; `missing` for NULL codes."""
         if self.codes is None:
-            return entry_valid
-        return _at(entry_valid, self.codes, False)
+            return self.values.per_row(function)
+        return _at(function(self.values), self.codes, missing)
 
-    def rows(self) -> pa.Array:
+    def valid(self) -> np.ndarray:
+        return self.per_row(kernels.valid_mask, False)
+
+    def take(self, rows: np.ndarray) -> pa.Array:
         if self.codes is None:
-            return self.values
-        return self.values.take(pa.array(self.codes, mask=self.codes < 0))
+            return self.values.take(rows)
+        codes = self.codes[rows]
+        return self.values.take(pa.array(codes, mask=codes < 0))
 
 
 class _Run:
@@ -767,7 +779,7 @@ class _Run:
         codes = distinct[0]
         known = codes >= 0
         self._count(column, _at(result.undecided, codes, False))
-        return _Coded(result.values, codes), _at(result.present, codes, False)
+        return _Coded(result.values.merged(), codes), _at(result.present, codes, False)
 
     def other(self, column: _RawText, vectorised, python):
         """The per-row result of a rule whose results are numbers (`Numbers`, `PostalCodes`)."""
@@ -909,9 +921,9 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
     for column in texts.values():
         if column.invalid is not None:
             invalid |= column.invalid
-    record_ids = record_id.rows()
-    record_id_valid = kernels.valid_mask(record_ids)
-    record_id_length = pc.utf8_length(record_ids).fill_null(0).to_numpy(zero_copy_only=False)
+    record_id_valid = record_id.valid()
+    record_id_length = record_id.per_row(lambda a: pc.utf8_length(a).fill_null(0).to_numpy(zero_copy_only=False), 0)
+    record_id_prints = record_id.per_row(kernels.fingerprints, np.uint64(0))
     checks = [
         invalid,
         ~record_id_valid,
@@ -925,7 +937,7 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
     # Rule 6: duplicates among the otherwise valid rows: newest update wins, then the lowest raw id.
     raw_id, raw_id_valid = _raw_ids(raw["raw_id"])
     updated_at, micros = _timestamps(raw["updated_at"])
-    duplicate_of = _duplicates(reason == 0, zip_codes, record_ids, micros, raw_id, raw_id_valid)
+    duplicate_of = _duplicates(reason == 0, zip_codes, record_id, record_id_prints, micros, raw_id, raw_id_valid)
     duplicate = duplicate_of >= 0
     reason[duplicate] = len(checks) + 1
 
@@ -945,7 +957,7 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
     cleaned = pd.DataFrame(
         {
             "zip_code": _text_output(_Coded(zip_dictionary, zip_codes), keep),
-            "record_id": _text_output(record_id, keep),
+            "record_id": _text_output(record_id, keep, record_id_prints),
             "company_name": _text_output(name, keep),
             "street_address": _text_output(street, keep),
             "city": _text_output(city, keep),
@@ -991,24 +1003,22 @@ def _five_digit_numbers(values: pa.Array) -> np.ndarray:
     return np.where(ok, number, -2)
 
 
-def _duplicates(candidate: np.ndarray, zip_codes: np.ndarray, record_ids: pa.Array, micros: np.ndarray,
-                raw_id: np.ndarray, raw_id_valid: np.ndarray) -> np.ndarray:
+def _duplicates(candidate: np.ndarray, zip_codes: np.ndarray, record_ids: _Coded, prints: np.ndarray,
+                micros: np.ndarray, raw_id: np.ndarray, raw_id_valid: np.ndarray) -> np.ndarray:
     """For each row that is a duplicate (same zip code and record id as a newer row, or as an equally
     new row with a lower raw id), the row kept instead; -1 for the others."""
     out = np.full(len(candidate), -1, dtype=np.int64)
     rows = np.flatnonzero(candidate)
     if rows.size < 2:
         return out
-    # Rows that may share their key: same bucket of a hash of (zip code, record id fingerprint);
+    # Rows that may share their key: the same 64-bit hash of (zip code, record id fingerprint);
     # equal keys always do. Then the exact keys, for those rows only.
     with np.errstate(over="ignore"):
-        hashed = kernels.mix(kernels.fingerprints(record_ids)[rows] ^ kernels.mix(zip_codes[rows].astype(np.uint64)))
-    buckets = 1 << max(10, (2 * rows.size).bit_length())
-    slot = (hashed & np.uint64(buckets - 1)).astype(np.int64)
-    rows = rows[np.bincount(slot, minlength=buckets)[slot] >= 2]
+        hashed = kernels.mix(prints[rows] ^ kernels.mix(zip_codes[rows].astype(np.uint64)))
+    rows = rows[_repeated(hashed)]
     if rows.size < 2:
         return out
-    ids = _codes(pc.dictionary_encode(record_ids.take(pa.array(rows))).indices)
+    ids = _codes(pc.dictionary_encode(record_ids.take(rows)).indices)
     key = (zip_codes[rows] + 1) * (int(ids.max()) + 2) + ids
     repeated = pd.Series(key).duplicated(keep=False).to_numpy()
     rows, key = rows[repeated], key[repeated]
@@ -1022,6 +1032,19 @@ def _duplicates(candidate: np.ndarray, zip_codes: np.ndarray, record_ids: pa.Arr
     group_start = np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0))
     out[rows[~first]] = rows[group_start[~first]]
     return out
+
+
+def _repeated(hashes: np.ndarray) -> np.ndarray:
+    """The hashes that may occur more than once: all that do, and a few that share their top bits
+    with one that does (a sort, which NumPy does fast for integers, then a table of those bits)."""
+    ordered = np.sort(hashes)
+    again = ordered[1:][ordered[1:] == ordered[:-1]]
+    if not again.size:
+        return np.zeros(len(hashes), dtype=bool)
+    bits = max(10, (8 * again.size).bit_length())
+    table = np.zeros(1 << bits, dtype=bool)
+    table[(again >> np.uint64(64 - bits)).astype(np.int64)] = True
+    return table[(hashes >> np.uint64(64 - bits)).astype(np.int64)]
 
 
 def _details(reasons, rows, texts, record_id_length, postal, zip_values, duplicate_of, raw_id, raw_id_valid,
@@ -1122,12 +1145,14 @@ def _few(distinct: int, rows: int, ratio: float = 0.5) -> bool:
     return rows > 0 and distinct <= ratio * rows
 
 
-def _text_output(text: _Coded, keep: np.ndarray) -> pd.Series:
+def _text_output(text: _Coded, keep: np.ndarray, prints: np.ndarray | None = None) -> pd.Series:
     """Kept rows of a cleaned text column: an Arrow dictionary when it has few distinct values (at
     most half the rows), else Arrow strings."""
     if text.codes is None:
-        values = text.values.take(pa.array(keep))
-        if not _few(kernels.distinct_at_least(values), len(keep)):
+        values = text.values.take(keep)
+        at_least = kernels.distinct_at_least(values) if prints is None else kernels.distinct_hashes_at_least(
+            prints[keep][kernels.valid_mask(values)])
+        if not _few(at_least, len(keep)):
             return _arrow_series(values)
         encoded = pc.dictionary_encode(values)
         codes, categories = _codes(encoded.indices), encoded.dictionary

@@ -154,7 +154,7 @@ def _ranges_bits(flags: np.ndarray, lo: np.ndarray, hi: np.ndarray):
     windows = np.ndarray(shape=(bits.size + 1,), dtype="<u8", buffer=padded, strides=(1,))
     span = hi - lo
     long = span > _LONG
-    words = windows.take(lo >> 3, mode="clip") >> (lo & 7).astype(np.uint64)
+    words = windows[lo >> 3] >> (lo & 7).astype(np.uint64)  # fancy indexing: take() is slow unaligned
     return words & _LOW_BITS.take(span, mode="clip"), long
 
 
@@ -193,7 +193,11 @@ def any_in_ranges(flags: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarr
 def valid_mask(values: pa.Array) -> np.ndarray:
     if values.null_count == 0:
         return np.ones(len(values), dtype=bool)
-    return values.is_valid().to_numpy(zero_copy_only=False)
+    bitmap = values.buffers()[0]
+    if bitmap is None:  # e.g. a null-typed array
+        return values.is_valid().to_numpy(zero_copy_only=False)
+    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
+    return bits[values.offset : values.offset + len(values)].astype(bool)
 
 
 def text_bytes(values: pa.Array) -> Bytes:
@@ -203,10 +207,13 @@ def text_bytes(values: pa.Array) -> Bytes:
     if n == 0 or buffers[1] is None:
         empty = np.zeros(n, dtype=np.int64)
         return Bytes(np.zeros(0, dtype=np.uint8), empty, empty.copy(), valid_mask(values))
-    offsets = np.frombuffer(buffers[1], dtype=offsets_type)[values.offset : values.offset + n + 1].astype(np.int64)
+    # Offsets stay in their own width (no copy): positions in the bytes fit in it.
+    offsets = np.frombuffer(buffers[1], dtype=offsets_type)[values.offset : values.offset + n + 1]
     data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, dtype=np.uint8)
     first = offsets[0]
-    return Bytes(data[first : offsets[-1]], offsets[:-1] - first, offsets[1:] - first, valid_mask(values))
+    if first:
+        offsets = offsets - first
+    return Bytes(data[first : first + offsets[-1]], offsets[:-1], offsets[1:], valid_mask(values))
 
 
 def from_bytes(lengths: np.ndarray, data: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
@@ -244,9 +251,49 @@ def scatter(values: pa.Array, mask: np.ndarray, replacements: pa.Array) -> pa.Ar
     """`values` with the positions in `mask` taken, in order, from `replacements`."""
     if not mask.any():
         return values
+    replacements = replacements.cast(values.type)
     if mask.all():
-        return replacements.cast(values.type)
-    return pc.replace_with_mask(values, pa.array(mask), replacements.cast(values.type))
+        return replacements
+    return Parts(values, mask, replacements).take(None)
+
+
+@dataclass
+class Parts:
+    """A string column as `base` with the rows in `mask` replaced, in order, by `patch`, kept apart
+    until rows are taken (merging a million strings costs as much as taking them)."""
+
+    base: pa.Array
+    mask: np.ndarray | None = None
+    patch: pa.Array | None = None
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def map(self, function) -> Parts:
+        """`function` (array -> array of the same length) on every row."""
+        return Parts(function(self.base), self.mask, None if self.patch is None else function(self.patch))
+
+    def per_row(self, function) -> np.ndarray:
+        """`function` (array -> NumPy array of the same length) on every row."""
+        out = function(self.base)
+        if self.mask is not None:
+            out = out if out.flags.writeable else out.copy()
+            out[self.mask] = function(self.patch)
+        return out
+
+    def take(self, rows: np.ndarray | None) -> pa.Array:
+        """The rows (all when None), merged, as one array."""
+        if self.mask is None:
+            return self.base if rows is None else self.base.take(pa.array(rows))
+        n = len(self.base)
+        index = np.arange(n, dtype=np.int64)
+        index[self.mask] = n + np.arange(len(self.patch), dtype=np.int64)
+        if rows is not None:
+            index = index[rows]
+        return pa.concat_arrays([self.base, self.patch.cast(self.base.type)]).take(pa.array(index))
+
+    def merged(self) -> pa.Array:
+        return self.take(None)
 
 
 def matches(values: pa.Array, mask: np.ndarray, pattern: str) -> np.ndarray:
@@ -266,12 +313,12 @@ def invalid_utf8(values: pa.Array, nonascii: np.ndarray) -> np.ndarray:
     bad = np.zeros(len(values), dtype=bool)
     if not nonascii.any():
         return bad
-    subset = values.filter(pa.array(nonascii))
     try:
-        subset.validate(full=True)
+        values.validate(full=True)
         return bad
     except pa.ArrowInvalid:
         pass
+    subset = values.filter(pa.array(nonascii))
     # Rare (a SQL_ASCII source read without decoding): find the bad values one by one.
     binary = subset.cast(pa.binary()) if pa.types.is_string(subset.type) else subset.cast(pa.large_binary())
     flags = []
@@ -305,8 +352,11 @@ class Normalized:
     def values(self) -> pa.Array:
         """Text with controls removed, NFC, whitespace collapsed, trimmed; NULL where empty."""
         if self._values is None:
-            self._values = self.raw if self.dirty is None else scatter(self.raw, self.dirty, self.subset)
+            self._values = self.as_parts().merged()
         return self._values
+
+    def as_parts(self) -> Parts:
+        return Parts(self.raw, self.dirty, self.subset)
 
     def parts(self) -> list[tuple[np.ndarray | None, pa.Array]]:
         """The normalised text in two parts, for rules that read values one by one: every value as
@@ -430,32 +480,40 @@ def mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+_BYTE_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
+_K1, _K2, _K3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
 def fingerprints(values: pa.Array) -> np.ndarray:
     """A 64-bit number per value from its length and its first and last eight bytes: equal values
     have equal fingerprints (NULL has its own), so there are at most as many fingerprints as values."""
     b = text_bytes(values)
     n = len(values)
+    if not n:
+        return np.zeros(0, dtype=np.uint64)
     lengths = b.lengths
-    padded = np.zeros(b.data.size + 16, dtype=np.uint8)
-    padded[8 : 8 + b.data.size] = b.data
-    # Every 8-byte window of the bytes, one per start byte (unaligned reads).
-    windows = np.ndarray(shape=(b.data.size + 9,), dtype="<u8", buffer=padded, strides=(1,))
-    short = np.minimum(lengths, 8).astype(np.uint64)
-    keep = np.where(short == 8, np.uint64(0xFFFFFFFFFFFFFFFF), (np.uint64(1) << (short * np.uint64(8))) - np.uint64(1))
-    head = windows[b.starts + 8] & keep
-    tail = windows[np.maximum(b.ends, b.starts + 8)]  # the last 8 bytes (window ending at `ends`)
-    tail = np.where(lengths > 8, tail, 0).astype(np.uint64)
+    padded = np.zeros(b.data.size + 8, dtype=np.uint8)
+    padded[: b.data.size] = b.data
+    # Every 8-byte window of the bytes, one per start byte (unaligned reads, by fancy indexing).
+    windows = np.ndarray(shape=(b.data.size + 1,), dtype="<u8", buffer=padded, strides=(1,))
+    head = windows[b.starts] & _BYTE_MASKS.take(lengths, mode="clip")
+    tail = windows[np.maximum(b.ends - 8, b.starts)] * (lengths > 8)  # the last eight bytes
     with np.errstate(over="ignore"):
-        out = mix(mix(lengths.astype(np.uint64) ^ head) ^ tail)
+        out = (head ^ (lengths.astype(np.uint64) * _K3)) * _K1
+        out ^= out >> np.uint64(32)
+        out ^= tail
+        out *= _K2
+        out ^= out >> np.uint64(29)
     out[~b.valid] = 0
-    return out if n else np.zeros(0, dtype=np.uint64)
+    return out
 
 
 def _distinct_buckets(hashes: np.ndarray) -> int:
     """How many buckets (of about 4 per hash) the hashes fall in: at most the distinct hashes."""
-    buckets = 1 << max(10, (4 * hashes.size).bit_length())
-    seen = np.zeros(buckets, dtype=bool)
-    seen[(hashes & np.uint64(buckets - 1)).astype(np.int64)] = True
+    bits = max(10, (4 * hashes.size).bit_length())
+    seen = np.zeros(1 << bits, dtype=bool)
+    with np.errstate(over="ignore"):  # the bucket: the top bits of a multiplicative hash
+        seen[((hashes * _K1) >> np.uint64(64 - bits)).astype(np.int64)] = True
     return int(np.count_nonzero(seen))
 
 
@@ -465,7 +523,13 @@ def distinct_at_least(values: pa.Array) -> int:
     return _distinct_buckets(fingerprints(values)[valid_mask(values)])
 
 
+def distinct_hashes_at_least(hashes: np.ndarray) -> int:
+    """The same bound from fingerprints already computed (of the non-NULL values)."""
+    return _distinct_buckets(hashes)
+
+
 def distinct_numbers_at_least(numbers: np.ndarray) -> int:
     """A lower bound of the number of distinct int64 numbers."""
     with np.errstate(over="ignore"):
-        return _distinct_buckets(mix(numbers.astype(np.uint64)))
+        hashed = numbers.astype(np.uint64) * _K1
+        return _distinct_buckets(hashed ^ (hashed >> np.uint64(29)))
