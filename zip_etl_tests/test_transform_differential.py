@@ -254,6 +254,8 @@ def test_bad_input_corpus_cleans_the_same():
     raw = corpus_frame()
     assert_same(raw)
     assert_same(raw, arrow_backed(raw))
+    shuffled = raw.sample(frac=1, random_state=3)  # another order, and an index that is not 0..n-1
+    assert_same(shuffled)
 
 
 @pytest.mark.parametrize("always", [False, True], ids=["per-row", "per-distinct"])
@@ -270,7 +272,8 @@ def test_hostile_text_cleans_the_same(always):
 def test_undecodable_bytes_are_rejected_the_same():
     """Lone surrogates from a "surrogateescape" read (object columns), and invalid UTF-8 in Arrow."""
     raw = edge_frame().iloc[:40].copy()
-    raw["company_name"] = raw["company_name"].astype(object)
+    for column in TEXT_COLUMNS:  # object columns: only they hold lone surrogates
+        raw[column] = raw[column].astype(object)
     raw.loc[3, "company_name"] = "Caf\udce9 Ol\udce9"
     raw.loc[4, "employees"] = "1\udcff2"
     raw.loc[4, "phone"] = "212-555-0123\udc80"

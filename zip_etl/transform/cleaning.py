@@ -1,21 +1,37 @@
-"""The cleaning rules for raw company records: plain pandas, no Dagster, no SQL.
+"""The cleaning rules for raw company records: pandas on Arrow, no Dagster, no SQL.
 
-Change this module to change what "clean" means; its tests need no database.
+Change this module to change what "clean" means; its tests need no database. Each rule is
+written twice: once per value (`normalize_text`, `parse_phone`, ...: the rule as CPython reads it,
+easy to check by eye) and once vectorised over whole columns (`normalize_texts`, `parse_phones`,
+...: what runs). The vectorised rules leave to the per-value ones the few values they cannot
+decide exactly (text holding a character whose Unicode handling differs between Arrow and
+CPython, see `unicode_tables`), and say how many (`CleaningResult.fallback_rows`). A rule changed
+in one place must be changed in the other; `zip_etl_tests/test_transform_differential.py` compares
+the vectorised rules with the per-value ones as first written (`zip_etl_tests/reference_cleaning.py`),
+so a change of what "clean" means updates that copy too.
 
-Input: one or many zip codes' raw rows (`RAW_COLUMNS`, text as upstream sent it). Output: the
-cleaned rows (`CLEANED_COLUMNS`, typed and downcast) and the rejected rows with the reason, so
-that for every zip code ``rows in = rows out + rows rejected``.
+Input: one or many zip codes' raw rows (`RAW_COLUMNS`, text as upstream sent it: object, pandas
+`string[pyarrow]` or `pd.ArrowDtype` strings). Output: the cleaned rows (`CLEANED_COLUMNS`, typed,
+downcast, Arrow-backed) and the rejected rows with the reason, so that for every zip code
+``rows in = rows out + rows rejected``.
 
 Rules, in order:
 
 0. **Encoding**: a row with any text that is not valid UTF-8 (possible when the raw database is
-   SQL_ASCII) is rejected (`invalid_encoding`); the quarantine shows the bytes as `\\xNN`.
-1. **Text** (name, address, city, industry, record id): Unicode NFC; control characters (NUL
-   included, which PostgreSQL cannot store) removed; every run of whitespace (spaces, tabs,
-   newlines, carriage returns) becomes one space; ends trimmed; empty becomes NULL. The literal
-   text `\\N`, backslashes and quotes are ordinary text and kept.
-   City is title-cased, state upper-cased and must be a USPS code (or a full state name, mapped to
-   its code), else NULL. Industry is mapped to a canonical label. Record ids are upper-cased.
+   SQL_ASCII) is rejected (`invalid_encoding`); the quarantine shows the bytes as `\\xNN`. Such
+   bytes come as lone surrogates U+DC80-U+DCFF (read with "surrogateescape") or as invalid UTF-8
+   in an Arrow column; other lone surrogates cannot come from a database read and are refused
+   with an error naming the column and row.
+1. **Text** (name, address, city, industry, record id): control characters removed (U+0000-U+0008,
+   U+000E-U+001F, U+007F; NUL included, which PostgreSQL cannot store; other characters, e.g. the
+   C1 controls, are kept); then Unicode NFC; then every run of whitespace (what Python's
+   `str.isspace()` calls whitespace: spaces, tabs, newlines, carriage returns, and also NBSP,
+   U+0085, U+2000-U+200A, U+3000 ...) becomes one space; ends trimmed; empty becomes NULL. The
+   literal text `\\N`, backslashes and quotes are ordinary text and kept.
+   City is title-cased (as Python's `str.title()`: `o'malley's` -> `O'Malley'S`), state
+   upper-cased and, without dots, must be a USPS code (or a full state name, mapped to its code),
+   else NULL. Industry is mapped to a canonical label (its lower-cased text), else title-cased.
+   Record ids are upper-cased. Case mappings are Python's (full mappings: `ß` upper-cases to `SS`).
 2. **Required values**: a row with no record id (`missing_record_id`) or no company name
    (`missing_company_name`) is rejected, and so is a record id over 200 characters
    (`record_id_too_long`: it is half of the table's key, and no real id is that long).
@@ -24,21 +40,26 @@ Rules, in order:
    part must equal the row's partition zip code, else `zip_mismatch`; a value that is no zip code
    at all is `invalid_postal_code`. No postal code: the partition's zip code stands. The +4 part is
    kept as `zip4`: text of exactly four digits, leading zeros kept (`0332`), like the zip code.
-4. **Phones**: digits only, extensions (`x12`, `ext. 12`) dropped, a leading country code 1
-   dropped; a valid NANP number (10 digits, area code and exchange not starting with 0 or 1)
-   becomes E.164 `+1NXXNXXXXXX`; anything else becomes NULL (counted, not rejected).
-5. **Numbers**: one grammar for every number column: after dropping `,`, `_` and spaces, an
-   optional sign, digits with an optional decimal part (`1,200`, ` 45 `, `12.0`, `.5`); no
-   exponent (`4.2e3` is not a number here). `N/A`, `unknown`, `-`, empty become NULL.
-   Employees: a whole number 0..2,147,483,647. Revenue: dollars, an optional leading `$` and
-   `K`/`M`/`B` suffix, rounded to whole dollars (halves to even), 0..2**62. Founded year:
-   1800..this year. Out-of-range or unparseable values become NULL (counted, not rejected).
+4. **Phones**: an extension at the end (`x12`, `ext. 12`, `extension 12`, any case) dropped, then
+   digits only, a leading country code 1 dropped; a valid NANP number (10 digits, area code and
+   exchange not starting with 0 or 1) becomes E.164 `+1NXXNXXXXXX`; anything else becomes NULL
+   (counted, not rejected).
+5. **Numbers**: one grammar for every number column: after lower-casing and dropping `,`, `_` and
+   spaces, an optional sign, digits with an optional decimal part (`1,200`, ` 45 `, `12.0`, `.5`,
+   `12.`); no exponent (`4.2e3` is not a number here). `N/A`, `unknown`, `-`, empty become NULL.
+   Employees: a whole number 0..2,147,483,647. Revenue: dollars, an optional leading `$`, a
+   `K`/`M`/`MM`/`B`/`BN` suffix and a trailing `USD`; the number as a binary float (as Python's
+   `float()` reads it) times the suffix, rounded to whole dollars (halves to even), 0..2**62.
+   Founded year: 1800..this year. Out-of-range or unparseable values become NULL (counted, not
+   rejected: a value counts when it is present, i.e. not NULL and not only whitespace).
    Digits are the ASCII digits 0-9 wherever a rule reads digits (postal codes, phones, numbers):
    other scripts' digits (`٤٥`) are not read as numbers.
 6. **Duplicates**: rows with the same zip code and record id are one company; the most recently
-   updated row is kept (ties: the lowest raw id), the others are rejected as `duplicate`.
-7. **Downcast**: integer columns take the smallest nullable integer type that holds their values;
-   text columns with few distinct values (at most half the rows) become categoricals.
+   updated row is kept (compared to the microsecond; ties: the lowest raw id), the others are
+   rejected as `duplicate`, their detail naming the raw id kept.
+7. **Downcast**: integer columns take the smallest integer type that holds their values (Arrow
+   integers); text columns with few distinct values (at most half the rows) become dictionary
+   encoded (Arrow dictionaries, pandas' categoricals in Arrow form).
 """
 
 from __future__ import annotations
@@ -413,36 +434,59 @@ def parse_postal_codes(raw: pa.Array) -> PostalCodes:
     return PostalCodes(zip5, zip4, valid, text.undecided)
 
 
+_ZERO_DIGITS = np.uint64(0x3030303030303030)
+_HIGH_NIBBLES = np.uint64(0xF0F0F0F0F0F0F0F0)
+_SIX = np.uint64(0x0606060606060606)
+
+
+def _digit_values(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eight bytes per word: (each byte's value as a digit, a mask whose byte j is nonzero unless
+    byte j is an ASCII digit). XOR with '0' maps exactly the digits to 0-9 and borrows nothing;
+    a value v <= 15 is below 10 when v + 6 does not carry into the high nibble."""
+    values = words ^ _ZERO_DIGITS
+    return values, (values | (values + _SIX)) & _HIGH_NIBBLES
+
+
 def _read_postal_codes(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(zip5 as a number or -1, zip4 as a number or -1, valid) of normalised postal codes: the
+    first ten bytes of each, as two unaligned 64-bit reads, digits checked and converted eight at
+    a time (SWAR)."""
     b = kernels.text_bytes(values)
+    n = len(values)
     length, present = b.lengths, b.valid
-    byte = [b.byte_at(j) for j in range(10)]
-    digit = [(c - np.uint8(0x30)) < 10 for c in byte]
-    value = [(c - np.uint8(0x30)).astype(np.int64) for c in byte]
+    padded = np.zeros(b.data.size + 16, dtype=np.uint8)
+    padded[: b.data.size] = b.data
+    windows = np.ndarray(shape=(b.data.size + 9,), dtype="<u8", buffer=padded, strides=(1,))
+    starts = np.asarray(b.starts, dtype=np.int64)
+    head, head_other = _digit_values(windows[starts])  # bytes 0-7
+    tail, tail_other = _digit_values(windows[starts + 8])  # bytes 8-15
 
-    def number(positions) -> np.ndarray:
-        out = np.zeros(len(length), dtype=np.int64)
-        for j in positions:
-            out = out * 10 + value[j]
-        return out
+    def digits(first: int, last: int) -> np.ndarray:
+        """Bytes first..last (inclusive, within 0-9) are all digits."""
+        mask = sum(0xFF << (8 * j) for j in range(first, min(last, 7) + 1))
+        ok = (head_other & np.uint64(mask)) == 0
+        if last >= 8:
+            ok &= (tail_other & np.uint64(sum(0xFF << (8 * (j - 8)) for j in range(max(first, 8), last + 1)))) == 0
+        return ok
 
-    def all_digits(positions) -> np.ndarray:
-        return np.logical_and.reduce([digit[j] for j in positions])
-
-    five = all_digits(range(5))
+    five = digits(0, 4)
     plain = present & (length == 5) & five
-    joined = present & (length == 9) & five & all_digits(range(5, 9))
-    separated = present & (length == 10) & five & ((byte[5] == ord("-")) | (byte[5] == ord(" "))) & all_digits(range(6, 10))
-    short3 = present & (length == 3) & all_digits(range(3))
-    short4 = present & (length == 4) & all_digits(range(4))
-    zip5 = np.full(len(length), -1, dtype=np.int64)
+    joined = present & (length == 9) & five & digits(5, 8)
+    separator = (head >> np.uint64(40)) & np.uint64(0xFF)  # byte 5, XOR '0'
+    separated = (present & (length == 10) & five & digits(6, 9)
+                 & ((separator == (ord("-") ^ 0x30)) | (separator == (ord(" ") ^ 0x30))))
+    short3 = present & (length == 3) & digits(0, 2)
+    short4 = present & (length == 4) & digits(0, 3)
     full = plain | joined | separated
-    zip5[full] = number(range(5))[full]
-    zip5[short3] = number(range(3))[short3]
-    zip5[short4] = number(range(4))[short4]
-    zip4 = np.full(len(length), -1, dtype=np.int64)
-    zip4[joined] = number(range(5, 9))[joined]
-    zip4[separated] = number(range(6, 10))[separated]
+    # zip5: the first 5 (or 3, 4: zeros in front) digits; zip4: bytes 5-8 or 6-9
+    width = np.where(short3, 3, np.where(short4, 4, 5)).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        zip5 = _eight_digits(head << (np.uint64(8) * (np.uint64(8) - width))).astype(np.int64)
+        plus4 = np.where(joined, (head >> np.uint64(40)) | (tail << np.uint64(24)),
+                         (head >> np.uint64(48)) | (tail << np.uint64(16)))
+        zip4 = _eight_digits(plus4 << np.uint64(32)).astype(np.int64)
+    zip5[~(full | short3 | short4)] = -1
+    zip4[~(joined | separated)] = -1
     valid = ~present | full | short3 | short4
     return zip5, zip4, valid
 
@@ -880,8 +924,7 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
     if missing:
         raise ValueError(f"raw rows lack the columns {missing}; expected {RAW_COLUMNS}")
     kernels.check_unicode_tables()
-    raw = raw.reset_index(drop=True)
-    n = len(raw)
+    n = len(raw)  # rows are addressed by position throughout: the index is not read
     this_year = (today or dt.date.today()).year
     run = _Run(n)
     texts = {c: _raw_text(c, raw[c]) for c in TEXT_COLUMNS}
@@ -943,7 +986,7 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
 
     rejected_rows = np.flatnonzero(reason)
     kept = reason == 0
-    rejected = raw.iloc[rejected_rows].reset_index(drop=True)
+    rejected = _rows_as_they_came(raw, texts, rejected_rows)
     details, kept_ids = _details(
         reason[rejected_rows], rejected_rows, texts, record_id_length, postal, zip_values, duplicate_of, raw_id,
         raw_id_valid, zip_codes)
@@ -1114,6 +1157,20 @@ def _details(reasons, rows, texts, record_id_length, postal, zip_values, duplica
     kept_ids[duplicate_rows] = raw_id[kept]
     kept_valid[duplicate_rows] = raw_id_valid[kept]
     return detail, pa.array(kept_ids, mask=~kept_valid)
+
+
+def _rows_as_they_came(raw: pd.DataFrame, texts: dict[str, _RawText], rows: np.ndarray) -> pd.DataFrame:
+    """`raw.iloc[rows]` (every column, values and dtypes as they came), taking Arrow text from the
+    contiguous arrays already made of it (pandas would take from the chunks, merging them first)."""
+    out = {}
+    for name, column in raw.items():
+        text = texts.get(name)
+        if (text is not None and text.invalid is None and isinstance(column.dtype, pd.ArrowDtype)
+                and column.dtype.pyarrow_dtype == text.values.type):
+            out[name] = pd.Series(pd.arrays.ArrowExtensionArray(text.values.take(pa.array(rows))), name=name)
+        else:
+            out[name] = column.iloc[rows].reset_index(drop=True)
+    return pd.DataFrame(out, columns=raw.columns)
 
 
 def _readable(rejected: pd.DataFrame, texts: dict[str, _RawText], rows: np.ndarray) -> pd.DataFrame:
