@@ -205,6 +205,20 @@ def test_downcast_keeps_values():
     assert small["s"].astype(object).tolist()[:2] == ["a", "a"]
 
 
+def test_merged_results_keep_values_and_dtypes(demo_frame):
+    """Chunks read differently (Arrow and object columns) merge into one Arrow-backed result."""
+    from zip_etl.transform.isolation import merge_results
+
+    arrow = pa.Table.from_pandas(demo_frame, preserve_index=False).to_pandas(types_mapper=pd.ArrowDtype)
+    parts = [clean_companies(arrow.iloc[:10_000], today=TODAY), clean_companies(demo_frame.iloc[10_000:], today=TODAY)]
+    merged = merge_results(parts)
+    expected = pd.concat([p.cleaned.astype(object) for p in parts], ignore_index=True)
+    pd.testing.assert_frame_equal(merged.cleaned.astype(object), expected, check_dtype=False)
+    assert str(merged.cleaned["source_updated_at"].dtype) == "timestamp[ns, tz=UTC][pyarrow]"
+    assert len(merged.duplicate_kept_raw_id) == len(merged.rejected) == sum(len(p.rejected) for p in parts)
+    assert merged.unparseable == {k: parts[0].unparseable[k] + parts[1].unparseable[k] for k in parts[0].unparseable}
+
+
 def test_missing_raw_column_is_a_clear_error():
     with pytest.raises(ValueError, match="lack the columns.*phone"):
         clean_companies(raw_rows({}).drop(columns=["phone"]))

@@ -58,7 +58,7 @@ def merge_results(results: list[CleaningResult]) -> CleaningResult:
             unparseable[column] = unparseable.get(column, 0) + count
         for column, count in result.fallback_values.items():
             fallback_values[column] = fallback_values.get(column, 0) + count
-    cleaned = pd.concat([_widened(r.cleaned) for r in results], ignore_index=True)
+    cleaned = pd.concat(_same_dtypes([_widened(r.cleaned) for r in results]), ignore_index=True)
     return CleaningResult(
         cleaned=downcast(cleaned),
         rejected=pd.concat([r.rejected for r in results], ignore_index=True),
@@ -85,3 +85,21 @@ def _widened(frame: pd.DataFrame) -> pd.DataFrame:
             column = column.astype("Int64")
         out[name] = column
     return pd.DataFrame(out, index=frame.index)
+
+
+_UNITS = ["s", "ms", "us", "ns"]
+
+
+def _same_dtypes(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Arrow timestamps of different units (input read differently) in the finest of them: pandas
+    concatenates unlike Arrow dtypes into a timestamp without its time zone."""
+    out = [frame.copy(deep=False) for frame in frames]
+    for name in frames[0].columns:
+        dtypes = {frame[name].dtype for frame in frames}
+        arrow = [d.pyarrow_dtype for d in dtypes if isinstance(d, pd.ArrowDtype)]
+        if len(dtypes) > 1 and len(arrow) == len(dtypes) and all(pa.types.is_timestamp(t) for t in arrow):
+            unit = max((t.unit for t in arrow), key=_UNITS.index)
+            target = pd.ArrowDtype(pa.timestamp(unit, tz="UTC"))
+            for frame in out:
+                frame[name] = frame[name].astype(target)
+    return out
