@@ -258,6 +258,30 @@ def test_bad_input_corpus_cleans_the_same():
     assert_same(shuffled)
 
 
+def input_forms(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every input the contract allows: text as object, string[pyarrow], Arrow string and
+    large_string; raw_id as Int64 or Arrow int64; updated_at as numpy ns/us or Arrow us (UTC)."""
+    large = arrow_backed(frame)
+    for column in TEXT_COLUMNS:
+        large[column] = large[column].astype(pd.ArrowDtype(pa.large_string()))
+    chunked = pa.Table.from_batches(pa.Table.from_pandas(frame, preserve_index=False).to_batches(max_chunksize=7))
+    return {
+        "object": frame,
+        "string[pyarrow]": string_backed(frame),
+        "arrow": arrow_backed(frame),
+        "arrow large_string": large,
+        "arrow in chunks of 7 rows": chunked.to_pandas(types_mapper=pd.ArrowDtype),
+        "numpy us timestamps": frame.assign(updated_at=frame["updated_at"].astype("datetime64[us, UTC]")),
+    }
+
+
+def test_every_input_form_cleans_the_same():
+    raw = pd.concat([corpus_frame(), edge_frame().assign(raw_id=lambda f: f["raw_id"] + 1000)], ignore_index=True)
+    for form, frame in input_forms(raw).items():
+        got = assert_same(raw, frame)
+        assert list(got.rejected.dtypes) == list(frame.dtypes) + [pd.ArrowDtype(pa.string())] * 2, form
+
+
 @pytest.mark.parametrize("always", [False, True], ids=["per-row", "per-distinct"])
 def test_hostile_text_cleans_the_same(always):
     raw = edge_frame()
