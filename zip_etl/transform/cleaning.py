@@ -184,9 +184,9 @@ MAX_REVENUE = 2**62
 @dataclass
 class CleaningResult:
     cleaned: pd.DataFrame
-    """Clean rows, `CLEANED_COLUMNS`, downcast, pyarrow-backed: `pd.ArrowDtype` strings, the smallest
-    `pd.ArrowDtype` integers, `pd.ArrowDtype` UTC timestamps, and categoricals (Arrow dictionaries
-    once converted) for text with few distinct values."""
+    """Clean rows, `CLEANED_COLUMNS`, downcast, all `pd.ArrowDtype`: strings, Arrow dictionaries for
+    text with few distinct values, the smallest integers, UTC timestamps (in the input's unit).
+    `pa.Table.from_pandas(cleaned, preserve_index=False)` takes the arrays as they are."""
     rejected: pd.DataFrame
     """Rejected rows with their original raw values, a `reason` (one of `REJECTION_REASONS`) and a
     `detail` for a person (which value, which rule)."""
@@ -452,7 +452,6 @@ def _read_postal_codes(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.nda
     first ten bytes of each, as two unaligned 64-bit reads, digits checked and converted eight at
     a time (SWAR)."""
     b = kernels.text_bytes(values)
-    n = len(values)
     length, present = b.lengths, b.valid
     padded = np.zeros(b.data.size + 16, dtype=np.uint8)
     padded[: b.data.size] = b.data
@@ -821,7 +820,6 @@ class _Run:
             self._count(column, result.undecided)
             return _Coded(result.values), result.present
         codes = distinct[0]
-        known = codes >= 0
         self._count(column, _at(result.undecided, codes, False))
         return _Coded(result.values.merged(), codes), _at(result.present, codes, False)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -233,18 +232,6 @@ def from_bytes(lengths: np.ndarray, data: np.ndarray, valid: np.ndarray | None =
         [validity, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data, dtype=np.uint8))],
         null_count=null_count,
     )
-
-
-def keep_bytes(source: Bytes, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(lengths, data) of every value with only its bytes flagged in `keep`."""
-    return source.count_in(keep), source.data[keep]
-
-
-def fixed_width(columns: list[np.ndarray], valid: np.ndarray) -> pa.Array:
-    """A string array whose valid values are the bytes `columns[0][i], columns[1][i], ...`."""
-    width = len(columns)
-    matrix = np.stack(columns, axis=1)[valid] if len(valid) else np.zeros((0, width), dtype=np.uint8)
-    return from_bytes(np.where(valid, width, 0), matrix.reshape(-1), valid)
 
 
 def scatter(values: pa.Array, mask: np.ndarray, replacements: pa.Array) -> pa.Array:
