@@ -752,7 +752,8 @@ def _distinct(values: pa.Array) -> tuple[np.ndarray, pa.Array] | None:
     n = len(values)
     if n < DISTINCT_MIN_ROWS:
         return None
-    sample = values.slice(0, _DISTINCT_SAMPLE) if n > _DISTINCT_SAMPLE else values
+    # Rows spread over the whole column (input sorted by zip code repeats itself at the start).
+    sample = values.take(pa.array(np.linspace(0, n - 1, _DISTINCT_SAMPLE).astype(np.int64))) if n > _DISTINCT_SAMPLE else values
     if pc.count_distinct(sample, mode="all").as_py() > DISTINCT_SHARE * len(sample):
         return None
     encoded = pc.dictionary_encode(values)
