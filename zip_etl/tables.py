@@ -7,8 +7,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from psycopg2 import sql
-
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SQL_TYPE = re.compile(r"^[a-z][a-z0-9 ()]*$")
 
@@ -52,7 +50,10 @@ class Table:
                 raise ValueError(f"{key!r} is not a column of {self.schema}.{self.name}")
 
     @property
-    def identifier(self) -> sql.Identifier:
+    def identifier(self):
+        """The table's name for psycopg2's `sql` composition (quoted by the driver, never pasted)."""
+        from psycopg2 import sql
+
         return sql.Identifier(self.schema, self.name)
 
     @property

@@ -17,11 +17,14 @@ ZIPS = ["00501", "00544", "01001", "01002", "01003"]
 POISON = "POISON-PILL"
 
 
-def poisoned_parse_phone(original):
-    def parse(value):
-        if value == POISON:
+def poisoned_parse_phones(original):
+    """The phone rule, raising when a column holds the poison value."""
+    import pyarrow.compute as pc
+
+    def parse(values):
+        if pc.any(pc.equal(values, POISON)).as_py():
             raise RuntimeError("poisoned phone value")
-        return original(value)
+        return original(values)
 
     return parse
 
@@ -29,7 +32,7 @@ def poisoned_parse_phone(original):
 def test_bisection_isolates_exactly_the_bad_zip_codes(monkeypatch):
     raw = generate_raw_companies(2000, ZIPS, seed=3)
     raw.loc[raw.index[raw["zip_code"] == "01002"][:1], "phone"] = POISON
-    monkeypatch.setattr(cleaning, "parse_phone", poisoned_parse_phone(cleaning.parse_phone))
+    monkeypatch.setattr(cleaning, "parse_phones", poisoned_parse_phones(cleaning.parse_phones))
     calls = []
 
     def counting_clean(frame: pd.DataFrame):
@@ -72,7 +75,7 @@ def test_poisoned_zip_code_in_a_batched_run(seeded, query, monkeypatch):
     before = dict(query(sql.SQL("SELECT zip_code, count(*) FROM {} GROUP BY 1").format(table)))
     assert before["01002"] > 0
 
-    monkeypatch.setattr(cleaning, "parse_phone", poisoned_parse_phone(cleaning.parse_phone))
+    monkeypatch.setattr(cleaning, "parse_phones", poisoned_parse_phones(cleaning.parse_phones))
     result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], resources=resources,
                             instance=instance, raise_on_error=False,
                             tags={ASSET_PARTITION_RANGE_START_TAG: "00501", ASSET_PARTITION_RANGE_END_TAG: "01003"})

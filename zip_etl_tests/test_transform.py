@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from zip_etl.transform import RAW_COLUMNS, clean_companies, downcast, frame_bytes, partition_stats
@@ -185,8 +186,15 @@ def test_downcasting_halves_memory(demo_frame):
     result = clean_companies(demo_frame, today=TODAY)
     assert frame_bytes(result.cleaned) <= 0.5 * frame_bytes(demo_frame)
     dtypes = result.cleaned.dtypes
-    assert str(dtypes["founded_year"]) == "Int16"
-    assert str(dtypes["state"]) == "category"
+    assert str(dtypes["founded_year"]) == "int16[pyarrow]"
+    assert str(dtypes["state"]) == "dictionary<values=string, indices=int8, ordered=0>[pyarrow]"
+    # Arrow-backed input (as the reader gives it) halves too, and every column converts to Arrow.
+    arrow = pa.Table.from_pandas(demo_frame, preserve_index=False).to_pandas(types_mapper=pd.ArrowDtype)
+    result = clean_companies(arrow, today=TODAY)
+    assert frame_bytes(result.cleaned) <= 0.5 * frame_bytes(arrow)
+    table = pa.Table.from_pandas(result.cleaned, preserve_index=False)
+    assert str(table.schema.field("employees").type) in ("int16", "int32")
+    assert pa.types.is_dictionary(table.schema.field("state").type)
 
 
 def test_downcast_keeps_values():
@@ -195,6 +203,22 @@ def test_downcast_keeps_values():
     assert str(small["n"].dtype) == "Int16"
     assert small["n"].tolist()[0] == 1 and pd.isna(small["n"].tolist()[1])
     assert small["s"].astype(object).tolist()[:2] == ["a", "a"]
+
+
+def test_merged_results_keep_values_and_dtypes(demo_frame):
+    """Chunks read differently (Arrow and object columns) merge into one Arrow-backed result."""
+    from zip_etl.transform.isolation import merge_results
+
+    arrow = pa.Table.from_pandas(demo_frame, preserve_index=False).to_pandas(types_mapper=pd.ArrowDtype)
+    parts = [clean_companies(arrow.iloc[:10_000], today=TODAY), clean_companies(demo_frame.iloc[10_000:], today=TODAY)]
+    merged = merge_results(parts)
+    expected = pd.concat([p.cleaned.astype(object) for p in parts], ignore_index=True)
+    pd.testing.assert_frame_equal(merged.cleaned.astype(object), expected, check_dtype=False)
+    units = {p.cleaned["source_updated_at"].dtype.pyarrow_dtype.unit for p in parts}
+    finest = "ns" if "ns" in units else "us"
+    assert str(merged.cleaned["source_updated_at"].dtype) == f"timestamp[{finest}, tz=UTC][pyarrow]"
+    assert len(merged.duplicate_kept_raw_id) == len(merged.rejected) == sum(len(p.rejected) for p in parts)
+    assert merged.unparseable == {k: parts[0].unparseable[k] + parts[1].unparseable[k] for k in parts[0].unparseable}
 
 
 def test_missing_raw_column_is_a_clear_error():

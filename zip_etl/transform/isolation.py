@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import pandas as pd
+import pyarrow as pa
 
 from zip_etl.transform.cleaning import CleaningResult, clean_companies
 
@@ -51,18 +52,54 @@ def merge_results(results: list[CleaningResult]) -> CleaningResult:
     from zip_etl.transform.cleaning import downcast
 
     unparseable: dict[str, int] = {}
+    fallback_values: dict[str, int] = {}
     for result in results:
         for column, count in result.unparseable.items():
             unparseable[column] = unparseable.get(column, 0) + count
-    cleaned = pd.concat([r.cleaned.astype({c: object for c in r.cleaned.select_dtypes("category")})
-                         for r in results], ignore_index=True)
-    kept = [r.duplicate_kept_raw_id for r in results]
+        for column, count in result.fallback_values.items():
+            fallback_values[column] = fallback_values.get(column, 0) + count
+    cleaned = pd.concat(_same_dtypes([_widened(r.cleaned) for r in results]), ignore_index=True)
     return CleaningResult(
         cleaned=downcast(cleaned),
         rejected=pd.concat([r.rejected for r in results], ignore_index=True),
         unparseable=unparseable,
-        duplicate_kept_raw_id=(
-            pd.array(pd.concat([pd.Series(k, dtype="Int64") for k in kept], ignore_index=True), dtype="Int64")
-            if all(k is not None for k in kept) else None
-        ),
+        duplicate_kept_raw_id=pd.concat([r.duplicate_kept_raw_id for r in results], ignore_index=True),
+        fallback_rows=sum(r.fallback_rows for r in results),
+        fallback_values=fallback_values,
     )
+
+
+def _widened(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns in one dtype per kind, so that results downcast differently concatenate: categoricals
+    and dictionaries back to their values' dtype, integers to 64 bits (downcast picks again after)."""
+    out = {}
+    for name, column in frame.items():
+        dtype = column.dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            column = column.astype(dtype.categories.dtype)
+        elif isinstance(dtype, pd.ArrowDtype) and pa.types.is_dictionary(dtype.pyarrow_dtype):
+            column = column.astype(pd.ArrowDtype(dtype.pyarrow_dtype.value_type))
+        elif isinstance(dtype, pd.ArrowDtype) and pa.types.is_integer(dtype.pyarrow_dtype):
+            column = column.astype(pd.ArrowDtype(pa.int64()))
+        elif pd.api.types.is_integer_dtype(dtype):
+            column = column.astype("Int64")
+        out[name] = column
+    return pd.DataFrame(out, index=frame.index)
+
+
+_UNITS = ["s", "ms", "us", "ns"]
+
+
+def _same_dtypes(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Arrow timestamps of different units (input read differently) in the finest of them: pandas
+    concatenates unlike Arrow dtypes into a timestamp without its time zone."""
+    out = [frame.copy(deep=False) for frame in frames]
+    for name in frames[0].columns:
+        dtypes = {frame[name].dtype for frame in frames}
+        arrow = [d.pyarrow_dtype for d in dtypes if isinstance(d, pd.ArrowDtype)]
+        if len(dtypes) > 1 and len(arrow) == len(dtypes) and all(pa.types.is_timestamp(t) for t in arrow):
+            unit = max((t.unit for t in arrow), key=_UNITS.index)
+            target = pd.ArrowDtype(pa.timestamp(unit, tz="UTC"))
+            for frame in out:
+                frame[name] = frame[name].astype(target)
+    return out
