@@ -3,7 +3,7 @@
 from zip_etl.cli.local_runs import Target
 from zip_etl.partitions import partition_ranges
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
-from dagster._core.definitions.partitions.partition_key_range import PartitionKeyRange
+from dagster import PartitionKeyRange
 
 
 def test_ranges_are_contiguous_bounded_and_cover_every_key_once():
@@ -29,7 +29,7 @@ def test_zip_code_partitions_lookups_match_dagsters_semantics():
     assert not zip_code_partitions.has_partition_key("501")
     assert zip_code_partitions.get_partition_keys_in_range(PartitionKeyRange("00501", "00501")) == ["00501"]
     import pytest
-    from dagster._core.errors import DagsterInvalidInvocationError
+    from dagster import DagsterInvalidInvocationError
 
     with pytest.raises(DagsterInvalidInvocationError, match="'00000' is not a partition key; the partitions are"):
         zip_code_partitions.get_partition_keys_in_range(PartitionKeyRange("00000", "00501"))

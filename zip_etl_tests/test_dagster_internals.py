@@ -1,0 +1,246 @@
+"""Contract tests for zip_etl/dagster_internals.py: each fails loudly when a Dagster upgrade changes what
+zip_etl relies on, and where zip_etl takes a faster path than Dagster's public one, each shows that
+both paths store the same thing."""
+
+import logging
+import os
+
+import dagster as dg
+import pytest
+
+from zip_etl import dagster_internals as internals
+from zip_etl.partitions import ZIP_CODES, zip_code_partitions
+
+
+def test_tag_names_are_the_documented_strings():
+    assert internals.PARTITION_NAME_TAG == "dagster/partition"
+    assert internals.ASSET_PARTITION_RANGE_START_TAG == "dagster/asset_partition_range_start"
+    assert internals.ASSET_PARTITION_RANGE_END_TAG == "dagster/asset_partition_range_end"
+    assert internals.BACKFILL_ID_TAG == "dagster/backfill"
+    assert internals.DATA_VERSION_TAG == "dagster/data_version"
+    assert internals.CODE_VERSION_TAG == "dagster/code_version"
+
+
+def test_provenance_tags_are_the_ones_dagster_writes_for_a_materialization():
+    """Dagster's own path, on an asset with one observed source: the same tag names, and the data
+    version zip_etl computes from the same code version and input version is the one Dagster wrote."""
+
+    @dg.observable_source_asset(name="upstream")
+    def upstream():
+        return dg.DataVersion("12-abc")
+
+    @dg.asset(deps=[upstream], code_version="v7")
+    def built():
+        return None
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(
+        dg.AssetObservation(asset_key=upstream.key, tags={internals.DATA_VERSION_TAG: "12-abc"}))
+    result = dg.materialize([upstream, built], selection=[built], instance=instance)
+    tags = result.get_asset_materialization_events()[0].materialization.tags
+    source_version = tags["dagster/input_data_version/upstream"]
+    assert source_version == "12-abc"
+    ours = internals.provenance_tags(upstream.key, source_version, "v7")
+    assert set(ours) == {k for k in tags if k.startswith("dagster/") and k != "dagster/data_version_is_user_provided"}
+    assert ours[internals.DATA_VERSION_TAG] == tags[internals.DATA_VERSION_TAG]
+    assert ours[internals.CODE_VERSION_TAG] == tags[internals.CODE_VERSION_TAG] == "v7"
+    assert internals.logical_data_version("v8", {upstream.key: source_version}) != ours[internals.DATA_VERSION_TAG]
+
+
+PARTITIONS = dg.StaticPartitionsDefinition(["a", "b", "c"])
+
+
+def _stored(instance, key, event_type):
+    records = instance.fetch_materializations(key, limit=100) if event_type == "m" else \
+        instance.fetch_observations(key, limit=100)
+    return sorted(
+        (r.partition_key, dict(r.event_log_entry.dagster_event.event_specific_data.__getattribute__(
+            "materialization" if event_type == "m" else "asset_observation").tags or {}),
+         {k: v.value for k, v in (r.asset_materialization or r.asset_observation).metadata.items()})
+        for r in records.records
+    )
+
+
+def test_batched_events_store_what_log_event_stores(monkeypatch):
+    """The same events, one asset logging them one by one (public), the other in one batch."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    events = lambda key: [  # noqa: E731
+        dg.AssetMaterialization(asset_key=key, partition=p, metadata={"rows": i}, tags={"zip_etl/k": p})
+        for i, p in enumerate(PARTITIONS.get_partition_keys())
+    ] + [dg.AssetObservation(asset_key=key, partition=p, tags={internals.DATA_VERSION_TAG: f"v-{p}"})
+         for p in PARTITIONS.get_partition_keys()]
+
+    @dg.asset(partitions_def=PARTITIONS, output_required=False)
+    def one_by_one(context: dg.AssetExecutionContext):
+        for event in events(context.asset_key):
+            yield event  # what context.log_event does, one event per INSERT
+
+    @dg.asset(partitions_def=PARTITIONS, output_required=False)
+    def batched(context: dg.AssetExecutionContext):
+        yield from internals.batched_events(context, events(context.asset_key))
+
+    instance = dg.DagsterInstance.ephemeral()
+    for asset in (one_by_one, batched):
+        dg.materialize([asset], instance=instance, tags={internals.ASSET_PARTITION_RANGE_START_TAG: "a",
+                                                         internals.ASSET_PARTITION_RANGE_END_TAG: "c"})
+    for kind in ("m", "o"):
+        assert _stored(instance, one_by_one.key, kind) == _stored(instance, batched.key, kind) != []
+    assert instance.get_materialized_partitions(batched.key) == {"a", "b", "c"}
+
+
+def test_batched_events_are_stored_when_built_without_being_yielded():
+    """An observable source asset's function cannot yield events: raw_companies relies on Dagster
+    logging a DagsterEvent when it is built. If that stops, its observations would vanish silently."""
+
+    @dg.observable_source_asset(partitions_def=PARTITIONS)
+    def observed(context: dg.OpExecutionContext):
+        internals.batched_events(context, [
+            dg.AssetObservation(asset_key=context.asset_key, partition=p, tags={internals.DATA_VERSION_TAG: f"v-{p}"})
+            for p in ("a", "c")
+        ])
+        return dg.DataVersionsByPartition({})
+
+    instance = dg.DagsterInstance.ephemeral()
+    job = dg.Definitions(assets=[observed]).resolve_implicit_global_asset_job_def()
+    job.execute_in_process(instance=instance, partition_key="a")
+    assert {r.partition_key for r in instance.fetch_observations(observed.key, limit=10).records} == {"a", "c"}
+
+
+def test_planned_events_in_one_batch_are_stored_as_dagster_stores_them_one_by_one(fresh_dagster_storage, monkeypatch):
+    """ZipEtlEventLogStorage stores a run's planned materializations in one batch; the rows are those
+    dagster-postgres writes one event at a time, and the UI's partition status reads them: in progress
+    while the run executes, failed for the partitions a failed run did not write."""
+    from sqlalchemy import text
+
+    from zip_etl.instance import ZipEtlEventLogStorage, get_instance
+
+    statements = []
+    real = internals.store_planned_events_batch
+
+    def spy(storage, events):
+        stored = real(storage, events)
+        if {e.get_dagster_event().event_type_value for e in events} == {"ASSET_MATERIALIZATION_PLANNED"}:
+            statements.append((len(events), stored))
+        return stored
+
+    monkeypatch.setattr("zip_etl.instance.store_planned_events_batch", spy)
+    keys = ZIP_CODES[:300]
+    seen_in_progress = []
+
+    @dg.asset(name="planned", partitions_def=zip_code_partitions, output_required=False)
+    def planned(context: dg.AssetExecutionContext):
+        seen_in_progress.append(_status(context.instance, context.asset_key)[2])
+        good = list(context.partition_keys)[:100]
+        yield from internals.batched_events(context, [dg.AssetMaterialization(asset_key=context.asset_key, partition=p)
+                                                      for p in good])
+        raise dg.Failure("the other 200 failed", allow_retries=False)
+
+    with get_instance() as instance:
+        assert isinstance(instance.event_log_storage, ZipEtlEventLogStorage)
+        result = dg.materialize([planned], instance=instance, raise_on_error=False, tags={
+            internals.ASSET_PARTITION_RANGE_START_TAG: keys[0], internals.ASSET_PARTITION_RANGE_END_TAG: keys[-1]})
+        assert not result.success
+        assert statements and all(stored for _, stored in statements) and sum(n for n, _ in statements) == 300
+        assert seen_in_progress == [set(keys)]
+        materialized, failed, in_progress = _status(instance, planned.key)
+        assert materialized == set(keys[:100]) and failed == set(keys[100:]) and not in_progress
+
+        # The rows as Dagster's own one-by-one path writes them, for the same kind of event.
+        with instance.event_log_storage.index_connection() as conn:
+            ours = conn.execute(text(
+                "SELECT dagster_event_type, asset_key, partition, run_id FROM event_logs "
+                "WHERE dagster_event_type = 'ASSET_MATERIALIZATION_PLANNED' AND partition IS NOT NULL ORDER BY partition"
+            )).fetchall()
+        event = next(e for e in instance.all_logs(result.run_id) if e.dagster_event and
+                     e.dagster_event.event_type_value == "ASSET_MATERIALIZATION_PLANNED")
+        super(ZipEtlEventLogStorage, instance.event_log_storage).store_event(event)  # Dagster's own path
+        with instance.event_log_storage.index_connection() as conn:
+            theirs = conn.execute(text(
+                "SELECT dagster_event_type, asset_key, partition, run_id FROM event_logs "
+                "WHERE dagster_event_type = 'ASSET_MATERIALIZATION_PLANNED' AND partition = :p ORDER BY id DESC LIMIT 1"
+            ), {"p": event.dagster_event.event_specific_data.partition}).fetchall()
+        assert len(ours) == 300 and theirs[0] in ours
+
+
+def _status(instance, key):
+    from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+    value = get_and_update_asset_status_cache_value(instance, key, zip_code_partitions)
+    return tuple(
+        set(subset.get_partition_keys()) for subset in (
+            value.deserialize_materialized_partition_subsets(zip_code_partitions),
+            value.deserialize_failed_partition_subsets(zip_code_partitions),
+            value.deserialize_in_progress_partition_subsets(zip_code_partitions),
+        )
+    )
+
+
+def test_store_planned_events_batch_leaves_other_batches_to_dagster():
+    assert internals.store_planned_events_batch(object(), []) is False
+
+
+def test_run_health_answer_types():
+    for status in ("RUNNING", "FAILED", "UNKNOWN", "SUCCESS"):
+        assert hasattr(internals.WorkerStatus, status)
+    result = internals.CheckRunHealthResult(internals.WorkerStatus.FAILED, "gone")
+    assert result.status == internals.WorkerStatus.FAILED and result.msg == "gone"
+    assert "check_run_worker_health" in dir(dg.DefaultRunLauncher)
+
+
+def test_instance_from_folder_reads_its_dagster_yaml(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with internals.instance_from_folder(str(tmp_path / "home"), config_dir=str(tmp_path / "config")) as instance:
+        assert instance.root_directory == str(tmp_path / "home")
+        assert instance.get_settings("telemetry") == {"enabled": False}
+
+
+def test_failure_description_from_dagsters_log_records():
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    @dg.op
+    def fails():
+        raise dg.Failure(description="The raw table x lacks the column(s) ['phone']", allow_retries=False)
+
+    @dg.job(logger_defs={"keep": dg.logger(lambda _: _keep_logger(Keep()))})
+    def job():
+        fails()
+
+    job.execute_in_process(raise_on_error=False, run_config={"loggers": {"keep": {}}})
+    described = [internals.failure_description(r) for r in records]
+    assert "The raw table x lacks the column(s) ['phone']" in described
+    assert all(d is None for d, r in zip(described, records) if "STEP_FAILURE" not in r.getMessage()
+               and "RUN_FAILURE" not in r.getMessage())
+
+
+def _keep_logger(handler):
+    logger = logging.getLogger(f"zip_etl_contract_{os.getpid()}")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    return logger
+
+
+@pytest.mark.parametrize("key", ["00501", "99950", "10016", "501", "ABCDE", ""])
+def test_zip_code_partitions_answer_as_the_plain_static_partitions_the_webserver_builds(key):
+    """The webserver rebuilds a plain StaticPartitionsDefinition from the snapshot; ours must be
+    indistinguishable from it except in speed."""
+    plain = dg.StaticPartitionsDefinition(ZIP_CODES)
+    assert zip_code_partitions == plain and plain == zip_code_partitions
+    assert zip_code_partitions.get_partition_keys() == plain.get_partition_keys()
+    assert zip_code_partitions.get_serializable_unique_identifier() == plain.get_serializable_unique_identifier()
+    assert zip_code_partitions.has_partition_key(key) == plain.has_partition_key(key)
+    for start, end in [(key, "00544"), ("00501", key), (key, key), ("10001", "10016")]:
+        ours = theirs = None
+        try:
+            ours = zip_code_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+        except dg.DagsterInvalidInvocationError:
+            ours = "invalid"
+        try:
+            theirs = plain.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+        except dg.DagsterInvalidInvocationError:
+            theirs = "invalid"
+        assert list(ours) == list(theirs) if ours != "invalid" else theirs == "invalid"
