@@ -17,7 +17,7 @@ from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl import settings
 from zip_etl.partitions import ZIP_CODES
 from zip_etl_tests.helpers import failure_description, failure_message, pipeline_resources, retries, run_facts, seed_raw
-from zip_etl.db.embedded import TcpPostgres, free_port
+from zip_etl_tools.tcp_postgres import TcpPostgres, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITE_ONE_PARTITION = """

@@ -1,5 +1,7 @@
 """PostgresCopyIOManager against a real PostgreSQL server."""
 
+import logging
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -174,3 +176,30 @@ def test_invalid_configured_schema_is_refused(bad_schema):
         raise_on_error=False,
     )
     assert "Invalid target_schema" in failure_message(result)
+
+
+def test_a_downstream_asset_reads_in_chunks_or_is_warned(schema, caplog):
+    """An input annotated DataFrameChunks streams in chunks of chunk_rows; a plain DataFrame input
+    larger than a chunk is loaded whole, with a warning that says how to stream it."""
+    from zip_etl.resources import DataFrameChunks
+
+    run(schema, lambda key: frame(key, [f"n{i}" for i in range(25)]), "10016")
+    upstream = make_asset(lambda key: None)
+    seen = {}
+
+    @dg.asset(partitions_def=PARTITIONS, ins={"companies_test": dg.AssetIn()})
+    def chunked(companies_test: DataFrameChunks) -> None:
+        seen["chunks"] = [len(chunk) for chunk in companies_test]
+
+    @dg.asset(partitions_def=PARTITIONS, ins={"companies_test": dg.AssetIn()})
+    def whole(companies_test: pd.DataFrame) -> None:
+        seen["whole"] = len(companies_test)
+
+    manager = PostgresCopyIOManager(postgres=PostgresResource(chunk_rows=10), target_schema=schema)
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([upstream, chunked, whole], selection=[chunked, whole], partition_key="10016",
+                            resources={"io_manager": manager}, instance=instance)
+    assert result.success
+    assert seen == {"chunks": [10, 10, 5], "whole": 25}
+    warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING]
+    assert any("Loading 25 rows" in w and "annotate the input as DataFrameChunks" in w for w in warnings), warnings

@@ -60,7 +60,7 @@ def test_script_names_a_zip_code_that_is_not_a_partition(dagster_dev):
 
 
 def test_script_says_when_no_webserver_answers():
-    from zip_etl.db.embedded import free_port
+    from zip_etl_tools.tcp_postgres import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     result = run_script(ZIP, "--url", url)

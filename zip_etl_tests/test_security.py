@@ -15,7 +15,7 @@ from zip_etl.instance import get_instance
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
 from zip_etl.tables import RAW_COMPANIES
 from zip_etl_tests.helpers import failure_description, retries
-from zip_etl.db.embedded import TcpPostgres
+from zip_etl_tools.tcp_postgres import TcpPostgres
 
 ETL_PASSWORD = "etl-Pw-7f3a9c"
 DAGSTER_PASSWORD = "dagster-Pw-51be02"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zip_etl import settings
-from zip_etl.db.embedded import free_port
+from zip_etl_tools.tcp_postgres import free_port
 
 
 LAUNCH_BACKFILL = """

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zip_etl import settings
-from zip_etl.db.embedded import TcpPostgres, free_port
+from zip_etl_tools.tcp_postgres import TcpPostgres, free_port
 from zip_etl_tools.dagster_dev import running_dagster_dev
 
 DEPLOY_DIR = settings.project_root() / "deploy" / "celery"

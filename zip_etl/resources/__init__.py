@@ -1,6 +1,6 @@
 """Dagster resources: the ETL database and the COPY IO manager that writes partitions to it."""
 
 from zip_etl.resources.postgres import PostgresResource
-from zip_etl.resources.io_manager import PostgresCopyIOManager, WithQuarantine
+from zip_etl.resources.io_manager import DataFrameChunks, PostgresCopyIOManager, WithQuarantine
 
-__all__ = ["PostgresCopyIOManager", "PostgresResource", "WithQuarantine"]
+__all__ = ["DataFrameChunks", "PostgresCopyIOManager", "PostgresResource", "WithQuarantine"]

@@ -19,7 +19,7 @@ row is ever silently dropped and rows in = rows written + rows quarantined for e
 
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -56,6 +56,17 @@ class WrittenPartitions:
 
     rows_written: int
     rows_quarantined: int
+
+
+class DataFrameChunks:
+    """Annotate an input with this type to receive its partitions' rows in DataFrames of at most the
+    postgres resource's `chunk_rows`, read from one snapshot as you iterate, instead of one frame."""
+
+    def __init__(self, frames: Iterator[pd.DataFrame]):
+        self._frames = frames
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        return self._frames
 
 
 @dataclass
@@ -312,9 +323,38 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
             frames = list(snapshot.rows(partition_keys, chunk_rows=1 << 62))
         return frames[0] if frames else snapshot.empty_frame()
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+    def stream_partitions(self, table: Table, partition_keys: Sequence[str] | None) -> Iterator[pd.DataFrame]:
+        """The same rows, in frames of at most the postgres resource's `chunk_rows`, from one snapshot."""
+        with TableSnapshot(self.postgres.url(), table, arrow_dtypes=False) as snapshot:
+            yield from snapshot.rows(partition_keys, chunk_rows=self.postgres.chunk_rows)
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame | DataFrameChunks:
+        """An input annotated `DataFrameChunks` streams in chunks of `chunk_rows` rows; a DataFrame
+        input gets one frame, with a warning first when it holds more rows than a chunk (memory is
+        then the input's size, not the chunk's)."""
         upstream = context.upstream_output
         table = self.table_for(context.asset_key, upstream.definition_metadata if upstream else {})
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
+        if getattr(context.dagster_type, "typing_type", None) is DataFrameChunks:
+            return DataFrameChunks(self.stream_partitions(table, keys))
+        rows = self.partition_rows(table, keys)
+        if rows > self.postgres.chunk_rows:
+            context.log.warning(
+                f"Loading {rows:,} rows of {table.schema}.{table.name} into one DataFrame, more than chunk_rows="
+                f"{self.postgres.chunk_rows:,} of the postgres resource: annotate the input as DataFrameChunks "
+                "(zip_etl.resources) to receive it in chunks instead."
+            )
         with failures_explained():
             return self.read_partitions(table, keys)
+
+    def partition_rows(self, table: Table, partition_keys: Sequence[str] | None) -> int:
+        """Rows of `partition_keys` (all when None), from the partition counts (no scan of the table)."""
+        counts = partition_counts_table(table)
+        with transaction(self.postgres.url()) as cursor:
+            if not table_exists(cursor, counts.schema, counts.name):
+                return 0
+            where = sql.SQL("") if partition_keys is None else sql.SQL(" WHERE {} = ANY(%s)").format(
+                sql.Identifier(counts.partition_column))
+            cursor.execute(sql.SQL("SELECT coalesce(sum(rows), 0) FROM {}").format(counts.identifier) + where,
+                           None if partition_keys is None else (list(partition_keys),))
+            return int(cursor.fetchone()[0])
