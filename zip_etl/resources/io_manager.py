@@ -24,8 +24,13 @@ from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import psycopg2.errors
 from psycopg2 import sql
+from pandera.errors import SchemaErrors
+from pandera.pandas import Column as PanderaColumn
+from pandera.pandas import DataFrameSchema
 from pydantic import Field
 
 from zip_etl.db.arrow_io import PartitionWriter, TableSnapshot
@@ -117,34 +122,55 @@ def write_chunks(writer: PartitionWriter, chunks: Iterable[CleanedChunk], partit
         writer.record_partition_counts(partition_counts_table(writer.table), replaced)
 
 
+def frame_contract(table: Table) -> DataFrameSchema:
+    """What a frame written to `table` must be, from its declaration: exactly its columns, and values
+    in every NOT NULL one. (Types are not checked here: the writer casts each column to its declared
+    type and names the column it cannot cast.)"""
+    return DataFrameSchema(
+        {c.name: PanderaColumn(nullable=c.nullable, required=True) for c in table.columns},
+        strict=True,
+        name=f"{table.schema}.{table.name}",
+    )
+
+
 def validate_frame(table: Table, partition_keys: Sequence[str] | None, df: pd.DataFrame) -> None:
-    """Refuse a frame that does not fit `table`: other columns, NULL in a NOT NULL column, or rows of
-    partitions other than those being written."""
+    """Refuse, in one line, a frame that does not fit `table`: other columns, NULL in a NOT NULL
+    column, or rows of partitions other than those being written."""
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"PostgresCopyIOManager writes pandas DataFrames, got {type(df).__name__}")
-    expected, got = table.column_names, list(df.columns)
-    if set(expected) != set(got):
-        missing = [c for c in expected if c not in got]
-        extra = [c for c in got if c not in expected]
-        raise ValueError(
-            f"DataFrame for {table.schema}.{table.name} does not match the declared schema: "
-            f"missing columns {missing}, unexpected columns {extra}"
-        )
-    for column in table.columns:
-        if not column.nullable and df[column.name].isna().any():
-            bad = df.loc[df[column.name].isna()].head(3).to_dict("records")
-            raise ValueError(
-                f"Column {column.name!r} of {table.schema}.{table.name} is NOT NULL but "
-                f"{int(df[column.name].isna().sum())} rows have no value, e.g. {bad}"
-            )
+    try:
+        frame_contract(table).validate(df, lazy=True)
+    except SchemaErrors as errors:
+        raise ValueError(f"DataFrame for {table.schema}.{table.name} does not match its declaration: "
+                         f"{_contract_problems(table, df, errors.failure_cases)}") from None
     if partition_keys is not None and len(df):
-        outside = set(df[table.partition_column].astype(str).unique()) - set(partition_keys)
+        values = pa.array(df[table.partition_column].astype(str))
+        outside = pc.unique(pc.filter(values, pc.invert(pc.is_in(values, value_set=pa.array(list(partition_keys)))))).to_pylist()
         if outside:
             raise ValueError(
                 f"Rows for {table.partition_column} {sorted(outside)[:5]} do not belong to the "
                 f"partitions being written ({len(partition_keys)} partition(s)); refusing to write "
                 "them into another partition"
             )
+
+
+def _contract_problems(table: Table, df: pd.DataFrame, failures: pd.DataFrame) -> str:
+    missing = [c for c in table.column_names if c not in df.columns]
+    extra = [c for c in df.columns if c not in table.column_names]
+    problems = []
+    if missing or extra:
+        problems.append(f"missing columns {missing}, unexpected columns {extra}")
+    for column, cases in failures[failures["check"] == "not_nullable"].groupby("column", sort=False):
+        rows = [int(i) for i in cases["index"].head(3)]
+        problems.append(f"column {column!r} is NOT NULL but {len(cases)} rows have no value, e.g. rows {rows}")
+    return "; ".join(problems) or "; ".join(failures["failure_case"].astype(str).head(3))
+
+
+def _input_type(context: dg.InputContext):
+    try:
+        return context.dagster_type.typing_type
+    except dg.DagsterInvariantViolationError:  # a context built without a type (tests, direct calls)
+        return None
 
 
 def _metadata_value(metadata, key: str):
@@ -335,7 +361,7 @@ class PostgresCopyIOManager(dg.ConfigurableIOManager):
         upstream = context.upstream_output
         table = self.table_for(context.asset_key, upstream.definition_metadata if upstream else {})
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
-        if getattr(context.dagster_type, "typing_type", None) is DataFrameChunks:
+        if _input_type(context) is DataFrameChunks:
             return DataFrameChunks(self.stream_partitions(table, keys))
         rows = self.partition_rows(table, keys)
         if rows > self.postgres.chunk_rows:
