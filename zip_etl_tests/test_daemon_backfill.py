@@ -1,20 +1,51 @@
-"""A backfill launched the way the UI launches it, run by `dagster dev`'s daemon through the run queue."""
+"""Backfills launched the way the UI launches them, run by `dagster dev`'s daemon through the run queue,
+and what the UI's API says meanwhile: partitions materializing while their run executes, failed when
+it fails, and the table's total rows on the asset."""
+
+import time
 
 import pytest
 
-from zip_etl.db.connection import transaction
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.partitions import ZIP_CODES
 
+STATUSES = """
+{ assetNodeOrError(assetKey: {path: ["cleaned_companies"]}) {
+    ... on AssetNode { assetPartitionStatuses { ... on DefaultPartitionStatuses {
+        materializedPartitions materializingPartitions failedPartitions } } } } }"""
+TABLE_ROWS = """
+{ assetOrError(assetKey: {path: ["cleaned_companies"]}) {
+    ... on Asset { assetObservations(limit: 1) { partition metadataEntries { label ... on IntMetadataEntry { intValue } } } } } }"""
+
+
+def partition_statuses(dagster_dev) -> dict[str, set[str]]:
+    found = dagster_dev.client()._execute(STATUSES)["assetNodeOrError"]["assetPartitionStatuses"]
+    return {name: set(found[name]) for name in ("materializedPartitions", "materializingPartitions", "failedPartitions")}
+
+
+def table_rows_shown(dagster_dev) -> int | None:
+    """The `dagster/row_count` of the asset's latest observation: the run's facts and the table's totals."""
+    (latest,) = dagster_dev.client()._execute(TABLE_ROWS)["assetOrError"]["assetObservations"]
+    assert latest["partition"] is None
+    return next((e["intValue"] for e in latest["metadataEntries"] if e["label"] == "dagster/row_count"), None)
+
 
 @pytest.mark.slow
-def test_ui_style_backfill_runs_in_batched_runs_through_the_daemon(zip_etl_environment, query, dagster_dev):
+def test_ui_style_backfill_runs_in_batched_runs_and_reports_each_partition(zip_etl_environment, query, dagster_dev):
     keys = ZIP_CODES[:2500]  # two runs: 2,000 + 500 zip codes
     write_raw_companies(zip_etl_environment["etl_url"], generate_raw_companies(6000, keys, seed=21))
-    if query("SELECT to_regclass('public.cleaned_companies') IS NOT NULL")[0][0]:
-        query("TRUNCATE public.cleaned_companies")
+    for table in ("cleaned_companies", "cleaned_companies_quarantine", "cleaned_companies_partitions"):
+        if query(f"SELECT to_regclass('public.{table}') IS NOT NULL")[0][0]:
+            query(f"TRUNCATE public.{table}")
 
-    backfill = dagster_dev.wait_for_backfill(dagster_dev.launch_backfill(keys), timeout=600, poll_seconds=3)
+    backfill_id = dagster_dev.launch_backfill(keys)
+    materializing: set[str] = set()
+    deadline = time.time() + 600
+    while dagster_dev.backfill(backfill_id)["status"] not in {"COMPLETED", "COMPLETED_SUCCESS", "FAILED", "CANCELED"}:
+        assert time.time() < deadline, "the backfill did not finish"
+        materializing |= partition_statuses(dagster_dev)["materializingPartitions"]
+        time.sleep(0.2)
+    backfill = dagster_dev.backfill(backfill_id)
 
     assert backfill["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}, backfill
     runs = backfill["runs"]
@@ -23,6 +54,34 @@ def test_ui_style_backfill_runs_in_batched_runs_through_the_daemon(zip_etl_envir
         next(t["value"] for t in r["tags"] if t["key"] == "dagster/asset_partition_range_start") for r in runs
     )
     assert starts == [keys[0], keys[2000]]  # contiguous ranges of BackfillPolicy.multi_run(2000)
-    written = query("SELECT count(DISTINCT zip_code), min(zip_code), max(zip_code) FROM public.cleaned_companies")[0]
-    with_rows = query("SELECT count(DISTINCT zip_code) FROM public.raw_companies")[0][0]
-    assert written[0] > 0.8 * with_rows and written[1] >= keys[0] and written[2] <= keys[-1]
+    # While their run executed, the UI's API showed its partitions as materializing.
+    assert materializing and materializing <= set(keys)
+    # Every zip code: each raw row is cleaned or quarantined, exactly once; none beyond the range.
+    raw = dict(query("SELECT zip_code, count(*) FROM public.raw_companies GROUP BY 1"))
+    out = dict(query("SELECT zip_code, count(*) FROM public.cleaned_companies GROUP BY 1"))
+    held = dict(query("SELECT zip_code, count(*) FROM public.cleaned_companies_quarantine GROUP BY 1"))
+    assert {z: out.get(z, 0) + held.get(z, 0) for z in keys} == {z: raw.get(z, 0) for z in keys}
+    assert set(out) | set(held) <= set(keys)
+    statuses = partition_statuses(dagster_dev)
+    assert set(keys) <= statuses["materializedPartitions"] and not statuses["materializingPartitions"] & set(keys)
+    # The asset shows the table's total rows, not the last partition's.
+    assert table_rows_shown(dagster_dev) == sum(out.values())
+
+
+@pytest.mark.slow
+def test_a_failed_run_shows_its_zip_codes_as_failed(zip_etl_environment, query, dagster_dev):
+    """A run that fails (here the raw table lost a column) leaves its partitions failed, not missing;
+    a later good run of them makes them materialized again."""
+    keys = ZIP_CODES[3000:3010]
+    write_raw_companies(zip_etl_environment["etl_url"], generate_raw_companies(300, keys, seed=22))
+    query("ALTER TABLE public.raw_companies RENAME COLUMN phone TO phone_gone")
+    try:
+        backfill = dagster_dev.wait_for_backfill(dagster_dev.launch_backfill(keys), timeout=600, poll_seconds=0.5)
+        assert all(r["status"] == "FAILURE" for r in backfill["runs"]), backfill
+        assert set(keys) <= partition_statuses(dagster_dev)["failedPartitions"]
+    finally:
+        query("ALTER TABLE public.raw_companies RENAME COLUMN phone_gone TO phone")
+    backfill = dagster_dev.wait_for_backfill(dagster_dev.launch_backfill(keys), timeout=600, poll_seconds=0.5)
+    assert all(r["status"] == "SUCCESS" for r in backfill["runs"]), backfill
+    statuses = partition_statuses(dagster_dev)
+    assert set(keys) <= statuses["materializedPartitions"] and not statuses["failedPartitions"] & set(keys)

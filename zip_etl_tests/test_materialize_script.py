@@ -44,7 +44,8 @@ def test_script_launches_one_partition_waits_and_prints_its_metadata(zip_etl_env
     assert int(printed("rows_in")) == len(raw[raw["zip_code"] == ZIP])
     assert int(printed("rows_out")) == len(cleaned.cleaned) > 0
     assert int(printed("rows_rejected")) == len(cleaned.rejected)
-    assert float(printed("transform_seconds")) >= 0
+    reasons = re.findall(r"^  rejected_\w+\s+(\d+)$", out, re.M)
+    assert len(reasons) == 7 and sum(map(int, reasons)) == len(cleaned.rejected)  # every reason, adding up
     passed = re.findall(r"^check (\w+): passed$", out, re.M)
     assert sorted(passed) == ["key_is_unique", "required_values_present", "rows_reconcile",
                               "schema_matches_declaration", "zip_codes_are_partitions"], out

@@ -20,6 +20,7 @@ bytes (the slow path, taken only for such batches in such databases).
 from __future__ import annotations
 
 import contextlib
+import zlib
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from collections.abc import Iterator, Sequence
 
@@ -426,6 +427,29 @@ class PartitionWriter(ArrowTransaction):
 
     def _tables(self) -> list[Table]:
         return [self.table] + ([self.quarantine] if self.quarantine else [])
+
+    def lock_partitions(self, keys: Sequence[str] | None) -> int:
+        """Wait until no other writer holds these partitions, and hold them until this transaction ends.
+
+        Two runs that write the same zip codes at once would otherwise both delete the old rows and
+        then both insert: the second fails on the primary key. With these locks the later writer waits,
+        then deletes the earlier writer's rows and writes its own. The locks are PostgreSQL advisory
+        locks, one per leading three digits of the zip codes (a 2,000-zip-code range needs tens, not
+        2,000: every lock takes a slot of the server's shared lock table), taken in order, so writers
+        of disjoint ranges wait for each other only where a range ends and the next begins inside the
+        same three digits. A write of every partition (`keys` None) takes the table's lock exclusively;
+        partition writers take it shared. Returns the number of locks taken.
+        """
+        table = f"{self.table.schema}.{self.table.name}"
+        if keys is None:
+            self.execute("SELECT pg_advisory_xact_lock(hashtext($1), -1)", (table,))
+            return 1
+        buckets = sorted({int(key[:3]) if key[:3].isdigit() else zlib.crc32(key[:3].encode()) & 0x7FFFFFFF for key in keys})
+        self.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1), -1)", (table,))
+        if buckets:
+            self.execute("SELECT pg_advisory_xact_lock(hashtext($1), b) FROM unnest($2::int[]) AS b ORDER BY b",
+                         (table, buckets))
+        return 1 + len(buckets)
 
     def delete_partitions(self, keys: Sequence[str] | None) -> None:
         """DELETE the rows of `keys` (every row when None) from the table and its quarantine."""
