@@ -108,8 +108,8 @@ def check_ui_flow(dagster_dev, query, expected: dict[str, int], rejected_in_one:
         total = query("SELECT count(*) FROM public.cleaned_companies")[0][0]
         assert total > max(expected.values())
         ui.open_asset("overview")
-        row_count = page.locator("div").filter(has=page.get_by_role("heading", name="Row count", exact=True)).last
-        ui.poll("the table's Row count", lambda: f"{total:,}" in row_count.inner_text(), timeout=60)
+        row_count = page.get_by_text("Row count", exact=True).first.locator("xpath=..")
+        ui.poll("the table's Row count", lambda: row_count.count() and f"{total:,}" in row_count.inner_text(), timeout=60)
         ui.screenshot("05b_overview_row_count")
 
         # The checks, from the Checks tab's "Execute all", over the whole table: all pass.

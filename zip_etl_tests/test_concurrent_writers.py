@@ -88,13 +88,28 @@ def test_two_runs_of_one_zip_code_at_once_both_succeed(zip_etl_environment, quer
     assert table_state(query, "public", ["45501"]) == together  # the same table as one clean build
 
 
+RANGE_RUN = """
+import sys
+from zip_etl.cli.local_runs import materialize_range
+from zip_etl.partitions import ZIP_CODES
+result = materialize_range(ZIP_CODES[int(sys.argv[1]):int(sys.argv[2])])
+print(result)
+sys.exit(0 if result.success else 1)
+"""
+
+
+def range_run(start: int, end: int) -> subprocess.Popen:
+    """One batched run of ZIP_CODES[start:end], as `zip-etl demo` and the daemon's backfills run them."""
+    return subprocess.Popen([sys.executable, "-c", RANGE_RUN, str(start), str(end)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"})
+
+
 @pytest.mark.slow
 def test_two_overlapping_2000_zip_code_runs_both_succeed_and_hold_few_locks(zip_etl_environment, query):
     keys = ZIP_CODES[:3000]
     seed_raw(zip_etl_environment["etl_url"], "public", rows=12_000, zip_codes=keys, seed=5)
-    first, second = ZIP_CODES[0:2000], ZIP_CODES[1000:3000]
-    runs = [materialize("--partition-range", f"{first[0]}...{first[-1]}"),
-            materialize("--partition-range", f"{second[0]}...{second[-1]}")]
+    runs = [range_run(0, 2000), range_run(1000, 3000)]
     most_locks = 0
     while any(run.poll() is None for run in runs):
         held = query("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
@@ -106,6 +121,6 @@ def test_two_overlapping_2000_zip_code_runs_both_succeed_and_hold_few_locks(zip_
     assert [run.returncode for run in runs] == [0, 0], "\n".join(outputs)
     assert 0 < most_locks <= 64, most_locks  # a 2,000-zip-code range: tens of advisory locks, not 2,000
     together = table_state(query, "public", keys)
-    alone = materialize("--partition-range", f"{keys[0]}...{keys[-1]}")
-    assert alone.wait(900) == 0
+    alone = [range_run(0, 2000), range_run(2000, 3000)]
+    assert [run.wait(900) for run in alone] == [0, 0]
     assert table_state(query, "public", keys) == together
