@@ -108,7 +108,7 @@ def test_the_documented_quarantine_queries_return_rows_on_the_demo_data(zip_etl_
             query(f"TRUNCATE public.{table}")
     demo = zip_etl("demo", "--reseed", "--zip-codes", "300")
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    examples = quarantine_examples(ROOT / "README.md") + quarantine_examples(ROOT / "docs" / "RELIABILITY.md")
+    examples = quarantine_examples(ROOT / "docs" / "USING.md") + quarantine_examples(ROOT / "docs" / "RELIABILITY.md")
     assert len(examples) >= 3, examples
     for statement in examples:
         rows = query(statement)
