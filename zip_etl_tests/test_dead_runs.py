@@ -191,14 +191,7 @@ def start_cli_run(zip_code: str) -> subprocess.Popen:
     )
 
 
-LAUNCH_RUN = """
-mutation($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-  }
-}"""
+from zip_etl_tools.dagster_dev import LAUNCH_RUN  # noqa: E402
 
 
 def launch_partition(dagster_dev, zip_code: str) -> str:

@@ -70,14 +70,7 @@ def test_script_says_when_no_webserver_answers():
     assert "Traceback" not in result.stderr, result.stderr
 
 
-LAUNCH_RUN = """
-mutation($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-  }
-}"""
+from zip_etl_tools.dagster_dev import LAUNCH_RUN  # noqa: E402
 RUN = """
 query($id: ID!) {
   runOrError(runId: $id) {

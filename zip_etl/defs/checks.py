@@ -83,12 +83,18 @@ def check_scope(
         yield _Scope(table, keys, where, params, cursor) if exists else None
 
 
-@dg.asset_check(asset=cleaned_companies, blocking=True, description="columns and types are the declared ones")
-def schema_matches_declaration(postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]) -> dg.AssetCheckResult:
-    with check_scope(None, postgres_io_manager) as scope:
+def evaluate(context: dg.AssetCheckExecutionContext | None, io_manager: PostgresCopyIOManager, body,
+             ) -> dg.AssetCheckResult:
+    """`body(scope, io_manager)` over the check's scope, in one read transaction (`context` None: the
+    whole table); a table that does not exist yet fails the check, saying so."""
+    with failures_explained(), check_scope(context, io_manager) as scope:
         if scope is None:
-            return _missing_table(_table(postgres_io_manager))
-        differences = column_differences(scope.cursor, scope.table)
+            return _missing_table(_table(io_manager))
+        return body(scope, io_manager)
+
+
+def _schema_differences(scope: _Scope, _) -> dg.AssetCheckResult:
+    differences = column_differences(scope.cursor, scope.table)
     return dg.AssetCheckResult(
         passed=not differences,
         description=f"{differences[0]}; {MIGRATE_HINT}" if differences else None,
@@ -96,21 +102,15 @@ def schema_matches_declaration(postgres_io_manager: dg.ResourceParam[PostgresCop
     )
 
 
-@dg.asset_check(asset=cleaned_companies, blocking=True, description="one row per (zip_code, record_id)")
-def key_is_unique(
-    context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
-) -> dg.AssetCheckResult:
-    with check_scope(context, postgres_io_manager) as scope:
-        if scope is None:
-            return _missing_table(_table(postgres_io_manager))
-        key_columns = sql.SQL(", ").join(map(sql.Identifier, scope.table.primary_key))
-        scope.cursor.execute(
-            sql.SQL("SELECT {cols}, count(*) FROM {t} WHERE {w} GROUP BY {cols} HAVING count(*) > 1 LIMIT 20").format(
-                cols=key_columns, t=scope.table.identifier, w=scope.where
-            ),
-            scope.params,
-        )
-        duplicates = scope.cursor.fetchall()
+def _duplicate_keys(scope: _Scope, _) -> dg.AssetCheckResult:
+    key_columns = sql.SQL(", ").join(map(sql.Identifier, scope.table.primary_key))
+    scope.cursor.execute(
+        sql.SQL("SELECT {cols}, count(*) FROM {t} WHERE {w} GROUP BY {cols} HAVING count(*) > 1 LIMIT 20").format(
+            cols=key_columns, t=scope.table.identifier, w=scope.where
+        ),
+        scope.params,
+    )
+    duplicates = scope.cursor.fetchall()
     return dg.AssetCheckResult(
         passed=not duplicates,
         metadata={
@@ -120,40 +120,26 @@ def key_is_unique(
     )
 
 
-@dg.asset_check(asset=cleaned_companies, blocking=True, description="required columns have values")
-def required_values_present(
-    context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
-) -> dg.AssetCheckResult:
-    with check_scope(context, postgres_io_manager) as scope:
-        if scope is None:
-            return _missing_table(_table(postgres_io_manager))
-        required = [c.name for c in scope.table.columns if not c.nullable]
-        counts = sql.SQL(", ").join(
-            sql.SQL("count(*) FILTER (WHERE {} IS NULL OR {}::text = '')").format(sql.Identifier(c), sql.Identifier(c))
-            for c in required
-        )
-        scope.cursor.execute(
-            sql.SQL("SELECT {} FROM {} WHERE {}").format(counts, scope.table.identifier, scope.where), scope.params
-        )
-        missing = dict(zip(required, scope.cursor.fetchone()))
-    bad = {column: n for column, n in missing.items() if n}
+def _missing_required_values(scope: _Scope, _) -> dg.AssetCheckResult:
+    required = [c.name for c in scope.table.columns if not c.nullable]
+    counts = sql.SQL(", ").join(
+        sql.SQL("count(*) FILTER (WHERE {} IS NULL OR {}::text = '')").format(sql.Identifier(c), sql.Identifier(c))
+        for c in required
+    )
+    scope.cursor.execute(sql.SQL("SELECT {} FROM {} WHERE {}").format(counts, scope.table.identifier, scope.where),
+                         scope.params)
+    bad = {column: n for column, n in zip(required, scope.cursor.fetchone()) if n}
     return dg.AssetCheckResult(passed=not bad, metadata={"rows_missing_a_required_value": dg.MetadataValue.json(bad)})
 
 
-@dg.asset_check(asset=cleaned_companies, blocking=True, description="every row's zip code is an active zip code of the run")
-def zip_codes_are_partitions(
-    context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
-) -> dg.AssetCheckResult:
-    with check_scope(context, postgres_io_manager) as scope:
-        if scope is None:
-            return _missing_table(_table(postgres_io_manager))
-        scope.cursor.execute(
-            sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {w} AND NOT ({c} = ANY(%s))").format(
-                c=sql.Identifier(scope.table.partition_column), t=scope.table.identifier, w=scope.where
-            ),
-            (*scope.params, ZIP_CODES),
-        )
-        strays = sorted(r[0] for r in scope.cursor.fetchall())
+def _unknown_zip_codes(scope: _Scope, _) -> dg.AssetCheckResult:
+    scope.cursor.execute(
+        sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {w} AND NOT ({c} = ANY(%s))").format(
+            c=sql.Identifier(scope.table.partition_column), t=scope.table.identifier, w=scope.where
+        ),
+        (*scope.params, ZIP_CODES),
+    )
+    strays = sorted(r[0] for r in scope.cursor.fetchall())
     return dg.AssetCheckResult(passed=not strays, metadata={"unknown_zip_codes": dg.MetadataValue.json(strays[:50])})
 
 
@@ -169,27 +155,15 @@ def _counts_by_partition(cursor, table: Table, where: sql.Composable, params: tu
     return dict(cursor.fetchall())
 
 
-@dg.asset_check(
-    asset=cleaned_companies,
-    description=(
-        "no row lost: per zip code, rows in the raw table = rows in the cleaned table + rows in its "
-        "quarantine (the run's zip codes; launched alone, every zip code written so far)"
-    ),
-)
-def rows_reconcile(
-    context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
-) -> dg.AssetCheckResult:
-    with check_scope(context, postgres_io_manager) as scope:
-        if scope is None:
-            return _missing_table(_table(postgres_io_manager))
-        counts = {
-            name: _counts_by_partition(scope.cursor, table, scope.where, scope.params)
-            for name, table in (
-                ("raw", postgres_io_manager.postgres.raw),
-                ("cleaned", scope.table),
-                ("quarantined", quarantine_table(scope.table)),
-            )
-        }
+def _unreconciled_rows(scope: _Scope, io_manager: PostgresCopyIOManager) -> dg.AssetCheckResult:
+    counts = {
+        name: _counts_by_partition(scope.cursor, table, scope.where, scope.params)
+        for name, table in (
+            ("raw", io_manager.postgres.raw),
+            ("cleaned", scope.table),
+            ("quarantined", quarantine_table(scope.table)),
+        )
+    }
     keys = scope.keys if scope.keys is not None else sorted(set(counts["cleaned"]) | set(counts["quarantined"]))
     problems = []
     for zip_code in keys:
@@ -209,6 +183,40 @@ def rows_reconcile(
             "problems": dg.MetadataValue.json(problems[:20]),
         },
     )
+
+
+Manager = dg.ResourceParam[PostgresCopyIOManager]
+
+
+@dg.asset_check(asset=cleaned_companies, blocking=True, description="columns and types are the declared ones")
+def schema_matches_declaration(postgres_io_manager: Manager) -> dg.AssetCheckResult:
+    return evaluate(None, postgres_io_manager, _schema_differences)  # the table as a whole
+
+
+@dg.asset_check(asset=cleaned_companies, blocking=True, description="one row per (zip_code, record_id)")
+def key_is_unique(context: dg.AssetCheckExecutionContext, postgres_io_manager: Manager) -> dg.AssetCheckResult:
+    return evaluate(context, postgres_io_manager, _duplicate_keys)
+
+
+@dg.asset_check(asset=cleaned_companies, blocking=True, description="required columns have values")
+def required_values_present(context: dg.AssetCheckExecutionContext, postgres_io_manager: Manager) -> dg.AssetCheckResult:
+    return evaluate(context, postgres_io_manager, _missing_required_values)
+
+
+@dg.asset_check(asset=cleaned_companies, blocking=True, description="every row's zip code is an active zip code of the run")
+def zip_codes_are_partitions(context: dg.AssetCheckExecutionContext, postgres_io_manager: Manager) -> dg.AssetCheckResult:
+    return evaluate(context, postgres_io_manager, _unknown_zip_codes)
+
+
+@dg.asset_check(
+    asset=cleaned_companies,
+    description=(
+        "no row lost: per zip code, rows in the raw table = rows in the cleaned table + rows in its "
+        "quarantine (the run's zip codes; launched alone, every zip code written so far)"
+    ),
+)
+def rows_reconcile(context: dg.AssetCheckExecutionContext, postgres_io_manager: Manager) -> dg.AssetCheckResult:
+    return evaluate(context, postgres_io_manager, _unreconciled_rows)
 
 
 @dg.asset_check(

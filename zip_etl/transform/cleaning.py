@@ -779,8 +779,10 @@ class _Run:
             self.fallback_rows |= rows
             self.fallback_values[column.name] = self.fallback_values.get(column.name, 0) + int(rows.sum())
 
-    def text(self, column: _RawText, vectorised, python) -> tuple[_Coded, np.ndarray]:
-        """(cleaned text, present) of a text rule."""
+    @staticmethod
+    def _decided(column: _RawText, vectorised, python):
+        """The vectorised rule over the column (over its distinct values when it repeats itself), the
+        values it could not decide settled by the per-value rule; and the distinct values' codes."""
         distinct = _distinct(column.values)
         source = column.values if distinct is None else distinct[1]
         result = vectorised(source)
@@ -788,6 +790,11 @@ class _Run:
         if settle.size:
             raw = column.python_values(settle) if distinct is None else source.take(pa.array(settle)).to_pylist()
             result.settle(settle, [python(v) for v in raw])
+        return result, distinct
+
+    def text(self, column: _RawText, vectorised, python) -> tuple[_Coded, np.ndarray]:
+        """(cleaned text, present) of a text rule."""
+        result, distinct = self._decided(column, vectorised, python)
         if distinct is None:
             self._count(column, result.undecided)
             return _Coded(result.values), result.present
@@ -797,13 +804,7 @@ class _Run:
 
     def other(self, column: _RawText, vectorised, python):
         """The per-row result of a rule whose results are numbers (`Numbers`, `PostalCodes`)."""
-        distinct = _distinct(column.values)
-        source = column.values if distinct is None else distinct[1]
-        result = vectorised(source)
-        settle = np.flatnonzero(result.undecided)
-        if settle.size:
-            raw = column.python_values(settle) if distinct is None else source.take(pa.array(settle)).to_pylist()
-            result.settle(settle, [python(v) for v in raw])
+        result, distinct = self._decided(column, vectorised, python)
         if distinct is not None:
             result = result.take(distinct[0])
         self._count(column, result.undecided)
