@@ -297,7 +297,7 @@ def generate_raw_companies(
 
 
 def write_raw_companies(url: str, df: pd.DataFrame, table=None, *, replace: bool = True,
-                        chunk_rows: int = 250_000) -> int:
+                        chunk_rows: int = 250_000, on_chunk=None) -> int:
     """Write generated rows in one transaction with binary COPY (in chunks, to bound memory): the
     table (re)created, the rows, an index on the zip-code column, fresh statistics."""
     from psycopg2 import sql
@@ -313,7 +313,9 @@ def write_raw_companies(url: str, df: pd.DataFrame, table=None, *, replace: bool
             transaction.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table.identifier))
         transaction.execute(create_table_statement(table))
         for start in range(0, len(df), chunk_rows):
-            transaction.append_to(table, df.iloc[start : start + chunk_rows])
+            written = transaction.append_to(table, df.iloc[start : start + chunk_rows])
+            if on_chunk is not None:
+                on_chunk(written)
         transaction.execute(
             sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
                 sql.Identifier(f"{table.name}_zip_code_idx"), table.identifier, sql.Identifier("zip_code")

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from zip_etl.cli.progress import Progress
 from zip_etl.db.connection import connect, etl_database_url, transaction
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.partitions import ZIP_CODES, first_zip_codes
@@ -42,8 +43,8 @@ def seed_raw_table(rows: int, *, seed: int = 42, zip_codes: int | None = None) -
     started = time.perf_counter()
     print(f"Generating {rows:,} raw rows over {len(keys):,} zip codes (seed {seed})...", flush=True)
     df = generate_raw_companies(rows, keys, seed=seed)
-    print(f"Writing them with COPY ({time.perf_counter() - started:.1f}s so far)...", flush=True)
-    write_raw_companies(url, df)
+    with Progress(len(df), "Writing (binary COPY, one transaction)", unit="rows") as progress:
+        write_raw_companies(url, df, on_chunk=lambda n: progress.advance(n, f"  {progress.done + n:,} rows written"))
     print(f"Seeded raw_companies: {rows:,} rows in {time.perf_counter() - started:.1f}s", flush=True)
     return rows
 
