@@ -19,7 +19,8 @@ import time
 import dagster as dg
 
 from zip_etl.cli.local_runs import Target
-from zip_etl_tools.bench.command import _seed, machine_description
+from zip_etl_tools.bench.command import machine_description
+from zip_etl_tools.bench.shapes import SHAPES, seed
 from zip_etl.cli.refresh import observe_raw, refresh
 from zip_etl.db.connection import etl_database_url, transaction
 from zip_etl.definitions import defs
@@ -61,7 +62,7 @@ def main() -> None:
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.raw_companies",))
         present = cursor.fetchone()[0]
     if args.reseed or not present:
-        _seed(SCHEMA, 1_000_000, None)
+        seed(SHAPES["many-small"], etl_database_url(), reseed=args.reseed)  # as `zip-etl bench` seeds it
 
     print("| step | seconds | load average (1, 5, 15 min) |\n| --- | ---: | --- |", flush=True)
     table = RAW_COMPANIES.with_name(SCHEMA, "raw_companies")

@@ -13,20 +13,23 @@ from zip_etl import settings
 
 
 @click.command("bench")
-@click.option("--shape", type=click.Choice(["many-small", "few-large", "both"]), default="both", show_default=True)
-@click.option("--workers", type=int, default=None, help="processes (default: CPU cores)")
-@click.option("--seed-sample", default=2000, show_default=True, help="zip codes the seed's approach runs on")
-@click.option("--to-sql-rows", default=20_000, show_default=True, help="rows pandas.to_sql writes")
-@click.option("--max-rows-per-run", default=250_000, show_default=True, help="rows per Dagster run at most")
+@click.option("--shape", type=click.Choice(["many-small", "few-large", "skewed", "all"]), default="all", show_default=True)
+@click.option("--workers", type=int, default=None, help="run processes at once (default: CPU cores)")
+@click.option("--seed-sample", default=2000, show_default=True,
+              help="zip codes the seed's approach runs on (few-large and skewed: at most a fifth of them)")
+@click.option("--max-rows-per-run", type=int, default=None,
+              help="also cut the backfill's runs at this many rows (default: as a backfill does, by zip codes only)")
 @click.option("--output", default="docs/BENCHMARKS.md", show_default=True, help="report file ('' for none)")
-@click.option("--scale", default=1.0, show_default=True, help="scale the shapes' row counts (smoke tests)")
+@click.option("--scale", default=1.0, show_default=True,
+              help="scale the shapes' rows and zip codes (smoke runs: 0.02 takes a few minutes)")
+@click.option("--reseed", is_flag=True, help="seed the shapes again even if an identical seed is there")
 @click.option("--distributed", is_flag=True,
               help="instead: the same backfill on the Celery deployment (deploy/celery) with each of --worker-counts")
 @click.option("--worker-counts", default="1,2", show_default=True, help="--distributed: Celery workers to compare")
 @click.option("--rows", default=1_000_000, show_default=True, help="--distributed: rows")
 @click.option("--zip-codes", type=int, default=None, help="--distributed: the first N zip codes (default: all)")
 @click.option("--partitions-per-run", type=int, default=None, help="--distributed: zip codes per run")
-def bench_command(shape, workers, seed_sample, to_sql_rows, max_rows_per_run, output, scale, distributed,
+def bench_command(shape, workers, seed_sample, max_rows_per_run, output, scale, reseed, distributed,
                   worker_counts, rows, zip_codes, partitions_per_run):
     """Time zip_etl against the data and orchestration floors and the seed's approach; write docs/BENCHMARKS.md."""
     command = "zip-etl " + " ".join(sys.argv[1:])
@@ -40,8 +43,8 @@ def bench_command(shape, workers, seed_sample, to_sql_rows, max_rows_per_run, ou
         ))
     from zip_etl_tools.bench.command import bench
 
-    shapes = ["many-small", "few-large"] if shape == "both" else [shape]
+    shapes = ["many-small", "few-large", "skewed"] if shape == "all" else [shape]
     raise SystemExit(bench(
-        shapes, workers=workers or os.cpu_count() or 1, seed_sample=seed_sample, to_sql_rows=to_sql_rows,
-        max_rows_per_run=max_rows_per_run, output=Path(output) if output else None, command=command, scale=scale,
+        shapes, workers=workers or os.cpu_count() or 1, seed_sample=seed_sample, max_rows_per_run=max_rows_per_run,
+        output=Path(output) if output else None, command=command, scale=scale, reseed=reseed,
     ))

@@ -1,7 +1,21 @@
-"""`zip-etl bench`: time every way of doing the job on the same server and data, in one run.
+"""`zip-etl bench`: every way of doing the job timed on the same server and data, in one run.
 
-Shapes: many-small (1,000,000 rows over all 41,749 active zip codes, skewed) and few-large
-(5,000,000 rows over 100 zip codes). Each shape gets its own schema (`bench_many_small`, ...).
+Per shape (zip_etl_tools/bench/shapes.py), in this order, on `<schema>.raw_companies`:
+
+1. the data floor: binary `COPY (SELECT raw columns) TO STDOUT` with the bytes discarded, and the
+   same bytes `COPY ... FROM STDIN` into an index-free copy of the table, each timed on its own;
+2. zip_etl's per-row costs, in this process: `PartitionStream` into `PostgresCopyIOManager.write`
+   over every zip code, split into read (into Arrow-backed pandas), transform and write;
+3. the orchestration floor: the same Dagster runs, ranges and storage for an asset that does nothing;
+4. zip_etl through Dagster: the same runs of `cleaned_companies` (checks included), `workers` at a time;
+5. the seed's approach (per zip code read_sql + clean + to_csv + copy_from in a process pool), on a
+   sample, projected;
+6. memory: raw and cleaned frames in memory; a run process's peak RSS per chunk (many-small); the
+   1,000,000- and 5,000,000-row zip codes through `dagster asset materialize`, and the big zip code
+   streamed against cleaned in one shot (skewed).
+
+Each measurement records wall seconds, the CPU seconds of the processes that ran it and of the
+PostgreSQL server's processes (zip_etl_tools/bench/cpu.py), and the load average when it ended.
 """
 
 from __future__ import annotations
@@ -11,25 +25,63 @@ import os
 import platform
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zip_etl.cli.local_runs import Target, run_backfill
-from zip_etl.partitions import ZIP_CODES, partition_ranges
+from zip_etl.db.connection import etl_database_url
+from zip_etl.partitions import partition_ranges
+from zip_etl_tools.bench.cpu import CpuMeter
 from zip_etl_tools.bench.methods import (
+    FreshRun,
     Measurement,
     data_floor,
-    downcast_saving,
-    read_paths,
+    frame_sizes,
+    fresh_write,
+    materialize_one,
     seed_approach,
-    to_sql_sample,
+    zip_etl_split,
 )
-from zip_etl.db.connection import etl_database_url, transaction
-from zip_etl.demo_data import generate_raw_companies, write_raw_companies
+from zip_etl_tools.bench.shapes import SHAPES, Shape, seed
 
-SHAPES = {
-    "many-small": {"rows": 1_000_000, "zip_codes": None},
-    "few-large": {"rows": 5_000_000, "zip_codes": 100},
+ROWS_OF_600_GB = 3.6e9  # the seed's table: 600 GB of raw rows is about 3.6 billion of them
+
+# Every row of a shape's report, for the report's own test.
+ROW_LABELS = [
+    "data floor: binary COPY out",
+    "data floor: binary COPY in",
+    "data floor: out + in",
+    "zip_etl read",
+    "zip_etl transform",
+    "zip_etl write",
+    "zip_etl in one process",
+    "orchestration floor",
+    "zip_etl through Dagster",
+    "seed's approach",
+]
+RATIO_LABELS = [
+    "read / COPY out",
+    "zip_etl through Dagster / data floor",
+    "zip_etl through Dagster / (data floor + orchestration floor)",
+    "seed's approach / zip_etl through Dagster",
+    "orchestration floor per partition",
+    "CPU per row through Dagster",
+    "projected to 3.6 billion rows",
+    "in memory",
+]
+MEMORY_LABELS = {
+    "many-small": ["run process, one chunk of small zip codes"],
+    "skewed": ["dagster asset materialize, the big zip code", "dagster asset materialize, the biggest zip code",
+               "big zip code streamed", "big zip code in one shot"],
 }
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def load_1m() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
 
 
 def machine_description() -> str:
@@ -41,48 +93,44 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    memory = ""
+    import pandas as pd
+    import psutil
+    import pyarrow as pa
+
+    from zip_etl.db.connection import connect
+
+    conn = connect(etl_database_url())
     try:
-        import psutil
-
-        memory = f", {psutil.virtual_memory().total / 2**30:.0f} GiB RAM"
-    except ImportError:
-        pass
-    load = ", load average before: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"{platform.machine()}, {os.cpu_count()} cores ({cpu}){memory}, Python {platform.python_version()}{load}"
-
-
-def _seed(schema: str, rows: int, zip_codes: int | None) -> tuple[list[str], dict[str, int]]:
-    from psycopg2 import sql
-
-    from zip_etl.tables import RAW_COMPANIES
-
-    # A contiguous block of the partition order: a backfill of them is a few tight ranges, as a
-    # user's "these 100 zip codes" backfill would be if they were neighbours.
-    middle = len(ZIP_CODES) // 2
-    keys = ZIP_CODES if zip_codes is None else ZIP_CODES[middle : middle + zip_codes]
-    print(f"  seeding {rows:,} rows over {len(keys):,} zip codes into {schema}.raw_companies ...", flush=True)
-    raw = generate_raw_companies(rows, keys, seed=2026)
-    with transaction(etl_database_url()) as cursor:
-        cursor.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-    write_raw_companies(etl_database_url(), raw, RAW_COMPANIES.with_name(schema, "raw_companies"))
-    counts = raw["zip_code"].value_counts().to_dict()
-    return list(keys), {str(k): int(v) for k, v in counts.items()}
+        with conn.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            server = cursor.fetchone()[0]
+    finally:
+        conn.close()
+    return (f"{platform.machine()}, {os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
+            f"Python {platform.python_version()}, pandas {pd.__version__}, pyarrow {pa.__version__}, "
+            f"PostgreSQL {server}")
 
 
-def _backfill(label: str, target: Target, ranges: list[list[str]], workers: int, rows: int) -> Measurement:
-    started = time.perf_counter()
-    results = run_backfill(ranges, workers=workers, target=target, out=_Quiet())
-    seconds = time.perf_counter() - started
-    failed = [r for r in results if not r.success]
-    if failed:
-        raise RuntimeError(f"{label}: {len(failed)} run(s) failed, e.g. {failed[0].first}..{failed[0].last}: {failed[0].error}")
-    partitions = sum(len(r) for r in ranges)
-    return Measurement(label, seconds, rows, note=f"{len(ranges)} runs, {workers} at a time, {partitions:,} partitions")
+@dataclass
+class ShapeResult:
+    shape: Shape
+    zip_codes: int
+    rows: int
+    runs: int
+    workers: int
+    measurements: dict[str, Measurement] = field(default_factory=dict)
+    loads: dict[str, str] = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)
+    fresh: list[FreshRun] = field(default_factory=list)
+    fresh_loads: list[str] = field(default_factory=list)
+
+    def add(self, key: str, measurement: Measurement) -> None:
+        self.measurements[key] = measurement
+        self.loads[key] = load_1m()
 
 
 class _Quiet:
-    """Progress lines of the runner, shortened to one line per tenth of the runs."""
+    """Progress lines of the runner, one in five."""
 
     def __init__(self):
         self.lines = 0
@@ -97,96 +145,210 @@ class _Quiet:
         pass
 
 
-def bench_shape(
-    shape: str, *, workers: int, seed_sample: int, to_sql_rows: int, max_rows_per_run: int, scale: float = 1.0
-) -> tuple[list[Measurement], dict]:
-    spec = {**SHAPES[shape], "rows": int(SHAPES[shape]["rows"] * scale)}
-    schema = "bench_" + shape.replace("-", "_")
-    print(f"\n== {shape}", flush=True)
-    keys, rows_per_key = _seed(schema, spec["rows"], spec["zip_codes"])
-    total_rows = sum(rows_per_key.values())
+def _backfill(label: str, target: Target, ranges: list[list[str]], workers: int, rows: int, meter: CpuMeter) -> Measurement:
+    with meter.measure() as cpu:
+        started = time.perf_counter()
+        results = run_backfill(ranges, workers=workers, target=target, out=_Quiet())
+        seconds = time.perf_counter() - started
+    failed = [r for r in results if not r.success]
+    if failed:
+        raise RuntimeError(f"{label}: {len(failed)} run(s) failed, e.g. {failed[0].first}..{failed[0].last}: {failed[0].error}")
+    partitions = sum(len(r) for r in ranges)
+    return Measurement(label, seconds, rows, cpu.seconds,
+                       note=f"{len(ranges)} runs, {workers} at a time, {partitions:,} partitions",
+                       extra={"partitions": partitions})
+
+
+def run_ranges(keys: list[str], workers: int, rows_per_key: dict[str, int], max_rows_per_run: int | None) -> list[list[str]]:
+    """The runs a backfill makes (ranges of at most ZIP_ETL_PARTITIONS_PER_RUN zip codes), cut further
+    until every worker has one."""
     from zip_etl import settings
 
     ranges = partition_ranges(keys, settings.partitions_per_run(), rows_per_key, max_rows_per_run)
-    # at least one run per worker, so every core has work
     while len(ranges) < workers and any(len(r) > 1 for r in ranges):
         biggest = max(ranges, key=len)
         i = ranges.index(biggest)
         ranges[i : i + 1] = [biggest[: len(biggest) // 2], biggest[len(biggest) // 2 :]]
+    return ranges
 
+
+def bench_shape(shape: Shape, *, workers: int, seed_sample: int, max_rows_per_run: int | None, reseed: bool,
+                workdir: Path) -> ShapeResult:
+    url = etl_database_url()
+    schema = shape.schema
+    print(f"\n== {shape.name}: {shape.description} (load {load_average()})", flush=True)
+    rows_per_key = seed(shape, url, reseed=reseed, out=lambda text: print(text, flush=True))
+    keys = shape.keys()
+    total_rows = sum(rows_per_key.values())
+    ranges = run_ranges(keys, workers, rows_per_key, max_rows_per_run)
+    result = ShapeResult(shape, len(keys), total_rows, len(ranges), workers)
+    meter = CpuMeter(url)
+
+    print(f"  data floor (load {load_average()}) ...", flush=True)
+    out, into = data_floor(schema, url, meter, workdir)
+    result.add("out", out)
+    result.add("in", into)
+
+    print(f"  zip_etl in one process: read, transform, write (load {load_average()}) ...", flush=True)
+    for key, m in zip(("read", "transform", "write", "one process"), zip_etl_split(schema, keys, meter)):
+        result.add(key, m)
+
+    print(f"  orchestration floor: no-op asset, {len(ranges)} runs (load {load_average()}) ...", flush=True)
+    result.add("orchestration", _backfill(
+        "orchestration floor: no-op asset, same runs, ranges and storage",
+        Target("orchestration_floor", "zip_etl_tools.bench.orchestration_floor:defs"), ranges, workers, total_rows, meter))
+
+    print(f"  zip_etl through Dagster: {len(ranges)} runs (load {load_average()}) ...", flush=True)
     resources = (("postgres", (("raw_schema", schema),)), ("postgres_io_manager", (("target_schema", schema),)))
-    results = []
-    print("  data floor ...", flush=True)
-    results.append(data_floor(schema))
-    print("  orchestration floor (no-op asset, same runs) ...", flush=True)
-    results.append(_backfill("orchestration floor: no-op asset, same batching, runs and storage",
-                             Target("orchestration_floor", "zip_etl_tools.bench.orchestration_floor:defs"),
-                             ranges, workers, total_rows))
-    print("  zip_etl backfill through Dagster ...", flush=True)
-    results.append(_backfill("zip_etl: Dagster backfill, COPY read, pandas clean, COPY IO manager",
-                             Target("cleaned_companies", "zip_etl.definitions:defs", resources),
-                             ranges, workers, total_rows))
-    print("  seed's approach ...", flush=True)
-    # Every k-th zip code: empty ones included in proportion, so the linear projection is fair.
-    sample = keys[:: max(1, len(keys) // seed_sample)][:seed_sample]
-    results.append(seed_approach(schema, sample, len(keys), workers))
-    print("  pandas.to_sql sample ...", flush=True)
-    results.append(to_sql_sample(schema, to_sql_rows, total_rows))
-    print("  read paths and downcasting ...", flush=True)
-    reads = read_paths(schema)
-    memory = downcast_saving(schema)
-    return results, {"schema": schema, "rows": total_rows, "zip_codes": len(keys), "runs": len(ranges),
-                     "reads": reads, "memory": memory}
+    result.add("dagster", _backfill(
+        "zip_etl through Dagster: runs of cleaned_companies, checks included",
+        Target("cleaned_companies", "zip_etl.definitions:defs", resources), ranges, workers, total_rows, meter))
+
+    # Every k-th zip code (empty ones included in proportion); the skewed shape adds its smaller big
+    # zip code, so that rows of a big zip code are in the sample (the biggest would take minutes).
+    big = shape.big_keys()
+    small = [k for k in keys if k not in big]
+    if shape.name == "many-small":
+        sample, by = small[:: max(1, len(small) // seed_sample)][:seed_sample], "zip codes"
+    else:
+        count = max(1, min(seed_sample, len(small) // 5))
+        sample, by = small[:: max(1, len(small) // count)][:count] + big[1:], "rows"
+    print(f"  seed's approach on {len(sample):,} zip codes (load {load_average()}) ...", flush=True)
+    result.add("seed", seed_approach(schema, url, sample, total_zip_codes=len(keys), total_rows=total_rows,
+                                     workers=workers, meter=meter, by=by))
+
+    print(f"  frames in memory (load {load_average()}) ...", flush=True)
+    result.sizes = frame_sizes(schema, min(1_000_000, total_rows))
+
+    from zip_etl.resources import PostgresResource
+
+    chunk_rows = PostgresResource().chunk_rows
+    if shape.name == "many-small":
+        # A range of small zip codes that fills one chunk, as `zip-etl sizing` samples them.
+        full = partition_ranges(keys, len(keys), rows_per_key, chunk_rows)
+        one_chunk = max(full[:-1] or full, key=lambda r: sum(rows_per_key.get(k, 0) for k in r))
+        print(f"  run process memory, one chunk (load {load_average()}) ...", flush=True)
+        _fresh(result, fresh_write(schema, one_chunk, None, "run process, one chunk of small zip codes"))
+    if shape.name == "skewed":
+        five, one = big
+        for zip_code, label in ((one, "the big zip code"), (five, "the biggest zip code")):
+            print(f"  dagster asset materialize --partition {zip_code} (load {load_average()}) ...", flush=True)
+            run = materialize_one(schema, zip_code, rows_per_key.get(zip_code, 0),
+                                  f"dagster asset materialize, {label} ({zip_code}), default settings")
+            if not run.ok:
+                raise RuntimeError(f"dagster asset materialize --partition {zip_code} failed:\n{run.error}")
+            _fresh(result, run)
+        n = rows_per_key.get(one, 0)
+        print(f"  big zip code streamed vs one shot (load {load_average()}) ...", flush=True)
+        _fresh(result, fresh_write(schema, [one], None, f"big zip code streamed ({one}), chunk_rows={chunk_rows:,} (default)"))
+        _fresh(result, fresh_write(schema, [one], n + 1, f"big zip code in one shot ({one}), chunk_rows={n + 1:,}"))
+    return result
 
 
-def format_table(shape: str, results: list[Measurement], info: dict) -> str:
-    floor = results[0].seconds
-    orchestration = results[1].seconds
+def _fresh(result: ShapeResult, run: FreshRun) -> None:
+    result.fresh.append(run)
+    result.fresh_loads.append(load_1m())
+
+
+def _core_hours(us_per_row: float) -> float:
+    return ROWS_OF_600_GB * us_per_row / 1e6 / 3600
+
+
+def _cpu(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
+def _row(label: str, m: Measurement, load: str, floor: float) -> str:
+    client = server = None
+    if m.cpu is not None:
+        client, server = m.cpu.client, m.cpu.server
+    return (f"| {label} | {m.seconds:,.2f} | {m.us_per_row:,.2f} | {m.seconds / floor:,.2f} | {_cpu(client)} | "
+            f"{_cpu(server)} | {load} | {m.note} |")
+
+
+def format_shape(r: ShapeResult) -> str:
+    m = r.measurements
+    floor = m["out"].seconds + m["in"].seconds
+    floor_m = Measurement("data floor", floor, m["out"].rows, None, "")
+    if m["out"].cpu and m["in"].cpu:
+        floor_m.cpu = type(m["out"].cpu)(m["out"].cpu.client + m["in"].cpu.client,
+                                         None if m["out"].cpu.server is None or m["in"].cpu.server is None
+                                         else m["out"].cpu.server + m["in"].cpu.server)
     lines = [
-        f"### {shape}: {info['rows']:,} rows over {info['zip_codes']:,} zip codes",
+        f"### {r.shape.name}: {r.shape.description} ({r.rows:,} rows seeded in `{r.shape.schema}`)",
         "",
-        "| method | seconds | rows/s | × data floor | note |",
-        "| --- | ---: | ---: | ---: | --- |",
+        "| measure | seconds | µs/row | × data floor | run processes CPU s | PostgreSQL CPU s | load (1 min) | note |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        _row("data floor: binary COPY out, bytes discarded", m["out"], r.loads["out"], floor),
+        _row("data floor: binary COPY in, index-free copy", m["in"], r.loads["in"], floor),
+        _row("data floor: out + in", floor_m, r.loads["in"], floor),
+        _row("zip_etl read: binary COPY (ADBC) -> Arrow-backed pandas", m["read"], r.loads["read"], floor),
+        _row("zip_etl transform: clean_companies", m["transform"], r.loads["transform"], floor),
+        _row("zip_etl write: PartitionWriter, binary COPY, one transaction", m["write"], r.loads["write"], floor),
+        _row("zip_etl in one process: read + transform + write", m["one process"], r.loads["one process"], floor),
+        _row("orchestration floor: no-op asset, same runs and storage", m["orchestration"], r.loads["orchestration"], floor),
+        _row("zip_etl through Dagster: same runs, checks included", m["dagster"], r.loads["dagster"], floor),
+        _row("seed's approach: read_sql + clean + to_csv + copy_from per zip code", m["seed"], r.loads["seed"], floor),
     ]
-    for m in results:
-        lines.append(
-            f"| {m.method} | {m.seconds:,.1f} | {m.rows_per_second:,.0f} | {m.seconds / floor:,.1f} | {m.note} |"
-        )
-    zip_etl_seconds = results[2].seconds
+    dagster, orchestration = m["dagster"], m["orchestration"]
+    read_ratio = m["read"].seconds / m["out"].seconds
+    per_partition_ms = 1000 * orchestration.seconds / orchestration.extra["partitions"]
+    cpu_lines = []
+    if dagster.cpu is not None:
+        client_us = 1e6 * dagster.cpu.client / r.rows
+        if dagster.cpu.server is not None:
+            server_us = 1e6 * dagster.cpu.server / r.rows
+            cpu_lines = [
+                f"- CPU per row through Dagster: run processes {client_us:.2f} µs, PostgreSQL {server_us:.2f} µs "
+                f"(one PostgreSQL core keeps up with about {client_us / server_us:.1f} run processes)",
+                f"- projected to 3.6 billion rows (600 GB) from these figures: {_core_hours(client_us):,.1f} "
+                f"core-hours of run processes and {_core_hours(server_us):,.1f} core-hours of PostgreSQL",
+            ]
+        else:
+            cpu_lines = [f"- CPU per row through Dagster: run processes {client_us:.2f} µs, PostgreSQL n/a (not on this machine)",
+                         f"- projected to 3.6 billion rows (600 GB): {_core_hours(client_us):,.1f} core-hours "
+                         "of run processes; PostgreSQL n/a"]
+    s = r.sizes
     lines += [
         "",
-        f"- zip_etl / (data floor + orchestration floor) = {zip_etl_seconds / (floor + orchestration):.2f}",
-        f"- zip_etl / data floor = {zip_etl_seconds / floor:.2f}",
-        f"- seed's approach / zip_etl = {results[3].seconds / zip_etl_seconds:.1f}×",
-        f"- Dagster bookkeeping per partition (orchestration floor / partitions) = "
-        f"{1000 * orchestration / info['zip_codes']:.2f} ms",
+        f"- read / COPY out = {read_ratio:.2f} (target ≤ 1.6)",
+        f"- zip_etl through Dagster / data floor = {dagster.seconds / floor:.2f} (few-large target ≤ 1.5)",
+        f"- zip_etl through Dagster / (data floor + orchestration floor) = "
+        f"{dagster.seconds / (floor + orchestration.seconds):.2f} (many-small target ≤ 1.3)",
+        f"- seed's approach / zip_etl through Dagster = {m['seed'].seconds / dagster.seconds:.1f}× (few-large target ≥ 4×)",
+        f"- orchestration floor per partition = {per_partition_ms:.2f} ms ({orchestration.extra['partitions']:,} "
+        f"partitions, {r.runs} runs, {r.workers} at a time)",
+        *cpu_lines,
+        f"- in memory, {s['rows']:,} raw rows as read: {s['raw'] / 2**20:,.1f} MiB; their {s['cleaned_rows']:,} cleaned "
+        f"rows {s['cleaned_wide'] / 2**20:,.1f} MiB before downcasting, {s['cleaned'] / 2**20:,.1f} MiB after "
+        f"({100 * (1 - s['cleaned'] / s['cleaned_wide']):.0f}% less than before downcasting, "
+        f"{100 * (1 - s['cleaned'] / s['raw']):.0f}% less than raw)",
     ]
-    read_sql, copy = info["reads"]
-    raw_bytes, before, after = info["memory"]
-    lines += [
-        "",
-        "| reading the whole raw table into pandas | seconds | rows/s |",
-        "| --- | ---: | ---: |",
-        *[f"| {m.method} | {m.seconds:,.1f} | {m.rows_per_second:,.0f} |" for m in (read_sql, copy)],
-        "",
-        f"- COPY reader is {read_sql.seconds / copy.seconds:.1f}× faster than pandas.read_sql",
-        f"- memory: raw rows as read {raw_bytes / 2**20:,.0f} MiB; cleaned before downcasting "
-        f"{before / 2**20:,.0f} MiB; after {after / 2**20:,.0f} MiB "
-        f"({100 * (1 - after / raw_bytes):.0f}% less than raw, {100 * (1 - after / before):.0f}% less than "
-        "cleaned-not-downcast)",
-    ]
+    if r.fresh:
+        lines += [
+            "",
+            "| fresh process | rows | seconds | rows/s | baseline RSS MB | peak RSS MB | (peak − baseline) per raw MB | load (1 min) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for run, load in zip(r.fresh, r.fresh_loads):
+            baseline = f"{run.baseline_mb:,.0f}" if run.baseline_mb else "n/a"
+            per_raw = (f"{(run.peak_mb - run.baseline_mb) / (run.raw_bytes / 2**20):.2f} ({run.raw_bytes / 2**20:,.0f} raw MB"
+                       f" in {run.chunks} chunk(s))" if run.raw_bytes and run.baseline_mb else "n/a")
+            lines.append(f"| {run.label} | {run.rows:,} | {run.seconds:,.1f} | {run.rows_per_second:,.0f} | {baseline} | "
+                         f"{run.peak_mb:,.0f} | {per_raw} | {load} |")
     return "\n".join(lines)
 
 
-def write_report(path: Path, command: str, machine: str, tables: list[str], marker: str = "zip-etl bench") -> None:
+def write_report(path: Path, command: str, machine: str, tables: list[str], loads: tuple[str, str] | None = None,
+                 marker: str = "zip-etl bench") -> None:
     """Replace the report's section between `<!-- {marker}: begin/end -->` (appended if missing)."""
     start, end = f"<!-- {marker}: begin -->", f"<!-- {marker}: end -->"
     block = "\n".join(
         [
             start,
-            f"## `{command}` ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)",
+            f"### `{command}` ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)",
             "",
-            f"Machine: {machine}",
+            f"Machine: {machine}." + (f" Load average (1, 5, 15 min) before: {loads[0]}; after: {loads[1]}." if loads else ""),
             "",
             *[t + "\n" for t in tables],
             end,
@@ -200,18 +362,26 @@ def write_report(path: Path, command: str, machine: str, tables: list[str], mark
     path.write_text(text)
 
 
-def bench(shapes: list[str], *, workers: int, seed_sample: int, to_sql_rows: int, max_rows_per_run: int,
-          output: Path | None, command: str, scale: float = 1.0) -> int:
+def bench(shapes: list[str], *, workers: int, seed_sample: int, max_rows_per_run: int | None, output: Path | None,
+          command: str, scale: float = 1.0, reseed: bool = False) -> int:
+    from zip_etl import settings
+
     machine = machine_description()
-    print(f"Machine: {machine}", flush=True)
+    before = load_average()
+    print(f"Machine: {machine}; load average before: {before}", flush=True)
+    workdir = settings.home() / "bench"
+    workdir.mkdir(parents=True, exist_ok=True)
     tables = []
-    for shape in shapes:
-        results, info = bench_shape(shape, workers=workers, seed_sample=seed_sample, to_sql_rows=to_sql_rows,
-                                    max_rows_per_run=max_rows_per_run, scale=scale)
-        table = format_table(shape, results, info)
+    started = time.perf_counter()
+    for name in shapes:
+        result = bench_shape(SHAPES[name].scaled(scale), workers=workers, seed_sample=seed_sample,
+                             max_rows_per_run=max_rows_per_run, reseed=reseed, workdir=workdir)
+        table = format_shape(result)
         print("\n" + table, flush=True)
         tables.append(table)
+    after = load_average()
+    print(f"\nbench took {time.perf_counter() - started:.0f} s; load average after: {after}", flush=True)
     if output:
-        write_report(output, command, machine, tables)
-        print(f"\nWritten to {output}", flush=True)
+        write_report(output, command, machine, tables, (before, after))
+        print(f"Written to {output}", flush=True)
     return 0

@@ -1,5 +1,6 @@
-"""The orchestration floor: the same partitions, batching, runs and storage as `cleaned_companies`,
-for an asset that reads and writes nothing. What it costs is Dagster's own bookkeeping."""
+"""The orchestration floor: the same partitions, batching, runs, executor and storage as
+`cleaned_companies`, for an asset that reads and writes nothing. What it costs is Dagster's own
+bookkeeping (a run's process, its events, one materialization per partition)."""
 
 import dagster as dg
 
@@ -30,5 +31,5 @@ def orchestration_floor(context: dg.AssetExecutionContext) -> None:
 defs = dg.Definitions(
     assets=[raw_companies, cleaned_companies, orchestration_floor],
     resources={**zip_etl_defs.resources, "nothing_io_manager": NothingIOManager()},
-    executor=dg.multiprocess_executor,
+    executor=zip_etl_defs.executor,  # the same executor as zip_etl's runs
 )

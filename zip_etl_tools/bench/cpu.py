@@ -1,0 +1,96 @@
+"""CPU seconds of a measurement, split between the processes that run it (this one and its children)
+and the PostgreSQL server (its whole process tree), so a report can say who pays for each row.
+
+The server's CPU is read from /proc through psutil, so it is known only when the server runs on
+this machine (the embedded one does); otherwise it is reported as unknown. It covers everything the
+server does meanwhile, Dagster's storage included when it lives on the same server (the default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CpuSeconds:
+    client: float
+    server: float | None
+
+    def __sub__(self, other: CpuSeconds) -> CpuSeconds:
+        server = None if self.server is None or other.server is None else self.server - other.server
+        return CpuSeconds(self.client - other.client, server)
+
+
+def client_cpu() -> float:
+    """User + system seconds of this process and of its children that have ended (and been waited for)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def postmaster_pid(url: str) -> int | None:
+    """The PostgreSQL server's main process, if it runs on this machine: the parent of our backend."""
+    import psutil
+
+    from zip_etl.db.connection import connect
+
+    conn = connect(url)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(backend)
+            parent = process.parent()
+            if parent is not None and "postgres" in " ".join(parent.cmdline() or [parent.name()]):
+                return parent.pid
+    finally:
+        conn.close()
+    return None
+
+
+def server_cpu(pid: int | None) -> float | None:
+    """User + system seconds of the server's process tree: live processes, plus what the postmaster
+    has collected from the backends that ended."""
+    if pid is None:
+        return None
+    import psutil
+
+    try:
+        main = psutil.Process(pid)
+        total = 0.0
+        for child in main.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                times = child.cpu_times()
+                total += times.user + times.system
+        times = main.cpu_times()
+        return total + times.user + times.system + times.children_user + times.children_system
+    except psutil.Error:
+        return None
+
+
+class CpuMeter:
+    """`with meter.measure() as cpu:` ... then `cpu.seconds` holds the CpuSeconds spent inside."""
+
+    def __init__(self, url: str):
+        self.pid = postmaster_pid(url)
+
+    def now(self) -> CpuSeconds:
+        return CpuSeconds(client_cpu(), server_cpu(self.pid))
+
+    @contextlib.contextmanager
+    def measure(self):
+        box = _Box()
+        before = self.now()
+        try:
+            yield box
+        finally:
+            box.seconds = self.now() - before
+
+
+class _Box:
+    seconds: CpuSeconds = CpuSeconds(0.0, None)
