@@ -71,6 +71,57 @@ def test_debug_demo_writes_nothing(zip_etl_environment, query):
     raw_rows = query("SELECT count(*) FROM public.raw_companies WHERE zip_code <= %s", (ZIP_CODES[199],))[0][0]
     assert f"rows in:          {raw_rows:,}" in demo.stdout
     assert query("SELECT to_regclass('public.cleaned_companies') IS NULL")[0][0]  # nothing created
+    rows_out = int(re.search(r"rows out: +([\d,]+)", demo.stdout).group(1).replace(",", ""))
+    assert "public.cleaned_companies (does not exist yet: every cleaned row would appear)" in demo.stdout
+    assert f"rows would appear:            {rows_out:,}\n" in demo.stdout
+
+
+def table_fingerprint(query, table: str):
+    return query(f"SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {table} t")[0]
+
+
+def test_debug_demo_summarizes_what_a_write_would_change(zip_etl_environment, query):
+    """Built, then the stored rows edited as if older rules had built them: `zip-etl demo --debug`
+    prints what a write would change, and leaves both tables as they were."""
+    assert zip_etl("seed", "--rows", "3000", "--zip-codes", "200").returncode == 0
+    built = zip_etl("demo", "--zip-codes", "200", "--partitions-per-run", "100", "--workers", "2")
+    assert built.returncode == 0, built.stdout + built.stderr
+    first = ZIP_CODES[:200]
+    (city_zip, city_record, city), (gone_zip, gone_record) = [
+        row[:3] if i == 0 else row[:2] for i, row in enumerate(query(
+            "SELECT zip_code, record_id, city FROM public.cleaned_companies WHERE zip_code = ANY(%s) "
+            "AND city IS NOT NULL ORDER BY zip_code, record_id LIMIT 2", (first,)))]
+    query("UPDATE public.cleaned_companies SET city = 'Old City' WHERE zip_code = %s AND record_id = %s",
+          (city_zip, city_record))
+    query("DELETE FROM public.cleaned_companies WHERE zip_code = %s AND record_id = %s", (gone_zip, gone_record))
+    rejected_zip, rejected_raw_id, reason = query(
+        "SELECT zip_code, raw_values->>'raw_id', reason FROM public.cleaned_companies_quarantine "
+        "WHERE zip_code = ANY(%s) ORDER BY zip_code, (raw_values->>'raw_id')::bigint LIMIT 1", (first,))[0]
+    old_reason = "duplicate" if reason != "duplicate" else "zip_mismatch"
+    query("UPDATE public.cleaned_companies_quarantine SET reason = %s WHERE zip_code = %s AND raw_values->>'raw_id' = %s",
+          (old_reason, rejected_zip, rejected_raw_id))
+    tables = ("public.cleaned_companies", "public.cleaned_companies_quarantine")
+    before = [table_fingerprint(query, t) for t in tables]
+
+    demo = zip_etl("demo", "--debug", "--zip-codes", "200", "--partitions-per-run", "100", "--workers", "2")
+
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert [table_fingerprint(query, t) for t in tables] == before
+    out = demo.stdout
+    assert "compared with public.cleaned_companies and public.cleaned_companies_quarantine" in out
+    assert f"zip codes changed:            {len({city_zip, gone_zip, rejected_zip})} of 200\n" in out
+    assert "rows would appear:            1\n" in out
+    assert "rows would disappear:         0\n" in out
+    assert "rows would change:            1 (city 1)\n" in out
+    assert "newly rejected:               0\n" in out
+    assert "no longer rejected:           0\n" in out
+    assert "rejected for another reason:  1\n" in out
+    examples = out.split("first examples", 1)[1].splitlines()[1:]
+    assert sorted(e.strip() for e in examples if e.strip()) == sorted([
+        f"{gone_zip}/{gone_record}: would appear",
+        f"{city_zip}/{city_record}: city 'Old City' -> {city!r}",
+        f"{rejected_zip}/raw_id {rejected_raw_id}: reason {old_reason!r} -> {reason!r}",
+    ])
 
 
 def test_bad_database_url_is_one_clear_line(monkeypatch):

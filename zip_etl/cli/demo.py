@@ -18,7 +18,8 @@ from zip_etl.cli.seed import DEFAULT_ROWS, ZIP_CODES_HELP
 @click.option("--partitions-per-run", type=int, default=None, help="zip codes per Dagster run (default: ZIP_ETL_PARTITIONS_PER_RUN, 2000)")
 @click.option("--workers", type=int, default=None, help="runs at once (default: CPU cores)")
 @click.option("--zip-codes", type=int, default=None, metavar="N", help=f"seed and build {ZIP_CODES_HELP}")
-@click.option("--debug", is_flag=True, help="debug mode: run everything, write nothing")
+@click.option("--debug", is_flag=True,
+              help="debug mode: run everything, write nothing, report what a write would change")
 def demo_command(rows, reseed, seed_value, partitions_per_run, workers, zip_codes, debug):
     """Seed demo data if needed, then materialize every zip code through Dagster, N runs at a time."""
     raise SystemExit(demo(rows, reseed=reseed, per_run=partitions_per_run or settings.partitions_per_run(),
@@ -62,7 +63,8 @@ def demo(
     keys = first_zip_codes(zip_codes)
     target = Target(tags=((MODE_TAG, DEBUG_MODE),)) if debug else Target()
     if debug:
-        print("Debug mode: every run reads and cleans, records metadata, and writes nothing.", flush=True)
+        print("Debug mode: every run reads and cleans, compares the result with the tables, records metadata, "
+              "and writes nothing.", flush=True)
     results = run_backfill(partition_ranges(keys, per_run), workers=workers, target=target)
     seconds = time.perf_counter() - started
     done = sum(r.partitions for r in results if r.success)
@@ -82,4 +84,44 @@ def demo(
     )
     for r in failed:
         print(f"  FAILED {r.first}..{r.last}: {r.error}", flush=True)
+    if debug:
+        print(what_if_summary([r for r in results if r.success]), flush=True)
     return 1 if failed else 0
+
+
+EXAMPLES_SHOWN = 20
+
+
+def what_if_summary(results) -> str:
+    """What the debug runs' writes would have changed, summed over the runs: totals, changes per
+    column, and the first examples (runs in zip-code order)."""
+    from zip_etl.what_if import COUNTS
+
+    facts = [r.what_if for r in sorted(results, key=lambda r: r.first) if r.what_if]
+    if not facts:
+        return "\nWhat-if: no run compared anything."
+    totals = {name: sum(f["totals"][name] for f in facts) for name in COUNTS}
+    columns: dict[str, int] = {}
+    for f in facts:
+        for column, n in f["column_changes"].items():
+            columns[column] = columns.get(column, 0) + n
+    changed = ", ".join(f"{c} {n:,}" for c, n in sorted(columns.items(), key=lambda item: -item[1]) if n)
+    examples = [e for f in facts for e in f["examples"]]
+    targets = sorted({f["compared_with"] for f in facts})
+    lines = [
+        f"\nWhat-if: what a write would change, compared with {'; '.join(targets)}",
+        f"  zip codes changed:            {sum(f['zip_codes_with_differences'] for f in facts):,} of "
+        f"{sum(f['zip_codes_compared'] for f in facts):,}",
+        f"  rows would appear:            {totals['rows_appear']:,}",
+        f"  rows would disappear:         {totals['rows_disappear']:,}",
+        f"  rows would change:            {totals['rows_change']:,}" + (f" ({changed})" if changed else ""),
+        f"  newly rejected:               {totals['newly_rejected']:,}",
+        f"  no longer rejected:           {totals['no_longer_rejected']:,}",
+        f"  rejected for another reason:  {totals['rejected_for_another_reason']:,}",
+    ]
+    if examples:
+        lines.append("  first examples" + (f" ({EXAMPLES_SHOWN} of {len(examples)}; each run's own are in its "
+                                              "observation's what_if_examples)" if len(examples) > EXAMPLES_SHOWN else "")
+                     + ":")
+        lines += [f"    {e}" for e in examples[:EXAMPLES_SHOWN]]
+    return "\n".join(lines)

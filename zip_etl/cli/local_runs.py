@@ -32,6 +32,8 @@ class RangeResult:
     rows_rejected: int = 0
     seconds: float = 0.0
     error: str = ""
+    what_if: dict | None = None
+    """A debug run's what-if totals (see `what_if_facts`); None for other runs."""
 
 
 @dataclass(frozen=True)
@@ -96,10 +98,34 @@ def materialize_range(keys: list[str], target: Target = Target(), run_id: str | 
         def total(key: str) -> int:
             return sum(int(getattr(m.get(key), "value", 0) or 0) for m in per_partition)
 
+        run_metadata = [
+            e.event_specific_data.asset_observation.metadata
+            for e in result.all_events
+            if e.event_type_value == "ASSET_OBSERVATION" and e.event_specific_data.asset_observation.partition is None
+        ]
         return RangeResult(
             first, last, count, True,
             rows_in=total("rows_in"), rows_out=total("rows_out"), rows_rejected=total("rows_rejected"), seconds=seconds,
+            what_if=what_if_facts(run_metadata[-1]) if run_metadata else None,
         )
+
+
+def what_if_facts(metadata) -> dict | None:
+    """The what-if totals of a debug run's run-level observation, as plain values; None if it has none."""
+    from zip_etl.what_if import COUNTS
+
+    if "what_if_compared_with" not in metadata:
+        return None
+    value = {key: entry.value for key, entry in metadata.items() if key.startswith("what_if_")}
+    return {
+        "compared_with": value["what_if_compared_with"],
+        "zip_codes_compared": value["what_if_zip_codes_compared"],
+        "zip_codes_with_differences": value["what_if_zip_codes_with_differences"],
+        "totals": {name: value[f"what_if_{name}"] for name in COUNTS},
+        "column_changes": {key.removeprefix("what_if_changed_"): n for key, n in value.items()
+                           if key.startswith("what_if_changed_")},
+        "examples": list(value["what_if_examples"]),
+    }
 
 
 def _worker_main(keys: list[str], target: Target, run_id: str, results: Connection) -> None:

@@ -16,6 +16,7 @@ from zip_etl.resources.io_manager import PostgresCopyIOManager, WrittenPartition
 from zip_etl.resources.postgres import PostgresResource, failures_explained
 from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, quarantine_table
 from zip_etl.transform import REJECTION_REASONS
+from zip_etl.what_if import WhatIf, WhatIfReport
 
 # Run tag selecting debug mode (run everything, write nothing); see zip_etl/defs/jobs.py.
 MODE_TAG = "zip_etl/mode"
@@ -135,13 +136,21 @@ def cleaned_companies(
         stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.chunk_rows)
     dry_run = postgres_io_manager.dry_run or context.run.tags.get(MODE_TAG) == DEBUG_MODE
     if dry_run:
-        # Debug mode: read and clean in full; record what was found as observations. The partitions
-        # stay as they were: not materialized, nothing written, no table created. Each observation
-        # restates the partition's current data version (unchanged, since nothing was written), so
-        # the refresh does not mistake a debugged partition for an unknown one.
+        # Debug mode: read and clean in full, and compare what the write would leave with what the
+        # tables hold (zip_etl/what_if.py); record both as observations. The partitions stay as they
+        # were: not materialized, nothing written, no table created. Each observation restates the
+        # partition's current data version (unchanged, since nothing was written), so the refresh
+        # does not mistake a debugged partition for an unknown one.
         with failures_explained():
-            for _ in stream:
-                pass
+            try:
+                with WhatIf(postgres_io_manager.postgres.url(), table) as what_if:
+                    for chunk in stream:
+                        what_if.add(chunk)
+            except (ValueError, TypeError) as error:  # rows the table could not take: a write would fail
+                raise dg.Failure(description=f"A write to {table.schema}.{table.name} would fail: {error}",
+                                 allow_retries=False) from None
+        report = what_if.report()
+        context.log.info(f"What-if (compared with {report.target}): {report.summary()}")
         metadata = partition_metadata(stream)
         recorded = latest_data_versions(context.instance, context.asset_key, dg.DagsterEventType.ASSET_OBSERVATION,
                                         list(metadata))
@@ -151,12 +160,12 @@ def cleaned_companies(
                 dg.AssetObservation(
                     asset_key=context.asset_key,
                     partition=z,
-                    metadata={**values, "dry_run": True},
+                    metadata={**values, **report.zip_metadata(z), "dry_run": True},
                     tags={DATA_VERSION_TAG: recorded[z]} if z in recorded else None,
                 )
                 for z, values in metadata.items()
             ]
-            + [run_observation(context, stream, None, postgres_io_manager, table)],
+            + [run_observation(context, stream, None, postgres_io_manager, table, report)],
         )
         if stream.failures:
             raise _failure(stream, zip_codes, "cleaned (debug mode: nothing written)")
@@ -213,9 +222,10 @@ def partition_metadata(stream: PartitionStream) -> dict[str, dict]:
     }
 
 
-def run_observation(context, stream: PartitionStream, summary, io_manager: PostgresCopyIOManager, table) -> dg.AssetObservation:
+def run_observation(context, stream: PartitionStream, summary, io_manager: PostgresCopyIOManager, table,
+                    what_if: WhatIfReport | None = None) -> dg.AssetObservation:
     """One event per run: the table's totals (the asset's overview shows its `dagster/row_count`) and
-    the run's own facts."""
+    the run's own facts; in a debug run, what its write would have changed."""
     stats = stream.stats
     totals = io_manager.table_totals(table)
     quarantine = quarantine_table(table)
@@ -243,8 +253,24 @@ def run_observation(context, stream: PartitionStream, summary, io_manager: Postg
             # Which machine and process ran this range (several, in a distributed deployment).
             "worker": f"{socket.gethostname()} pid {os.getpid()}",
             **({"dry_run": True} if summary is None else {}),
+            **(what_if_metadata(what_if) if what_if is not None else {}),
         },
+        description=f"What-if: {what_if.summary()}" if what_if is not None else None,
     )
+
+
+def what_if_metadata(report: WhatIfReport) -> dict:
+    """A debug run's totals of what its write would change: counts, rows changed per column (each
+    column its own number, so the UI plots it), the first examples."""
+    return {
+        "what_if_compared_with": report.target,
+        "what_if_zip_codes_compared": len(report.counts),
+        "what_if_zip_codes_with_differences": report.zip_codes_with_differences(),
+        **{f"what_if_{name}": n for name, n in report.totals().items()},
+        **{f"what_if_changed_{column}": n for column, n in report.column_changes().items()},
+        "what_if_examples": dg.MetadataValue.json(report.first_examples()),
+        "what_if_seconds": round(report.seconds, 4),
+    }
 
 
 def _log_run(context, stream: PartitionStream, summary) -> None:
