@@ -3,8 +3,6 @@ zip codes that changed."""
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.data_version import StaleStatus
-from dagster._core.storage.dagster_run import RunsFilter
 from psycopg2 import sql
 
 from zip_etl.cli.local_runs import Target
@@ -15,7 +13,7 @@ from zip_etl.demo_data import apply_change_set, generate_raw_companies, write_ra
 from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES
 from zip_etl.refresh import CLEANED_KEY, REFRESH_TAG, contiguous_ranges
-from zip_etl_tools.stale_status import dagster_stale_status_resolver
+from zip_etl_tools.stale_status import StaleStatus, dagster_stale_status_resolver
 from zip_etl.resources import PostgresResource
 from zip_etl.tables import EMPTY_RAW_VERSION, RAW_COMPANIES
 from zip_etl.transform import clean_companies
@@ -119,13 +117,13 @@ def test_refresh_rebuilds_exactly_the_changed_zip_codes(schema, etl_url, query, 
     assert len(plan_only.plan.ranges) < len(expected)  # neighbours share a run
 
     with get_instance() as instance:
-        already = {r.run_id for r in instance.get_runs(RunsFilter(tags={REFRESH_TAG: "true"}))}
+        already = {r.run_id for r in instance.get_runs(dg.RunsFilter(tags={REFRESH_TAG: "true"}))}
     second = refresh(workers=2, target=target, partition_keys=BLOCK, observe=False)
     assert not second.failed
 
     # Dagster's view: one run per range, exactly the 10 partitions materialized, each fresh again.
     with get_instance() as instance:
-        runs = [r for r in instance.get_runs(RunsFilter(tags={REFRESH_TAG: "true"})) if r.run_id not in already]
+        runs = [r for r in instance.get_runs(dg.RunsFilter(tags={REFRESH_TAG: "true"})) if r.run_id not in already]
         assert len(runs) == len(plan_only.plan.ranges)
         materialized = sorted(
             record.partition_key
@@ -156,8 +154,7 @@ def test_refresh_rebuilds_exactly_the_changed_zip_codes(schema, etl_url, query, 
 
 def execute(requests, target, workers=2):
     """Run what the sensor asked for, as the daemon would: the observation, then one run per range."""
-    from dagster._core.definitions.partitions.partition_key_range import PartitionKeyRange
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+    from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from zip_etl.cli.local_runs import run_backfill
     from zip_etl.cli.refresh import observe_raw
@@ -167,7 +164,7 @@ def execute(requests, target, workers=2):
         observe_raw(target)
     ranges = [
         zip_code_partitions.get_partition_keys_in_range(
-            PartitionKeyRange(r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG])
+            dg.PartitionKeyRange(r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG])
         )
         for r in requests
         if r.job_name == "refresh_cleaned_companies"
@@ -254,12 +251,11 @@ def test_refresh_sensor_over_every_zip_code(schema, etl_url, query, fresh_dagste
 
 
 def test_refresh_sensor_waits_for_runs_in_progress(fresh_dagster_storage):
-    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
     sensor = defs.resolve_sensor_def("refresh_changed_zip_codes")
     with get_instance() as instance:
-        instance.add_run(DagsterRun(job_name="refresh_cleaned_companies", run_id="a" * 36,
-                                    status=DagsterRunStatus.STARTED, asset_selection=frozenset({CLEANED_KEY})))
+        instance.add_run(dg.DagsterRun(job_name="refresh_cleaned_companies", run_id="a" * 36,
+                                    status=dg.DagsterRunStatus.STARTED, asset_selection=frozenset({CLEANED_KEY})))
         tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources={"postgres": PostgresResource()}))
     assert tick.run_requests == [] and "in progress" in tick.skip_message and "a" * 36 in tick.skip_message
 

@@ -97,6 +97,16 @@ def test_private_dagster_names_live_in_one_module():
     assert users == ["zip_etl/dagster_internals.py"]
 
 
+def test_tests_and_tooling_reach_dagster_internals_through_their_contract_modules():
+    """Outside the package too: the runtime's internals through zip_etl.dagster_internals, Dagster's
+    stale-status resolver (a test and benchmark aid) through zip_etl_tools/stale_status.py, and the
+    contract test itself, which checks them."""
+    users = sorted(str(p.relative_to(ROOT)) for folder in ("zip_etl_tests", "zip_etl_tools", "scripts")
+                   for p in (ROOT / folder).rglob("*.py") if re.search(r"dagster\._", p.read_text()))
+    assert users == ["zip_etl_tests/test_dagster_internals.py",
+                     "zip_etl_tools/stale_status.py"]
+
+
 def test_the_runtime_package_never_imports_the_tooling():
     imported = set()
     for path in PACKAGE.rglob("*.py"):

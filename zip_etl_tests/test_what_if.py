@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 import psycopg2
 import pytest
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from psycopg2 import sql
 
 from zip_etl.defs.assets import cleaned_companies, raw_companies

@@ -3,6 +3,10 @@ imported by the runtime package)."""
 
 from __future__ import annotations
 
+from dagster._core.definitions.data_version import StaleStatus
+
+__all__ = ["StaleStatus", "dagster_stale_status_resolver"]
+
 
 def dagster_stale_status_resolver(instance, definitions):
     """Dagster's own per-partition stale status (what the UI shows on a partition's page):
