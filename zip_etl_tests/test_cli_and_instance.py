@@ -29,7 +29,7 @@ def test_seed_then_demo_materializes_every_requested_zip_code(zip_etl_environmen
     seeded = zip_etl("seed", "--rows", "4000")
     assert seeded.returncode == 0, seeded.stderr
     assert query("SELECT count(*) FROM public.raw_companies")[0][0] == 4000
-    assert query("SELECT count(*) FROM pg_indexes WHERE tablename = 'raw_companies' AND indexdef LIKE '%zip_code%'")[0][0] == 1
+    assert query("SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'raw_companies' AND indexdef LIKE '%zip_code%'")[0][0] == 1
 
     demo = zip_etl("demo", "--zip-codes", "300", "--partitions-per-run", "100", "--workers", "2")
     assert demo.returncode == 0, demo.stdout + demo.stderr
