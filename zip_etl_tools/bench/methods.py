@@ -202,18 +202,28 @@ class FreshRun:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
+def _proc_status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
 def _fresh_write(schema: str, zip_codes: list[str], chunk_rows: int | None, label: str) -> FreshRun:
     """In a spawned process: what a run worker holds (Dagster and the definitions imported), then one
-    write of `zip_codes`; its peak resident memory is this write's alone."""
+    write of `zip_codes`; its peak resident memory is this write's alone.
+
+    The peak is the process's own high-water mark (`VmHWM`), reset after the imports: `ru_maxrss`
+    would carry the parent's resident size across the exec that started this process."""
     import importlib
-    import resource
 
     importlib.import_module("zip_etl.definitions")
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = _proc_status_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
     started = time.perf_counter()
     stream, summary, _ = zip_etl_write(schema, zip_codes, chunk_rows)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _proc_status_mb("VmHWM")
     return FreshRun(label, int(stream.stats["rows_in"].sum()), seconds, baseline, peak, stream.raw_bytes, stream.chunks)
 
 
@@ -222,9 +232,26 @@ def fresh_write(schema: str, zip_codes: list[str], chunk_rows: int | None, label
         return pool.submit(_fresh_write, schema, zip_codes, chunk_rows, label).result()
 
 
+def _peak_rss_mb(process: subprocess.Popen, every: float = 0.05) -> float:
+    """The largest resident size of `process` and its children, sampled until it exits (wait4's
+    `ru_maxrss` would count the bench's own memory, which the child shared until its exec)."""
+    import psutil
+
+    peak = 0
+    root = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(every)
+    return peak / 2**20
+
+
 def materialize_one(schema: str, zip_code: str, rows: int, label: str) -> FreshRun:
     """`dagster asset materialize ... --partition Z` as a user runs it (default settings, the checks
-    included), in a process of its own: wall time from launch to exit, and its peak RSS (wait4)."""
+    included), in a process of its own: wall time from launch to exit, and its peak RSS (sampled)."""
     import json
 
     from zip_etl import settings
@@ -237,14 +264,12 @@ def materialize_one(schema: str, zip_code: str, rows: int, label: str) -> FreshR
     started = time.perf_counter()
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, cwd=settings.project_root(), env=env, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        peak = _peak_rss_mb(process)
         seconds = time.perf_counter() - started
         log.seek(0)
         output = log.read().decode(errors="replace")
     ok = process.returncode == 0 and "RUN_SUCCESS" in output
-    return FreshRun(label, rows, seconds, 0.0, usage.ru_maxrss / 1024, ok=ok,
-                    error="" if ok else output[-2000:])
+    return FreshRun(label, rows, seconds, 0.0, peak, ok=ok, error="" if ok else output[-2000:])
 
 
 # --- the seed's approach --------------------------------------------------------------------------------
