@@ -280,6 +280,10 @@ class WhatIf:
     def _compare(self, zip_codes: list[str]) -> None:
         cursor = self._cursor()
         cursor.adbc_ingest(_ZIPS, pa.table({"zip_code": pa.array(zip_codes, pa.string())}), mode="append", temporary=True)
+        # Statistics for the planner (autovacuum never analyzes a temporary table): else it joins the
+        # zip codes to a sequential scan of the whole target table.
+        for name in (_ZIPS, _STAGED, _STAGED_REJECTED):
+            cursor.execute(f"ANALYZE {name}")
         counts = pd.DataFrame(0, index=pd.Index(zip_codes, name="zip_code"), columns=[*COUNTS, *self.value_columns],
                               dtype="int64")
         for batch in self._differences("compare_cleaned"):

@@ -237,6 +237,9 @@ class TableSnapshot:
         cursor.execute(f"TRUNCATE {_KEYS_TABLE}")
         if keys:
             cursor.adbc_ingest(_KEYS_TABLE, pa.table({"zip_code": pa.array(keys, pa.string())}), mode="append", temporary=True)
+        # Autovacuum never analyzes a temporary table: without statistics the planner guesses 1,360
+        # keys and joins them to a sequential scan of the whole raw table, once per chunk.
+        cursor.execute(f"ANALYZE {_KEYS_TABLE}")
         self._keys = keys
 
     def _fetch(self, query: str) -> pa.Table:
