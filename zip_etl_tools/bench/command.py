@@ -36,6 +36,7 @@ from zip_etl_tools.bench.methods import (
     FreshRun,
     Measurement,
     data_floor,
+    drop_targets,
     frame_sizes,
     fresh_write,
     materialize_one,
@@ -190,6 +191,7 @@ def bench_shape(shape: Shape, *, workers: int, seed_sample: int, max_rows_per_ru
     result.add("in", into)
 
     print(f"  zip_etl in one process: read, transform, write (load {load_average()}) ...", flush=True)
+    drop_targets(schema)  # a first build, as the seed's approach's
     for key, m in zip(("read", "transform", "write", "one process"), zip_etl_split(schema, keys, meter)):
         result.add(key, m)
 
@@ -199,6 +201,7 @@ def bench_shape(shape: Shape, *, workers: int, seed_sample: int, max_rows_per_ru
         Target("orchestration_floor", "zip_etl_tools.bench.orchestration_floor:defs"), ranges, workers, total_rows, meter))
 
     print(f"  zip_etl through Dagster: {len(ranges)} runs (load {load_average()}) ...", flush=True)
+    drop_targets(schema)
     resources = (("postgres", (("raw_schema", schema),)), ("postgres_io_manager", (("target_schema", schema),)))
     result.add("dagster", _backfill(
         "zip_etl through Dagster: runs of cleaned_companies, checks included",
