@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import random
-import resource
+from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -31,6 +31,22 @@ class Sample:
     peak_mb: float
 
 
+def resident_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (`VmRSS`) or its high-water mark (`VmHWM`), in MB.
+
+    Not `ru_maxrss`: that carries the parent's resident size across the fork or exec that started
+    this process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def reset_peak() -> None:
+    """Start this process's high-water mark afresh at its current resident memory."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
 def _measure(label: str, zip_codes: list[str], chunk_rows: int) -> Sample:
     """Runs in a fresh process: its peak resident memory is this sample's alone."""
     import importlib
@@ -41,12 +57,13 @@ def _measure(label: str, zip_codes: list[str], chunk_rows: int) -> Sample:
     from zip_etl.resources import PostgresResource
     from zip_etl.tables import CLEANED_COMPANIES
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = resident_mb()
+    reset_peak()
     stream = PartitionStream(PostgresResource().raw_snapshot(), zip_codes, chunk_rows)
     for chunk in stream:
         if chunk.cleaned is not None:
             to_arrow(chunk.cleaned, CLEANED_COMPANIES)  # what the writer does with each chunk
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = resident_mb("VmHWM")
     return Sample(label, len(zip_codes), int(stream.stats["rows_in"].sum()), stream.chunks, baseline, peak)
 
 
@@ -87,7 +104,7 @@ def sizing(budget_gb: float, samples: int, chunk_rows: int, seed: int = 7, out=p
     for label, zip_codes in chosen:
         with ProcessPoolExecutor(max_workers=1) as pool:  # a fresh process per sample
             measured.append(pool.submit(_measure, label, zip_codes, chunk_rows).result())
-    out(f"chunk_rows = {chunk_rows:,} (the postgres resource's setting)")
+    out(f"chunk_rows = {chunk_rows:,}")
     out(f"{'sample':<17} {'zip codes':>9} {'rows':>10} {'chunks':>6} {'baseline MB':>11} {'peak MB':>8}")
     for s in measured:
         out(f"{s.label:<17} {s.zip_codes:>9,} {s.rows:>10,} {s.chunks:>6} {s.baseline_mb:>11.0f} {s.peak_mb:>8.0f}")

@@ -213,28 +213,22 @@ class FreshRun:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def _proc_status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def _fresh_write(schema: str, zip_codes: list[str], chunk_rows: int | None, label: str) -> FreshRun:
     """In a spawned process: what a run worker holds (Dagster and the definitions imported), then one
     write of `zip_codes`; its peak resident memory is this write's alone.
 
-    The peak is the process's own high-water mark (`VmHWM`), reset after the imports: `ru_maxrss`
-    would carry the parent's resident size across the exec that started this process."""
+    The peak is the process's own high-water mark, reset after the imports (`zip_etl.cli.sizing`)."""
     import importlib
 
+    from zip_etl.cli.sizing import reset_peak, resident_mb
+
     importlib.import_module("zip_etl.definitions")
-    baseline = _proc_status_mb("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    baseline = resident_mb()
+    reset_peak()
     started = time.perf_counter()
     stream, summary, _ = zip_etl_write(schema, zip_codes, chunk_rows)
     seconds = time.perf_counter() - started
-    peak = _proc_status_mb("VmHWM")
+    peak = resident_mb("VmHWM")
     return FreshRun(label, int(stream.stats["rows_in"].sum()), seconds, baseline, peak, stream.raw_bytes, stream.chunks)
 
 
