@@ -1,9 +1,11 @@
-"""What Dagster stores for one batched run of cleaned_companies: events per type, their serialized
-bytes, and the run's seconds, so the per-partition bookkeeping can be compared across commits.
+"""Time one batched Dagster run of cleaned_companies, as `zip-etl demo` runs it, and show what Dagster
+stored for it: events per type and their serialized bytes, so the per-partition bookkeeping can be
+compared across commits.
 
     python scripts/event_cost.py --per-run 2000 --index 1
 
-Uses the raw table already seeded (`zip-etl seed`) and the zip_etl instance (dagster.yaml). The
+Uses the raw table already seeded (`zip-etl seed`) and the zip_etl instance (dagster.yaml); set
+Dagster's switches in the environment to compare, e.g. DAGSTER_EVENT_BATCH_SIZE=0 for its default. The
 bytes are each event as the event log stores it (`serialize_value` of its entry). It also runs on a
 checkout from before the package's restructure (where the runner lived in `zip_etl.backfill`), which
 is how docs/BENCHMARKS.md gets its "before" figures.
