@@ -34,7 +34,7 @@ from psycopg2 import sql
 
 from zip_etl.db.arrow_io import SqlText, connect_arrow, reading, to_arrow
 from zip_etl.db.connection import DatabaseError, transaction
-from zip_etl.db.ddl import column_differences, table_exists
+from zip_etl.db.ddl import column_differences, create_table_statement, table_exists
 from zip_etl.partition_stream import CleanedChunk
 from zip_etl.tables import MIGRATE_HINT, Column, Table, quarantine_table
 
@@ -96,8 +96,13 @@ class WhatIfReport:
         return summarize(self.totals(), self.column_changes(), len(self.counts), self.zip_codes_with_differences())
 
 
+def describe_column_changes(column_changes: dict[str, int]) -> str:
+    """Columns with rows that would change, most first: `city 12, phone 3`."""
+    return ", ".join(f"{c} {n:,}" for c, n in sorted(column_changes.items(), key=lambda item: -item[1]) if n)
+
+
 def summarize(totals: dict[str, int], column_changes: dict[str, int], compared: int, with_differences: int) -> str:
-    columns = ", ".join(f"{c} {n:,}" for c, n in sorted(column_changes.items(), key=lambda item: -item[1]) if n)
+    columns = describe_column_changes(column_changes)
     return (
         f"{with_differences:,} of {compared:,} zip code(s) would change: "
         f"{totals['rows_appear']:,} row(s) would appear, {totals['rows_disappear']:,} disappear, "
@@ -169,17 +174,11 @@ class WhatIf:
             Column("raw_id", "text", nullable=False),
             Column("reason", "text", nullable=False),
         ))
+        zips = Table("pg_temp", _ZIPS, (Column("zip_code", "text", nullable=False),), ("zip_code",))
         ident = sql.Identifier
 
         def columns(alias: str, names: Sequence[str]) -> sql.Composable:
             return sql.SQL(", ").join(ident(alias, c) for c in names)
-
-        def create(t: Table, key: Sequence[str]) -> sql.Composable:
-            parts = [sql.SQL("{} {}{}").format(ident(c.name), sql.SQL(c.sql_type), sql.SQL("" if c.nullable else " NOT NULL"))
-                     for c in t.columns]
-            if key:
-                parts.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(ident, key))))
-            return sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(ident(t.name), sql.SQL(", ").join(parts))
 
         names = table.column_names
         in_zips = sql.SQL("JOIN {} k ON {} = k.zip_code").format(ident(_ZIPS), ident("t", table.partition_column))
@@ -217,8 +216,7 @@ class WhatIf:
         text = SqlText(self.url)
         try:
             return {
-                "create": [text(create(staged, table.primary_key)), text(create(self._staged_rejected, ())),
-                           text(sql.SQL("CREATE TEMPORARY TABLE {} (zip_code text PRIMARY KEY) ON COMMIT DROP").format(ident(_ZIPS)))],
+                "create": [text(create_table_statement(t, temporary=True)) for t in (staged, self._staged_rejected, zips)],
                 "compare_cleaned": text(compare_cleaned),
                 "compare_rejected": text(compare_rejected),
                 "delete_keys": text(delete_keys),

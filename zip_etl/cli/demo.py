@@ -95,7 +95,7 @@ EXAMPLES_SHOWN = 20
 def what_if_summary(results) -> str:
     """What the debug runs' writes would have changed, summed over the runs: totals, changes per
     column, and the first examples (runs in zip-code order)."""
-    from zip_etl.what_if import COUNTS
+    from zip_etl.what_if import COUNTS, describe_column_changes
 
     facts = [r.what_if for r in sorted(results, key=lambda r: r.first) if r.what_if]
     if not facts:
@@ -105,7 +105,7 @@ def what_if_summary(results) -> str:
     for f in facts:
         for column, n in f["column_changes"].items():
             columns[column] = columns.get(column, 0) + n
-    changed = ", ".join(f"{c} {n:,}" for c, n in sorted(columns.items(), key=lambda item: -item[1]) if n)
+    changed = describe_column_changes(columns)
     examples = [e for f in facts for e in f["examples"]]
     targets = sorted({f["compared_with"] for f in facts})
     lines = [

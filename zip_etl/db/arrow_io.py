@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from psycopg2 import sql
 
 from zip_etl.db.connection import DatabaseError, connect, describe_connection_error, redact_url
+from zip_etl.db.ddl import create_table_statement
 from zip_etl.tables import Column, Table
 
 # Declared SQL type -> the Arrow type binary COPY needs for it (the wire format is exact: an int64
@@ -522,11 +523,7 @@ class PartitionWriter(ArrowTransaction):
         if self._staging != staging.columns:
             if self._staging is not None:
                 self.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(_REJECTED_STAGING)))
-            self.execute(sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(
-                sql.Identifier(_REJECTED_STAGING),
-                sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.sql_type))
-                                   for c in staging.columns),
-            ))
+            self.execute(create_table_statement(staging, temporary=True))
             # The JSON keys are the column names, bound as text values.
             pairs = sql.SQL(", ").join(sql.SQL(f"${i + 1}::text, ") + sql.Identifier(c) for i, c in enumerate(originals))
             partition = sql.Identifier(self.quarantine.partition_column)

@@ -10,7 +10,9 @@ from psycopg2 import sql
 from zip_etl.tables import CLEANED_COMPANIES_MIGRATIONS, EMPTY_RAW_VERSION, Table
 
 
-def create_table_statement(table: Table) -> sql.Composed:
+def create_table_statement(table: Table, *, temporary: bool = False) -> sql.Composed:
+    """The table's CREATE TABLE (if not exists); `temporary`: a temporary table of that name, dropped
+    when its transaction ends."""
     parts = [
         sql.SQL("{} {}{}").format(
             sql.Identifier(c.name), sql.SQL(c.sql_type), sql.SQL("" if c.nullable else " NOT NULL")
@@ -21,7 +23,10 @@ def create_table_statement(table: Table) -> sql.Composed:
         parts.append(
             sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.primary_key)))
         )
-    return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(table.identifier, sql.SQL(", ").join(parts))
+    columns = sql.SQL(", ").join(parts)
+    if temporary:
+        return sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(sql.Identifier(table.name), columns)
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(table.identifier, columns)
 
 
 def ensure_table(cursor, table: Table) -> None:

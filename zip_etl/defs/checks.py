@@ -83,8 +83,8 @@ def check_scope(
         yield _Scope(table, keys, where, params, cursor) if exists else None
 
 
-def evaluate(context: dg.AssetCheckExecutionContext | None, io_manager: PostgresCopyIOManager, body,
-             ) -> dg.AssetCheckResult:
+def evaluate(context: dg.AssetCheckExecutionContext | None, io_manager: PostgresCopyIOManager,
+             body) -> dg.AssetCheckResult:
     """`body(scope, io_manager)` over the check's scope, in one read transaction (`context` None: the
     whole table); a table that does not exist yet fails the check, saying so."""
     with failures_explained(), check_scope(context, io_manager) as scope:
