@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg2 import sql
 
-from zip_etl.db.arrow_io import SqlText, connect_arrow, reading, to_arrow
+from zip_etl.db.arrow_io import SqlText, connect_arrow, load_zip_codes, reading, to_arrow
 from zip_etl.db.connection import DatabaseError, transaction
 from zip_etl.db.ddl import column_differences, create_table_statement, table_exists
 from zip_etl.partition_stream import CleanedChunk
@@ -277,10 +277,8 @@ class WhatIf:
 
     def _compare(self, zip_codes: list[str]) -> None:
         cursor = self._cursor()
-        cursor.adbc_ingest(_ZIPS, pa.table({"zip_code": pa.array(zip_codes, pa.string())}), mode="append", temporary=True)
-        # Statistics for the planner (autovacuum never analyzes a temporary table): else it joins the
-        # zip codes to a sequential scan of the whole target table.
-        for name in (_ZIPS, _STAGED, _STAGED_REJECTED):
+        load_zip_codes(cursor, _ZIPS, zip_codes)
+        for name in (_STAGED, _STAGED_REJECTED):  # temporary too, so never analyzed by autovacuum
             cursor.execute(f"ANALYZE {name}")
         counts = pd.DataFrame(0, index=pd.Index(zip_codes, name="zip_code"), columns=[*COUNTS, *self.value_columns],
                               dtype="int64")

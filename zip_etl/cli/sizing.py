@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 import os
 import random
-from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 

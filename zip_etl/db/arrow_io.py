@@ -179,6 +179,16 @@ def _first_surrogate(values: pd.Series) -> int | None:
     return None
 
 
+def load_zip_codes(cursor, name: str, zip_codes: Sequence[str]) -> None:
+    """Append `zip_codes` to the temporary table `name` (its one column `zip_code`) and ANALYZE it.
+
+    Autovacuum never analyzes a temporary table: without statistics the planner guesses 1,360 rows
+    and joins them to a sequential scan of the whole table they select from."""
+    if zip_codes:
+        cursor.adbc_ingest(name, pa.table({"zip_code": pa.array(zip_codes, pa.string())}), mode="append", temporary=True)
+    cursor.execute(f"ANALYZE {name}")
+
+
 class TableSnapshot:
     """Reads of one table from one REPEATABLE READ snapshot: counts, data versions, rows.
 
@@ -236,11 +246,7 @@ class TableSnapshot:
             return
         cursor = self._cursor()
         cursor.execute(f"TRUNCATE {_KEYS_TABLE}")
-        if keys:
-            cursor.adbc_ingest(_KEYS_TABLE, pa.table({"zip_code": pa.array(keys, pa.string())}), mode="append", temporary=True)
-        # Autovacuum never analyzes a temporary table: without statistics the planner guesses 1,360
-        # keys and joins them to a sequential scan of the whole raw table, once per chunk.
-        cursor.execute(f"ANALYZE {_KEYS_TABLE}")
+        load_zip_codes(cursor, _KEYS_TABLE, keys)
         self._keys = keys
 
     def _fetch(self, query: str) -> pa.Table:

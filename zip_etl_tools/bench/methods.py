@@ -21,7 +21,7 @@ from psycopg2 import sql
 
 from zip_etl.db.connection import connect, etl_database_url, transaction
 from zip_etl.db.ddl import ensure_table
-from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, Table
+from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, Table, partition_counts_table, quarantine_table
 from zip_etl_tools.bench.cpu import CpuMeter, CpuSeconds
 
 
@@ -54,8 +54,6 @@ def cleaned_table(schema: str, name: str = "cleaned_companies") -> Table:
 def drop_targets(schema: str) -> None:
     """Start a write from empty target tables (as the seed's approach does): a write measured after
     another one would replace its rows and pay for the first one's dead rows too."""
-    from zip_etl.tables import partition_counts_table, quarantine_table
-
     table = cleaned_table(schema)
     with transaction(etl_database_url()) as cursor:
         for target in (table, quarantine_table(table), partition_counts_table(table)):
