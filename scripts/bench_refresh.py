@@ -19,8 +19,6 @@ import time
 import dagster as dg
 
 from zip_etl.cli.local_runs import Target
-from zip_etl_tools.bench.command import machine_description
-from zip_etl_tools.bench.shapes import SHAPES, seed
 from zip_etl.cli.refresh import observe_raw, refresh
 from zip_etl.db.connection import etl_database_url, transaction
 from zip_etl.definitions import defs
@@ -28,9 +26,11 @@ from zip_etl.demo_data import apply_change_set, pick_zip_codes_with_rows
 from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES
 from zip_etl.refresh import CLEANED_KEY, RAW_KEY, latest_data_versions, plan_refresh
-from zip_etl_tools.stale_status import dagster_stale_status_resolver
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
 from zip_etl.tables import RAW_COMPANIES
+from zip_etl_tools.bench.command import machine_description
+from zip_etl_tools.bench.shapes import SHAPES, seed
+from zip_etl_tools.stale_status import dagster_stale_status_resolver
 
 SCHEMA = "bench_many_small"
 TARGET = Target(resources=(("postgres", (("raw_schema", SCHEMA),)), ("postgres_io_manager", (("target_schema", SCHEMA),))))

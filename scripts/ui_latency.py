@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zip_etl.db.connection import etl_database_url, transaction  # noqa: E402
-from zip_etl_tools.dagster_dev import DagsterDev, running_dagster_dev  # noqa: E402
 from zip_etl import settings  # noqa: E402
+from zip_etl.db.connection import etl_database_url, transaction  # noqa: E402
 from zip_etl_tests.dagster_ui import DagsterUI, chromium_page  # noqa: E402
+from zip_etl_tools.dagster_dev import DagsterDev, running_dagster_dev  # noqa: E402
 
 RUN_TIMES = """
 query($runId: ID!) {

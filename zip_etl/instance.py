@@ -15,22 +15,21 @@ from typing import Any
 
 import dagster as dg
 from dagster import DagsterEventType, Field, StringSource
-
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from zip_etl import settings
+from zip_etl.dagster_internals import (
+    CheckRunHealthResult,
+    WorkerStatus,
+    instance_from_folder,
+    store_planned_events_batch,
+)
 from zip_etl.db.connection import (
     DagsterStorageError,
     DatabaseError,
     check_dagster_storage,
     dagster_database_url,
     sqlalchemy_url,
-)
-from zip_etl.dagster_internals import (
-    CheckRunHealthResult,
-    WorkerStatus,
-    instance_from_folder,
-    store_planned_events_batch,
 )
 from zip_etl.run_liveness import Liveness, dead_process_message, liveness, run_process, this_process_tag
 

@@ -17,11 +17,9 @@ from pathlib import Path
 
 from psycopg2 import sql
 
-from zip_etl.tables import Table
-
 from zip_etl.db.ddl import information_schema_type, table_exists
 from zip_etl.partitions import ZIP_CODES
-from zip_etl.tables import RAW_COMPANIES
+from zip_etl.tables import RAW_COMPANIES, Table
 
 # What the pipeline does with each raw column, beyond its declared type. A test requires an entry
 # for every declared column, so a column added to RAW_COMPANIES cannot reach the docs undescribed.

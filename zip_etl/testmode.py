@@ -15,18 +15,17 @@ import dagster as dg
 import pandas as pd
 from psycopg2 import sql
 
+import zip_etl.console_logger  # noqa: F401 - a Failure on the terminal: its one line, not its stack trace
+from zip_etl import settings
+from zip_etl.db.arrow_io import TableSnapshot
+from zip_etl.db.ddl import ensure_table
+from zip_etl.definitions import EXECUTORS
 from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl.defs.checks import QUALITY_CHECKS, check_scope
-import zip_etl.console_logger  # noqa: F401 - a Failure on the terminal: its one line, not its stack trace
-from zip_etl.db.arrow_io import TableSnapshot
-from zip_etl.tables import Table
-from zip_etl.db.ddl import ensure_table
-from zip_etl.demo_data import insert_rows
-from zip_etl import settings
-from zip_etl.definitions import EXECUTORS
 from zip_etl.defs.resources import resources
+from zip_etl.demo_data import insert_rows
 from zip_etl.resources import PostgresCopyIOManager
-from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES
+from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, Table
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEST_SCHEMA = "zip_etl_test"

@@ -12,9 +12,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from zip_etl.db.connection import ensure_database
-
 from zip_etl import settings
+from zip_etl.db.connection import ensure_database
 
 TEST_URL_ENV = "ZIP_ETL_TEST_DATABASE_URL"
 

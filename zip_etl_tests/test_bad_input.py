@@ -7,12 +7,12 @@ import dagster as dg
 import pandas as pd
 import psycopg2
 import pytest
-from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from psycopg2 import sql
 
+from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from zip_etl.db.connection import _with_database
 from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl.defs.checks import QUALITY_CHECKS, raw_rows_have_partitions, rows_reconcile
-from zip_etl.db.connection import _with_database
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
 from zip_etl.transform.cleaning import RAW_COLUMNS
 from zip_etl_tests.helpers import failure_message, pipeline_resources, retries, seed_raw

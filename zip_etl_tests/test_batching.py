@@ -1,9 +1,9 @@
 """How a backfill's zip codes are cut into runs."""
 
-from zip_etl.cli.local_runs import Target
-from zip_etl.partitions import partition_ranges
-from zip_etl.partitions import ZIP_CODES, zip_code_partitions
 from dagster import PartitionKeyRange
+
+from zip_etl.cli.local_runs import Target
+from zip_etl.partitions import ZIP_CODES, partition_ranges, zip_code_partitions
 
 
 def test_ranges_are_contiguous_bounded_and_cover_every_key_once():

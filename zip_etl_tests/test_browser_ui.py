@@ -11,13 +11,12 @@ import shutil
 
 import pytest
 
-from zip_etl.db.connection import transaction
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.partitions import ZIP_CODES
 from zip_etl.transform import clean_companies
 from zip_etl_tests.conftest import ARTIFACTS
-from zip_etl_tests.helpers import drop_written_partitions
 from zip_etl_tests.dagster_ui import VIEWPORT, DagsterUI, chromium_page
+from zip_etl_tests.helpers import drop_written_partitions
 
 ONE = "10016"
 # Typing "1000" in the partition filter lists exactly these, a contiguous range: one batched run.

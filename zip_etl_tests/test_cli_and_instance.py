@@ -175,7 +175,7 @@ def test_sizing_measures_a_run_process_and_recommends_runs(zip_etl_environment, 
     assert sized.returncode == 0, sized.stdout + sized.stderr
     samples = re.findall(r"^(range|largest zip code)\s+([\d,]+)\s+([\d,]+)\s+(\d+)\s+(\d+)\s+(\d+)$", sized.stdout, re.M)
     assert len(samples) == 3, sized.stdout
-    for _, zip_codes, rows, chunks, baseline, peak in samples:
+    for _, _zip_codes, rows, chunks, baseline, peak in samples:
         assert int(rows.replace(",", "")) > 0 and int(chunks) >= 1
         assert 50 < int(baseline) < int(peak) < 2000, sized.stdout
     fits = int(re.search(r"^(\d+) fit in 2 GB", sized.stdout, re.M).group(1))

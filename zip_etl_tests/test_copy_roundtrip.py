@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zip_etl.tables import Column, Table
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+from zip_etl.tables import Column, Table
 
 # SQL type -> (pandas dtype it loads as, strategy for one value; None is NULL)
 TYPES = {
@@ -21,7 +21,7 @@ TYPES = {
     "boolean": ("boolean", st.booleans()),
     "timestamptz": (
         "datetime64[us, UTC]",
-        st.datetimes(dt.datetime(1900, 1, 1), dt.datetime(2200, 1, 1), timezones=st.just(dt.timezone.utc)),
+        st.datetimes(dt.datetime(1900, 1, 1), dt.datetime(2200, 1, 1), timezones=st.just(dt.UTC)),
     ),
 }
 COLUMNS = {f"c_{name.split()[0]}": sql_type for name, sql_type in zip(TYPES, TYPES)}

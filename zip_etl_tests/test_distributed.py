@@ -15,9 +15,9 @@ import pytest
 
 from zip_etl.db.connection import transaction
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
-from zip_etl_tools.local_cluster import LocalCeleryCluster
 from zip_etl.partitions import ZIP_CODES
 from zip_etl.transform.cleaning import clean_companies
+from zip_etl_tools.local_cluster import LocalCeleryCluster
 
 pytestmark = pytest.mark.slow
 

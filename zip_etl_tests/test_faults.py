@@ -13,8 +13,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl import settings
+from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl.partitions import ZIP_CODES
 from zip_etl_tests.helpers import failure_description, failure_message, pipeline_resources, retries, run_facts, seed_raw
 from zip_etl_tools.tcp_postgres import TcpPostgres, free_port

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from zip_etl.db.connection import transaction
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.transform import clean_companies
 from zip_etl_tests.helpers import drop_written_partitions
@@ -35,7 +34,7 @@ def test_script_launches_one_partition_waits_and_prints_its_metadata(zip_etl_env
         drop_written_partitions(zip_etl_environment["etl_url"], [ZIP])
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert re.search(rf"^run [\w-]+: SUCCESS after [\d.]+s$", out, re.M), out
+    assert re.search(r"^run [\w-]+: SUCCESS after [\d.]+s$", out, re.M), out
     assert f"cleaned_companies partition {ZIP} materialized:" in out
 
     def printed(label: str) -> str:
@@ -71,6 +70,7 @@ def test_script_says_when_no_webserver_answers():
 
 
 from zip_etl_tools.dagster_dev import LAUNCH_RUN  # noqa: E402
+
 RUN = """
 query($id: ID!) {
   runOrError(runId: $id) {

@@ -2,11 +2,11 @@
 
 import dagster as dg
 import pytest
-from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from psycopg2 import sql
 
+from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from zip_etl.defs.assets import cleaned_companies, raw_companies
-from zip_etl.defs.checks import QUALITY_CHECKS, zip_codes_are_partitions, key_is_unique
+from zip_etl.defs.checks import QUALITY_CHECKS, key_is_unique, zip_codes_are_partitions
 from zip_etl.defs.jobs import MODE_TAG, cleaned_companies_debug
 from zip_etl.resources import PostgresCopyIOManager, PostgresResource
 from zip_etl_tests.helpers import pipeline_resources, seed_raw

@@ -2,11 +2,11 @@
 
 import dagster as dg
 import pytest
-from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from psycopg2 import sql
 
-from zip_etl.defs.assets import cleaned_companies, raw_companies
+from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from zip_etl.definitions import defs
+from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
 from zip_etl_tests.helpers import failure_message, pipeline_resources, run_facts, seed_raw
 
@@ -105,9 +105,8 @@ def test_table_from_an_earlier_release_is_refused_then_migrated_without_changing
     """zip4 was a smallint (0332 stored as 332): writing text zip4s into such a table would mix the
     two forms, so the run refuses and names the fix; `zip-etl migrate` restores the zeros in place."""
     from zip_etl.cli.main import main
-    from zip_etl.tables import Column
     from zip_etl.db.ddl import create_table_statement
-    from zip_etl.tables import CLEANED_COMPANIES
+    from zip_etl.tables import CLEANED_COMPANIES, Column
 
     old = CLEANED_COMPANIES.with_name(seeded, "cleaned_companies")
     old = type(old)(old.schema, old.name, tuple(Column(c.name, "smallint") if c.name == "zip4" else c

@@ -83,7 +83,7 @@ def test_a_users_own_table_gets_each_difference_named_with_its_fix_and_is_left_u
         rf"ALTER TABLE {where} ALTER COLUMN updated_at TYPE timestamptz USING updated_at::timestamptz;",
         rf"PROBLEM +column zip_code +is integer, not text: zip codes must be text to keep their leading zeros "
         rf"\(00501\)\. ALTER TABLE {where} ALTER COLUMN zip_code TYPE text USING lpad\(zip_code::text, 5, '0'\);",
-        rf"WARN +column employees +is integer, declared text: it is cast to text on every read",
+        r"WARN +column employees +is integer, declared text: it is cast to text on every read",
         r"PROBLEM +key +raw_id is not unique \(e\.g\. 1 \(2 rows\)\)",
         r"WARN +zip codes +1 of 3 row\(s\) under 1 value\(s\) that are no partition .*: '501' \(1\)",
         r"^5 problem\(s\), 5 warning\(s\): fix the PROBLEM lines before zip_etl reads it\. .* this command changed nothing\.",

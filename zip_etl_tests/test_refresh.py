@@ -13,11 +13,11 @@ from zip_etl.demo_data import apply_change_set, generate_raw_companies, write_ra
 from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES
 from zip_etl.refresh import CLEANED_KEY, REFRESH_TAG, contiguous_ranges
-from zip_etl_tools.stale_status import StaleStatus, dagster_stale_status_resolver
 from zip_etl.resources import PostgresResource
 from zip_etl.tables import EMPTY_RAW_VERSION, RAW_COMPANIES
 from zip_etl.transform import clean_companies
 from zip_etl_tests.helpers import seed_raw
+from zip_etl_tools.stale_status import StaleStatus, dagster_stale_status_resolver
 
 BLOCK = ZIP_CODES[1000:1030]  # 30 neighbouring zip codes
 
@@ -154,10 +154,9 @@ def test_refresh_rebuilds_exactly_the_changed_zip_codes(schema, etl_url, query, 
 
 def execute(requests, target, workers=2):
     """Run what the sensor asked for, as the daemon would: the observation, then one run per range."""
-    from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
     from zip_etl.cli.local_runs import run_backfill
     from zip_etl.cli.refresh import observe_raw
+    from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
     from zip_etl.partitions import zip_code_partitions
 
     if any(r.job_name == "observe_raw_companies" for r in requests):

@@ -3,8 +3,8 @@ cleaning rule makes the truth check fail naming the zip code, column and values.
 
 import dagster as dg
 import pytest
-from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from zip_etl.db.connection import transaction
 from zip_etl.testmode import SAMPLE_TABLE, TEST_SCHEMA, defs, load_fixtures, test_cleaned_companies
 from zip_etl.transform import cleaning

@@ -380,7 +380,7 @@ stamps = st.sampled_from([pd.Timestamp("2026-03-01", tz="UTC") + pd.Timedelta(se
 def raw_frames(draw):
     n = draw(st.integers(1, 12))
     rows = []
-    for i in range(n):
+    for _ in range(n):
         row = {c: draw(values) for c in TEXT_COLUMNS}
         row["record_id"] = draw(st.one_of(record_ids, values))
         row["zip_code"] = draw(st.sampled_from(["10016", "00501", "10016", "1001\uff16"]))

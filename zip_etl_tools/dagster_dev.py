@@ -18,7 +18,6 @@ from pathlib import Path
 from zip_etl import settings
 from zip_etl_tools.tcp_postgres import free_port
 
-
 LAUNCH_BACKFILL = """
 mutation($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {

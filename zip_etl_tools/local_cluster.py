@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zip_etl import settings
-from zip_etl_tools.tcp_postgres import TcpPostgres, free_port
 from zip_etl_tools.dagster_dev import running_dagster_dev
+from zip_etl_tools.tcp_postgres import TcpPostgres, free_port
 
 DEPLOY_DIR = settings.project_root() / "deploy" / "celery"
 BROKER_URL_ENV = "ZIP_ETL_CELERY_BROKER_URL"

@@ -7,9 +7,8 @@ import sys
 import click
 
 from zip_etl.db.connection import etl_database_url, redact_url, transaction
-from zip_etl.tables import validate_identifier
 from zip_etl.raw_contract import check_raw_table
-from zip_etl.tables import RAW_COMPANIES
+from zip_etl.tables import RAW_COMPANIES, validate_identifier
 
 
 @click.command("check-raw-table")

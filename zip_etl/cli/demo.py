@@ -38,11 +38,11 @@ def demo(
 ) -> int:
     from zip_etl.cli.local_runs import Target, run_backfill
     from zip_etl.cli.seed import seed_raw_table
+    from zip_etl.db.connection import embedded_data_dir, etl_database_url, redact_url, transaction
+    from zip_etl.db.ddl import table_exists
     from zip_etl.defs.assets import DEBUG_MODE, MODE_TAG
     from zip_etl.instance import get_instance
     from zip_etl.partitions import first_zip_codes, partition_ranges
-    from zip_etl.db.connection import embedded_data_dir, etl_database_url, redact_url, transaction
-    from zip_etl.db.ddl import table_exists
     from zip_etl.tables import RAW_COMPANIES
 
     workers = workers or os.cpu_count() or 1

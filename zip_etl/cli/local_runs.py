@@ -61,6 +61,7 @@ def materialize_range(keys: list[str], target: Target = Target(), run_id: str | 
     (with the id `run_id` when given, so that whoever started it can find the run)."""
     first, last, count = keys[0], keys[-1], len(keys)
     import dagster as dg
+
     from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     started = time.perf_counter()

@@ -11,7 +11,6 @@ from zip_etl.db.connection import connect, etl_database_url, transaction
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.partitions import ZIP_CODES, first_zip_codes
 
-
 DEFAULT_ROWS = 1_000_000
 ZIP_CODES_HELP = "the first N active zip codes in partition order (00501, 00544, ...); default: all 41,749"
 

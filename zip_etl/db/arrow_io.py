@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from collections.abc import Iterator, Sequence
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as adbc

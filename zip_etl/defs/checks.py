@@ -15,17 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
 from psycopg2 import sql
 
-from zip_etl.defs.assets import cleaned_companies, raw_companies
+from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
 from zip_etl.db.connection import transaction
-from zip_etl.tables import Table
 from zip_etl.db.ddl import column_differences, table_exists
+from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
-from zip_etl.resources.postgres import PostgresResource, failures_explained
 from zip_etl.resources.io_manager import PostgresCopyIOManager
-from zip_etl.tables import MIGRATE_HINT, quarantine_table
+from zip_etl.resources.postgres import PostgresResource, failures_explained
+from zip_etl.tables import MIGRATE_HINT, Table, quarantine_table
 
 
 def run_zip_codes(context: dg.AssetCheckExecutionContext) -> list[str] | None:

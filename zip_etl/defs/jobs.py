@@ -10,8 +10,7 @@ the same for a whole deployment.
 
 import dagster as dg
 
-from zip_etl.defs.assets import cleaned_companies, raw_companies
-from zip_etl.defs.assets import DEBUG_MODE, MODE_TAG
+from zip_etl.defs.assets import DEBUG_MODE, MODE_TAG, cleaned_companies, raw_companies
 
 cleaned_companies_debug = dg.define_asset_job(
     "cleaned_companies_debug",

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import time
 
-from zip_etl.dagster_internals import CheckRunHealthResult, WorkerStatus
 from dagster_celery.launcher import CeleryRunLauncher
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 
+from zip_etl.dagster_internals import CheckRunHealthResult, WorkerStatus
 from zip_etl.instance import local_run_health
 
 PING_ATTEMPTS = 3

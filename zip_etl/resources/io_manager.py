@@ -24,22 +24,21 @@ from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
+import psycopg2.errors
 import pyarrow as pa
 import pyarrow.compute as pc
-import psycopg2.errors
-from psycopg2 import sql
 from pandera.errors import SchemaErrors
 from pandera.pandas import Column as PanderaColumn
 from pandera.pandas import DataFrameSchema
+from psycopg2 import sql
 from pydantic import Field
 
 from zip_etl.db.arrow_io import PartitionWriter, TableSnapshot
 from zip_etl.db.connection import DatabaseError, transaction
-from zip_etl.tables import Table, validate_identifier
 from zip_etl.db.ddl import column_differences, ensure_table, table_exists
 from zip_etl.partition_stream import CleanedChunk
 from zip_etl.resources.postgres import PostgresResource, failures_explained
-from zip_etl.tables import Column, MIGRATE_HINT, partition_counts_table, quarantine_table
+from zip_etl.tables import MIGRATE_HINT, Column, Table, partition_counts_table, quarantine_table, validate_identifier
 
 
 @dataclass(frozen=True)

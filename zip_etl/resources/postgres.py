@@ -14,10 +14,8 @@ from pydantic import Field
 
 from zip_etl.db.arrow_io import driver_error_is_transient
 from zip_etl.db.connection import DatabaseError, etl_database_url, transaction
-from zip_etl.tables import Table, validate_identifier
-from zip_etl.db.ddl import information_schema_type, table_exists
-from zip_etl.tables import RAW_COMPANIES
-from zip_etl.db.ddl import raw_data_versions
+from zip_etl.db.ddl import information_schema_type, raw_data_versions, table_exists
+from zip_etl.tables import RAW_COMPANIES, Table, validate_identifier
 
 
 class PostgresResource(dg.ConfigurableResource):

@@ -349,7 +349,7 @@ def write_report(path: Path, command: str, machine: str, tables: list[str], load
     block = "\n".join(
         [
             start,
-            f"### `{command}` ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)",
+            f"### `{command}` ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC)",
             "",
             f"Machine: {machine}." + (f" Load average (1, 5, 15 min) before: {loads[0]}; after: {loads[1]}." if loads else ""),
             "",

@@ -13,12 +13,8 @@ import os
 import time
 from dataclasses import dataclass
 
-    settings.DAGSTER_DATABASE_URL,
-    settings.DATABASE_URL,
-    ensure_database,
-    etl_database_url,
-    transaction,
-)
+from zip_etl import settings
+from zip_etl.db.connection import ensure_database, etl_database_url, transaction
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.partitions import ZIP_CODES
 
