@@ -25,15 +25,16 @@ from zip_etl.definitions import defs
 from zip_etl.demo_data import apply_change_set, pick_zip_codes_with_rows
 from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES
-from zip_etl.refresh import CLEANED_KEY, RAW_KEY, latest_data_versions, plan_refresh
-from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+from zip_etl.provenance import latest_data_versions
+from zip_etl.refresh import CLEANED_KEY, RAW_KEY, plan_refresh
+from zip_etl.resources import PostgresResource, PostgresWriter
 from zip_etl.tables import RAW_COMPANIES
 from zip_etl_tools.bench.command import machine_description
 from zip_etl_tools.bench.shapes import SHAPES, seed
 from zip_etl_tools.stale_status import dagster_stale_status_resolver
 
 SCHEMA = "bench_many_small"
-TARGET = Target(resources=(("postgres", (("raw_schema", SCHEMA),)), ("postgres_io_manager", (("target_schema", SCHEMA),))))
+TARGET = Target(resources=(("postgres", (("raw_schema", SCHEMA),)), ("postgres_writer", (("target_schema", SCHEMA),))))
 
 
 def load() -> str:
@@ -122,7 +123,7 @@ def automation_comparison(args, postgres, table) -> None:
         assets=[_raw(), _cleaned_eager()],
         resources={
             "postgres": postgres,
-            "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema=SCHEMA),
+            "postgres_writer": PostgresWriter(postgres=postgres, target_schema=SCHEMA),
         },
     )
     with get_instance() as instance:

@@ -18,10 +18,10 @@ from pathlib import Path
 from psycopg2 import sql
 
 from zip_etl.db.connection import connect, etl_database_url
-from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, partition_counts_table, quarantine_table
+from zip_etl.tables import CLEANED_COMPANIES, CLEANED_TARGET, RAW_COMPANIES
 
-QUARANTINE = quarantine_table(CLEANED_COMPANIES)
-COUNTS = partition_counts_table(CLEANED_COMPANIES)
+QUARANTINE = CLEANED_TARGET.quarantine
+COUNTS = CLEANED_TARGET.counts
 
 # table -> (columns dumped, ORDER BY)
 DUMPS = {
@@ -48,7 +48,7 @@ def main() -> None:
                     cursor.copy_expert(query, out)
                 data = path.read_bytes()
                 rows = data.count(b"\n")
-                print(f"{table.schema}.{table.name}: {rows:,} rows, md5 {hashlib.md5(data).hexdigest()}")
+                print(f"{table.qualified_name}: {rows:,} rows, md5 {hashlib.md5(data).hexdigest()}")
     finally:
         conn.close()
 

@@ -302,8 +302,8 @@ def write_raw_companies(url: str, df: pd.DataFrame, table=None, *, replace: bool
     table (re)created, the rows, an index on the zip-code column, fresh statistics."""
     from psycopg2 import sql
 
-    from zip_etl.db.arrow_io import ArrowTransaction
     from zip_etl.db.ddl import create_table_statement
+    from zip_etl.db.partition_writer import ArrowTransaction
     from zip_etl.tables import RAW_COMPANIES
 
     table = table or RAW_COMPANIES

@@ -1,10 +1,12 @@
 """A run's zip codes read and cleaned in chunks of bounded size, for the writer to apply in order.
 
-Memory follows `chunk_rows`, not the size of a zip code. From one snapshot of the raw table the run's
-zip codes are counted and cut, in partition order, into groups of whole zip codes that hold at most
-`chunk_rows` rows; a zip code with more rows than that is a group of its own and streams through in
-parts. Each group is read, cleaned (a zip code whose cleaning raises fails alone) and handed on as a
-`CleanedChunk`.
+Memory follows `chunk_rows`, not the size of a zip code. The run's rows come from one snapshot of the
+raw table in one binary COPY ordered by zip code (`TableSnapshot.batches_by_zip_code`), read by a
+thread of their own while this one cleans (the driver decodes without the GIL). As they come they are
+cut, in order, into groups of whole zip codes holding at most `chunk_rows` rows; a zip code with more
+rows than that is a group of its own and streams through in parts. Each zip code's row count and raw
+data version come from the same rows (zip_etl/raw_versions.py), not from other passes over the table.
+Each group is cleaned (a zip code whose cleaning raises fails alone) and handed on as a `CleanedChunk`.
 
 The duplicate rule looks across rows (same zip code and normalised record id: the newest update
 wins), so a zip code that streams in parts would see only part of its rows at once. It stays exact:
@@ -18,13 +20,19 @@ one-shot cleaning of all the zip code's rows gives (the differential test proves
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from zip_etl.raw_versions import StreamedVersion, zip_code_versions
+from zip_etl.tables import EMPTY_RAW_VERSION
 from zip_etl.transform import REJECTION_REASONS, CleaningResult, clean_companies, frame_bytes, partition_stats
 from zip_etl.transform.cleaning import duplicate_detail
 from zip_etl.transform.isolation import clean_isolating_failures
@@ -38,9 +46,8 @@ _STAT_COLUMNS = ["rows_in", "rows_out", *[f"rejected_{r}" for r in REJECTION_REA
 class CleanedChunk:
     """One step of a run's writes, to apply in order inside one transaction."""
 
-    replace: list[str] | None = field(default_factory=list)
-    """Zip codes whose previous rows are deleted now (before `cleaned` and `rejected` are added); None:
-    every row of the table."""
+    replace: list[str] = field(default_factory=list)
+    """Zip codes whose previous rows are deleted now (before `cleaned` and `rejected` are added)."""
     cleaned: pd.DataFrame | None = None
     rejected: pd.DataFrame | None = None
     superseded: pd.DataFrame | None = None
@@ -104,11 +111,40 @@ class _WinnerIndex:
         self.raw_ids = np.insert(self.raw_ids, at, raw_ids)
 
 
-class PartitionStream:
-    """Iterate to read and clean a run's zip codes; the counts and versions come from the same snapshot.
+@dataclass
+class _Group:
+    """Whole zip codes read, to clean together: their rows, and each one's raw data version."""
 
-    `snapshot` is a `zip_etl.db.arrow_io.TableSnapshot` (not yet entered). After iteration: `stats` (per
+    zip_codes: list[str]
+    raw: pd.DataFrame | None
+    versions: dict[str, str | None]
+
+
+@dataclass
+class _Part:
+    """Rows of a zip code larger than a chunk; the last part carries its version."""
+
+    zip_code: str
+    raw: pd.DataFrame | None
+    first: bool
+    last: bool
+    version: StreamedVersion | None = None
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+_END = object()
+
+
+class PartitionStream:
+    """Iterate to read and clean a run's zip codes; the counts and versions come from the rows read.
+
+    `snapshot` is a `zip_etl.db.snapshot.TableSnapshot` (not yet entered). After iteration: `stats` (per
     zip code that was written), `failures` (zip code -> message), `raw_versions`, timings and sizes.
+    `read_seconds` is the reading thread's busy time, which overlaps `transform_seconds`.
     """
 
     def __init__(
@@ -124,7 +160,7 @@ class PartitionStream:
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
         self.snapshot = snapshot
-        self.zip_codes = list(zip_codes)
+        self.zip_codes = list(dict.fromkeys(zip_codes))
         self.chunk_rows = chunk_rows
         self.clean = clean
         self._id_column, self._updated_column = id_column, updated_column
@@ -157,44 +193,170 @@ class PartitionStream:
                 stats.loc[zip_code, "rejected_duplicate"] += moved
         return stats
 
-    def groups(self, counts: dict[str, int]) -> list[list[str]]:
-        """The run's zip codes in order, cut into groups of at most `chunk_rows` rows; a zip code with
-        more rows is a group of its own."""
-        groups: list[list[str]] = [[]]
-        rows = 0
-        for key in self.zip_codes:
-            n = counts.get(key, 0)
-            if groups[-1] and (rows + n > self.chunk_rows or n > self.chunk_rows):
-                groups.append([])
-                rows = 0
-            groups[-1].append(key)
-            rows += n
-        return [g for g in groups if g]
-
     def __iter__(self) -> Iterator[CleanedChunk]:
+        versions: dict[str, str | None] = {}
         with self.snapshot as snap:
-            started = time.perf_counter()
-            counts = snap.counts(self.zip_codes)
-            versions = snap.data_versions(self.zip_codes, self._id_column, self._updated_column)
-            from zip_etl.tables import EMPTY_RAW_VERSION
+            items = self._read_ahead(snap)
+            try:
+                for item in items:
+                    if isinstance(item, _Group):
+                        versions.update(item.versions)
+                        yield self._group(snap, item)
+                    else:
+                        yield from self._large_zip_code(snap, item, items, versions)
+            finally:
+                items.close()
+        self.raw_versions = {z: versions.get(z, EMPTY_RAW_VERSION) for z in self.zip_codes}
 
-            self.raw_versions = {z: versions.get(z, EMPTY_RAW_VERSION) for z in self.zip_codes}
-            self.read_seconds += time.perf_counter() - started
-            for group in self.groups(counts):
-                if counts.get(group[0], 0) > self.chunk_rows:
-                    yield from self._large_zip_code(snap, group[0])
-                else:
-                    yield self._group(snap, group)
+    # --- reading, in a thread of its own ---
 
-    def _read(self, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        while True:
-            started = time.perf_counter()
-            frame = next(frames, None)
-            self.read_seconds += time.perf_counter() - started
-            if frame is None:
+    def _read_ahead(self, snap) -> Iterator[_Group | _Part]:
+        """The groups and parts `_regroup` cuts, made by a reading thread at most one ahead of the
+        caller (so memory stays a few chunks); its errors are raised here."""
+        handoff: queue.Queue = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    handoff.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read() -> None:
+            try:
+                for item in self._regroup(snap):
+                    if not put(item):
+                        return
+                put(_END)
+            except BaseException as error:  # noqa: BLE001 - raised in the caller's thread
+                put(_Failed(error))
+
+        reader = threading.Thread(target=read, name="zip_etl-reader", daemon=True)
+        reader.start()
+        try:
+            while True:
+                item = handoff.get()
+                if item is _END:
+                    return
+                if isinstance(item, _Failed):
+                    raise item.error
+                yield item
+        finally:
+            stop.set()
+            while reader.is_alive():  # a read waiting on the server stops when its statement is cancelled
+                snap.cancel()
+                reader.join(0.5)
+
+    def _regroup(self, snap) -> Iterator[_Group | _Part]:
+        """Cut the run's rows, in zip-code order, into what `__iter__` cleans: groups of whole zip codes
+        of at most `chunk_rows` rows, taken greedily in order, and a zip code with more rows than that
+        in parts of `chunk_rows` rows. A zip code without rows is in the last group."""
+        limit = self.chunk_rows
+        group: list[str] = []
+        group_batches: list[pa.RecordBatch] = []
+        group_rows = 0
+        open_zip: str | None = None
+        open_batches: list[pa.RecordBatch] = []
+        open_rows = 0
+        large: StreamedVersion | None = None  # the open zip code streams in parts
+        first_part = True
+        seen: set[str] = set()
+        started = time.perf_counter()
+
+        def busy() -> float:  # time spent reading and cutting, not waiting for the caller
+            return time.perf_counter() - started
+
+        def emit_group() -> _Group:
+            nonlocal group, group_batches, group_rows
+            item = _Group(group, self._frame(snap, group_batches) if group_batches else None,
+                          self._versions(group_batches))
+            group, group_batches, group_rows = [], [], 0
+            return item
+
+        def take_part(last: bool) -> _Part:
+            nonlocal open_batches, open_rows, first_part
+            rows = open_batches if last else _take(open_batches, limit)
+            item = _Part(open_zip, self._frame(snap, rows) if rows else None, first_part, last, large if last else None)
+            first_part = False
+            if not last:
+                open_batches = _drop(open_batches, limit)
+                open_rows -= limit
+            return item
+
+        def close_open_zip() -> Iterator[_Group | _Part]:
+            nonlocal group_rows, large, first_part
+            if large is not None:
+                yield take_part(last=True)
+                large, first_part = None, True
                 return
-            self.raw_bytes += frame_bytes(frame)
-            yield frame
+            if group and group_rows + open_rows > limit:
+                yield emit_group()
+            group.append(open_zip)
+            group_batches.extend(open_batches)
+            group_rows += open_rows
+
+        for batch in snap.batches_by_zip_code(self.zip_codes):
+            for zip_code, piece in _runs(batch, snap.table.partition_column):
+                if zip_code != open_zip:
+                    if open_zip is not None:
+                        self.read_seconds += busy()
+                        yield from close_open_zip()
+                        started = time.perf_counter()
+                    if zip_code in seen:
+                        raise RuntimeError(f"the rows of zip code {zip_code} did not come together: the raw table's "
+                                           "zip-code order is not the run's (a nondeterministic collation?)")
+                    seen.add(zip_code)
+                    open_zip, open_batches, open_rows = zip_code, [], 0
+                open_batches.append(piece)
+                open_rows += piece.num_rows
+                if large is None and open_rows > limit:  # larger than a chunk: it streams in parts from here
+                    large = StreamedVersion()
+                    if group:
+                        self.read_seconds += busy()
+                        yield emit_group()
+                        started = time.perf_counter()
+                    for earlier in open_batches:
+                        large.add(earlier.column(self._id_column), earlier.column(self._updated_column))
+                elif large is not None:
+                    large.add(piece.column(self._id_column), piece.column(self._updated_column))
+                while large is not None and open_rows >= limit:
+                    self.read_seconds += busy()
+                    yield take_part(last=False)
+                    started = time.perf_counter()
+        if open_zip is not None:
+            yield from close_open_zip()
+        if group:
+            yield emit_group()
+        missing = [z for z in self.zip_codes if z not in seen]
+        self.read_seconds += busy()
+        if missing:
+            yield _Group(missing, None, {})
+
+    def _frame(self, snap, batches: list[pa.RecordBatch]) -> pd.DataFrame:
+        frame = snap.frame(batches)
+        self.raw_bytes += frame_bytes(frame)
+        return frame
+
+    def _versions(self, batches: list[pa.RecordBatch]) -> dict[str, str | None]:
+        if not batches:
+            return {}
+        column = (lambda name: pa.chunked_array([b.column(name) for b in batches]))  # noqa: E731
+        return zip_code_versions(column(self.snapshot.table.partition_column).combine_chunks(),
+                                 column(self._id_column), column(self._updated_column))
+
+    def _finish_version(self, snap, zip_code: str, streamed: StreamedVersion) -> str | None:
+        """A zip code that streamed in parts: its version as hashed on the way, or, when its rows came
+        out of raw id order, from its (id, update time) pairs read in order."""
+        if not streamed.in_order:
+            streamed = StreamedVersion()
+            for batch in snap.side.version_pairs(zip_code, self._id_column, self._updated_column):
+                streamed.add(batch.column(0), batch.column(1))
+        return streamed.version()
+
+    # --- cleaning, in the caller's thread ---
 
     def _count(self, raw: pd.DataFrame, result: CleaningResult) -> None:
         self.chunks += 1
@@ -203,9 +365,9 @@ class PartitionStream:
         for column, n in result.unparseable.items():
             self.unparseable[column] = self.unparseable.get(column, 0) + n
 
-    def _group(self, snap, group: list[str]) -> CleanedChunk:
-        frames = list(self._read(snap.rows(group, self.chunk_rows)))
-        raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else snap.empty_frame()
+    def _group(self, snap, item: _Group) -> CleanedChunk:
+        raw = item.raw if item.raw is not None else snap.empty_frame()
+        group = item.zip_codes
         started = time.perf_counter()
         result, failures = clean_isolating_failures(raw, group, self.clean)
         self.transform_seconds += time.perf_counter() - started
@@ -216,29 +378,52 @@ class PartitionStream:
             replace=[z for z in group if z not in failures], cleaned=result.cleaned, rejected=result.rejected
         )
 
-    def _large_zip_code(self, snap, zip_code: str) -> Iterator[CleanedChunk]:
+    def _large_zip_code(self, snap, first: _Part, items: Iterator, versions: dict) -> Iterator[CleanedChunk]:
+        """A zip code larger than a chunk, from its first part on. Its parts come from the run's
+        stream; if its record ids' hashes collide, it is read again (through `snap.side`) and
+        streamed with another hash key."""
+        zip_code = first.zip_code
+
+        def streamed_parts() -> Iterator[pd.DataFrame]:
+            part = first
+            while True:
+                if part.raw is not None:
+                    yield part.raw
+                if part.last:
+                    versions[zip_code] = self._finish_version(snap, zip_code, part.version)
+                    return
+                part = next(items)
+                assert isinstance(part, _Part) and part.zip_code == zip_code, "a zip code's parts came apart"
+
+        parts = streamed_parts()
         for attempt in range(3):
             stats_start, unparseable = len(self._stats), dict(self.unparseable)
             begun = False
             try:
-                for chunk in self._large_zip_code_once(snap, zip_code, hash_key=f"zip_etl_dedup_{attempt:02d}"):
+                for chunk in self._large_zip_code_once(snap, zip_code, parts, hash_key=f"zip_etl_dedup_{attempt:02d}"):
                     begun = begun or chunk.begins is not None
                     yield chunk
+                for _ in parts:  # a zip code that failed to clean is not read further, but its version is
+                    pass
                 return
             except _HashCollision:
                 del self._stats[stats_start:]
                 self.unparseable = unparseable
                 if begun:
                     yield CleanedChunk(aborts=zip_code)
+                for _ in parts:  # the rest of the run's stream goes on past this zip code
+                    pass
+                parts = snap.side.rows([zip_code], self.chunk_rows)
         raise RuntimeError(f"zip code {zip_code}: record id hashes collided with three hash keys")
 
-    def _large_zip_code_once(self, snap, zip_code: str, hash_key: str) -> Iterator[CleanedChunk]:
+    def _large_zip_code_once(self, snap, zip_code: str, parts: Iterator[pd.DataFrame], hash_key: str
+                             ) -> Iterator[CleanedChunk]:
         index = _WinnerIndex(hash_key)
         losers: list[np.ndarray] = []  # raw ids of duplicate losers, quarantined at the end
         losers_of: list[np.ndarray] = []  # the hash of each one's record id
         stats_start, moved, first = len(self._stats), 0, True
         self._adjust[zip_code] = 0
-        for raw in self._read(snap.rows([zip_code], self.chunk_rows)):
+        for raw in parts:
             started = time.perf_counter()
             try:
                 result = self.clean(raw)
@@ -305,7 +490,7 @@ class PartitionStream:
         step = max(1, self.chunk_rows // 2)
         for start in range(0, len(loser_ids), step):
             part = loser_ids[start : start + step]
-            rows = snap.rows_by_id(self._id_column, np.concatenate([part, np.unique(kept[part].to_numpy())]).tolist())
+            rows = snap.side.rows_by_id(self._id_column, np.concatenate([part, np.unique(kept[part].to_numpy())]).tolist())
             key = pd.Series(normalize_record_ids(rows["record_id"]).to_numpy(dtype=object),
                             index=rows[self._id_column].to_numpy(dtype="int64"))
             key = key[~key.index.duplicated()]
@@ -323,3 +508,37 @@ class PartitionStream:
 def duplicate_detail_column(kept_raw_ids: pd.Series) -> pd.Series:
     """`duplicate_detail` for many rows at once."""
     return kept_raw_ids.map(duplicate_detail)
+
+
+def _runs(batch: pa.RecordBatch, column: str) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """The batch cut where its zip code changes: (zip code, its rows) in order."""
+    if not batch.num_rows:
+        return
+    zip_codes = batch.column(column)
+    changes = np.flatnonzero(pc.not_equal(zip_codes[1:], zip_codes[:-1]).to_numpy(zero_copy_only=False)) + 1
+    bounds = [0, *changes.tolist(), batch.num_rows]
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        yield zip_codes[start].as_py(), batch.slice(start, end - start)
+
+
+def _take(batches: list[pa.RecordBatch], rows: int) -> list[pa.RecordBatch]:
+    """The first `rows` rows of `batches`."""
+    out = []
+    for batch in batches:
+        if rows <= 0:
+            break
+        out.append(batch.slice(0, rows))
+        rows -= batch.num_rows
+    return out
+
+
+def _drop(batches: list[pa.RecordBatch], rows: int) -> list[pa.RecordBatch]:
+    """`batches` without their first `rows` rows."""
+    out = []
+    for batch in batches:
+        if rows >= batch.num_rows:
+            rows -= batch.num_rows
+            continue
+        out.append(batch.slice(rows))
+        rows = 0
+    return out

@@ -2,15 +2,12 @@
 rebuild only those, in batched runs.
 
 Every run of cleaned_companies records, per partition it writes, the data provenance of what it
-wrote: the raw data version of the zip code's rows (read in the same snapshot as the rows) and the
-cleaning code version, hashed into the partition's data version exactly as Dagster does it. They
-are recorded as one batch of observations right after the run's materializations (an Output gives
-every partition of a run the same tags). A partition is stale when the data version it would have
-if built now (from the zip code's current raw version) differs from the recorded one, and missing
-when none is recorded. Both sides come from one query each: every zip code's raw version from
-PostgreSQL (`zip_etl.db.ddl.raw_data_versions`), every partition's latest data version from
-Dagster's indexed event tags. So a check over all 41,749 zip codes costs seconds, not 41,749
-lookups (Dagster's own stale-status resolver looks partitions up one by one; docs/BENCHMARKS.md).
+wrote (zip_etl/provenance.py). A partition is stale when the data version it would have if built now
+(from the zip code's current raw version) differs from the recorded one, and missing when none is
+recorded. Both sides come from one query each: every zip code's raw version from PostgreSQL
+(`zip_etl.db.ddl.raw_data_versions`), every partition's latest data version from Dagster's indexed
+event tags. So a check over all 41,749 zip codes costs seconds, not 41,749 lookups (Dagster's own
+stale-status resolver looks partitions up one by one; docs/BENCHMARKS.md).
 
 The `refresh_changed_zip_codes` sensor (zip_etl/defs/sensors.py) and `zip-etl refresh` run this
 check and launch:
@@ -30,55 +27,14 @@ import dagster as dg
 
 from zip_etl import settings
 from zip_etl.code_version import CLEANING_CODE_VERSION
-from zip_etl.dagster_internals import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    DATA_VERSION_TAG,
-    logical_data_version,
-)
+from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from zip_etl.partitions import ZIP_CODES
+from zip_etl.provenance import cleaned_data_version, current_raw_versions, latest_data_versions
 from zip_etl.resources.postgres import PostgresResource
-from zip_etl.tables import EMPTY_RAW_VERSION
 
 REFRESH_TAG = "zip_etl/refresh"
 RAW_KEY = dg.AssetKey("raw_companies")
 CLEANED_KEY = dg.AssetKey("cleaned_companies")
-
-
-def raw_dependency(assets_def: dg.AssetsDefinition, key: dg.AssetKey) -> dg.AssetKey:
-    """The raw asset `key` is built from (its one dependency; test mode renames it)."""
-    (dep,) = assets_def.specs_by_key[key].deps
-    return dep.asset_key
-
-
-def cleaned_data_version(raw_key: dg.AssetKey, raw_version: str, code_version: str) -> str:
-    """The data version of a cleaned partition built by `code_version` from `raw_version`."""
-    return logical_data_version(code_version, {raw_key: raw_version})
-
-
-def latest_data_versions(
-    instance: dg.DagsterInstance, key: dg.AssetKey, event_type: dg.DagsterEventType,
-    partitions: Sequence[str] | None = None,
-) -> dict[str, str]:
-    """The data version on each partition's latest event of `event_type`, in one indexed query."""
-    tags = instance.event_log_storage.get_latest_tags_by_partition(
-        key, event_type, [DATA_VERSION_TAG], asset_partitions=list(partitions) if partitions is not None else None
-    )
-    return {partition: values[DATA_VERSION_TAG] for partition, values in tags.items() if DATA_VERSION_TAG in values}
-
-
-def current_raw_versions(postgres: PostgresResource, partition_keys: Sequence[str] = ZIP_CODES) -> dict[str, str]:
-    """Every partition's raw data version now (EMPTY_RAW_VERSION where the zip code has no rows)."""
-    versions = postgres.raw_data_versions()
-    return {key: versions.get(key, EMPTY_RAW_VERSION) for key in partition_keys}
-
-
-def changed_raw_versions(
-    instance: dg.DagsterInstance, raw_key: dg.AssetKey, postgres: PostgresResource, partition_keys: Sequence[str] = ZIP_CODES
-) -> dict[str, str]:
-    """Raw versions that differ from the last observed ones (all of them on the first observation)."""
-    observed = latest_data_versions(instance, raw_key, dg.DagsterEventType.ASSET_OBSERVATION)
-    return {k: v for k, v in current_raw_versions(postgres, partition_keys).items() if observed.get(k) != v}
 
 
 def contiguous_ranges(partition_keys: Sequence[str], selected: Iterable[str], max_per_range: int) -> list[list[str]]:

@@ -47,7 +47,12 @@ class Table:
         names = {c.name for c in self.columns}
         for key in (*self.primary_key, *([self.partition_column] if self.partition_column else [])):
             if key not in names:
-                raise ValueError(f"{key!r} is not a column of {self.schema}.{self.name}")
+                raise ValueError(f"{key!r} is not a column of {self.qualified_name}")
+
+    @property
+    def qualified_name(self) -> str:
+        """`schema.name`, as messages and Dagster's metadata show the table."""
+        return f"{self.schema}.{self.name}"
 
     @property
     def identifier(self):
@@ -134,11 +139,7 @@ MIGRATE_HINT = "run `zip-etl migrate` to bring the table up to date (it changes 
 
 def quarantine_table(table: Table) -> Table:
     """Where rows rejected from `table`'s partitions are kept: the partition they came from, why they
-    were rejected, and every original value (as JSON, so it survives any change of the raw schema).
-
-    It is written in the same transaction as `table`'s partitions, so for every partition
-    rows in = rows in `table` + rows here, at any moment.
-    """
+    were rejected, and every original value (as JSON, so it survives any change of the raw schema)."""
     return Table(
         schema=table.schema,
         name=f"{table.name}_quarantine",
@@ -153,8 +154,8 @@ def quarantine_table(table: Table) -> Table:
 
 
 def partition_counts_table(table: Table) -> Table:
-    """Rows per partition of `table` and of its quarantine, kept in the same transaction as every
-    write, so the table's totals are one small sum instead of a count over the whole table."""
+    """Rows per partition of `table` and of its quarantine, so the table's totals are one small sum
+    instead of a count over the whole table."""
     return Table(
         schema=table.schema,
         name=f"{table.name}_partitions",
@@ -167,3 +168,32 @@ def partition_counts_table(table: Table) -> Table:
         primary_key=(table.partition_column,),
         partition_column=table.partition_column,
     )
+
+
+@dataclass(frozen=True)
+class Target:
+    """A partitioned table zip_etl writes, declared with the two tables every write of it keeps in
+    the same transaction: its quarantine (rejected rows, so per partition rows in = rows in `table` +
+    rows in `quarantine`, at any moment) and its partition counts. A write resolves and ensures the
+    three together, from this one declaration."""
+
+    table: Table
+    quarantine: Table
+    counts: Table
+
+    @classmethod
+    def of(cls, table: Table) -> Target:
+        if not table.partition_column:
+            raise ValueError(f"{table.qualified_name} has no partition column: zip_etl writes partitioned tables")
+        return cls(table, quarantine_table(table), partition_counts_table(table))
+
+    def in_schema(self, schema: str) -> Target:
+        """The same three tables in another schema (test mode, the benchmarks, the tests)."""
+        return Target.of(self.table.with_name(validate_identifier(schema, "target_schema"), self.table.name))
+
+    @property
+    def tables(self) -> tuple[Table, Table, Table]:
+        return self.table, self.quarantine, self.counts
+
+
+CLEANED_TARGET = Target.of(CLEANED_COMPANIES)

@@ -17,14 +17,14 @@ from psycopg2 import sql
 
 import zip_etl.console_logger  # noqa: F401 - a Failure on the terminal: its one line, not its stack trace
 from zip_etl import settings
-from zip_etl.db.arrow_io import TableSnapshot
 from zip_etl.db.ddl import ensure_table
+from zip_etl.db.snapshot import TableSnapshot
 from zip_etl.definitions import EXECUTORS
 from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl.defs.checks import QUALITY_CHECKS, check_scope
 from zip_etl.defs.resources import resources
 from zip_etl.demo_data import insert_rows
-from zip_etl.resources import PostgresCopyIOManager
+from zip_etl.resources import PostgresWriter
 from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, Table
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -101,12 +101,12 @@ test_raw_companies = raw_companies.with_attributes(key=TEST_KEYS[raw_companies.k
 
 @dg.asset_check(asset=test_cleaned_companies, description="test partitions equal the hand-written truth table")
 def matches_truth(
-    context: dg.AssetCheckExecutionContext, postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager]
+    context: dg.AssetCheckExecutionContext, postgres_writer: dg.ResourceParam[PostgresWriter]
 ) -> dg.AssetCheckResult:
-    with check_scope(context, postgres_io_manager) as scope:
+    with check_scope(context, postgres_writer) as scope:
         if scope is None:
             return dg.AssetCheckResult(passed=False, description="the test table does not exist yet")
-        url = postgres_io_manager.postgres.url()
+        url = postgres_writer.postgres.url()
         truth = read_table(url, TRUTH_TABLE, None)
         keys = sorted(set(truth["zip_code"]) & set(scope.keys if scope.keys is not None else truth["zip_code"]))
         actual = read_table(url, scope.table, keys)

@@ -36,7 +36,7 @@ from zip_etl.db.arrow_io import SqlText, connect_arrow, load_zip_codes, reading,
 from zip_etl.db.connection import DatabaseError, transaction
 from zip_etl.db.ddl import column_differences, create_table_statement, table_exists
 from zip_etl.partition_stream import CleanedChunk
-from zip_etl.tables import MIGRATE_HINT, Column, Table, quarantine_table
+from zip_etl.tables import MIGRATE_HINT, Column, Table, Target
 
 # What a comparison counts per zip code, in the order reports list them.
 ROW_COUNTS = ("rows_appear", "rows_disappear", "rows_change")
@@ -63,6 +63,8 @@ class WhatIfReport:
     examples: dict[str, list[str]] = field(default_factory=dict)
     """Kind of difference -> its first examples (`zip/record: column 'old' -> 'new'`, ...)."""
     seconds: float = 0.0
+    totals_now: dict[str, int] = field(default_factory=lambda: {"rows": 0, "rows_quarantined": 0, "partitions": 0})
+    """The table's totals as they are (from its partition counts), which a write would have changed."""
 
     def totals(self) -> dict[str, int]:
         return {name: int(self.counts[name].sum()) for name in COUNTS}
@@ -113,18 +115,20 @@ def summarize(totals: dict[str, int], column_changes: dict[str, int], compared: 
 
 
 class WhatIf:
-    """Compare a run's chunks with `table` and its quarantine as they are; feed every chunk the
+    """Compare a run's chunks with the target's table and quarantine as they are; feed every chunk the
     stream yields to `add`, in order, then read `report()`.
 
     Enter it to open its snapshot (and leave it to close it). A table that does not exist yet holds
     nothing: every row would appear (or be newly rejected), and `report().target` says so."""
 
-    def __init__(self, url: str, table: Table):
-        if not table.partition_column or not table.primary_key:
-            raise ValueError(f"{table.schema}.{table.name}: a what-if comparison needs a partition column and a key")
+    def __init__(self, url: str, target: Target):
+        table = target.table
+        if not table.primary_key:
+            raise ValueError(f"{table.qualified_name}: a what-if comparison needs a key")
         self.url = url
+        self.target = target
         self.table = table
-        self.quarantine = quarantine_table(table)
+        self.quarantine = target.quarantine
         self.key = list(table.primary_key)
         self.value_columns = [c for c in table.column_names if c not in self.key]
         # An example names a row by its partition, then the rest of its key: `10016/C010`.
@@ -141,11 +145,16 @@ class WhatIf:
         with transaction(self.url) as cursor:
             self.table_exists = table_exists(cursor, self.table.schema, self.table.name)
             self.quarantine_exists = table_exists(cursor, self.quarantine.schema, self.quarantine.name)
+            self._totals_now = {"rows": 0, "rows_quarantined": 0, "partitions": 0}
+            if table_exists(cursor, self.target.counts.schema, self.target.counts.name):
+                cursor.execute(sql.SQL("SELECT coalesce(sum(rows), 0), coalesce(sum(rows_quarantined), 0), count(*) "
+                                       "FROM {}").format(self.target.counts.identifier))
+                self._totals_now = dict(zip(self._totals_now, map(int, cursor.fetchone())))
             for target, exists in ((self.table, self.table_exists), (self.quarantine, self.quarantine_exists)):
                 differences = column_differences(cursor, target) if exists else []
                 if differences:
                     raise DatabaseError(
-                        f"{target.schema}.{target.name} does not match its declaration ({'; '.join(differences)}), "
+                        f"{target.qualified_name} does not match its declaration ({'; '.join(differences)}), "
                         f"so a write would fail and there is nothing to compare with; {MIGRATE_HINT}"
                     )
         self._statements = self._render_statements()
@@ -238,8 +247,6 @@ class WhatIf:
             self._seconds += time.perf_counter() - started
 
     def _add(self, chunk: CleanedChunk) -> None:
-        if chunk.replace is None:
-            raise ValueError("a what-if comparison compares zip codes; a chunk replacing every row names none")
         cursor = self._cursor()
         if chunk.aborts:  # that zip code failed part-way: it is not compared (the run reports it failed)
             for statement in self._statements["delete_zip"]:
@@ -370,14 +377,15 @@ class WhatIf:
         counts = (pd.concat(self._counts) if self._counts
                   else pd.DataFrame(columns=[*COUNTS, *self.value_columns], dtype="int64"))
         target = " and ".join(
-            f"{t.schema}.{t.name}" + ("" if exists else f" (does not exist yet: {consequence})")
+            t.qualified_name + ("" if exists else f" (does not exist yet: {consequence})")
             for t, exists, consequence in (
                 (self.table, self.table_exists, "every cleaned row would appear"),
                 (self.quarantine, self.quarantine_exists, "every rejected row would be newly rejected"),
             )
         )
         return WhatIfReport(target=target, value_columns=list(self.value_columns), counts=counts,
-                            examples={k: v for k, v in self._examples.items() if v}, seconds=self._seconds)
+                            examples={k: v for k, v in self._examples.items() if v}, seconds=self._seconds,
+                            totals_now=self._totals_now)
 
 
 def _per_zip(zip_codes: pa.Array, flags: dict[str, pa.Array]) -> pd.DataFrame:

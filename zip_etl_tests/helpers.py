@@ -4,7 +4,7 @@ import pandas as pd
 
 from zip_etl.db.connection import transaction
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
-from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+from zip_etl.resources import PostgresResource, PostgresWriter
 from zip_etl.tables import RAW_COMPANIES
 
 
@@ -19,7 +19,7 @@ def seed_raw(etl_url: str, schema: str, raw: pd.DataFrame | None = None, *, rows
 def pipeline_resources(schema: str, **postgres_settings) -> dict:
     """The pipeline's resources, reading and writing `schema` on the test database."""
     postgres = PostgresResource(raw_schema=schema, **postgres_settings)
-    return {"postgres": postgres, "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema=schema)}
+    return {"postgres": postgres, "postgres_writer": PostgresWriter(postgres=postgres, target_schema=schema)}
 
 
 def failure_message(result) -> str:
@@ -44,10 +44,10 @@ def drop_written_partitions(etl_url: str, zip_codes) -> None:
     from psycopg2 import sql
 
     from zip_etl.db.ddl import table_exists
-    from zip_etl.tables import CLEANED_COMPANIES, quarantine_table
+    from zip_etl.tables import CLEANED_TARGET
 
     with transaction(etl_url) as cursor:
-        for table in (CLEANED_COMPANIES, quarantine_table(CLEANED_COMPANIES)):
+        for table in (CLEANED_TARGET.table, CLEANED_TARGET.quarantine):
             if table_exists(cursor, table.schema, table.name):
                 cursor.execute(
                     sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(

@@ -13,7 +13,8 @@ from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTI
 from zip_etl.db.connection import _with_database
 from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl.defs.checks import QUALITY_CHECKS, raw_rows_have_partitions, rows_reconcile
-from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+from zip_etl.partition_stream import CleanedChunk
+from zip_etl.resources import PostgresResource, PostgresWriter
 from zip_etl.transform.cleaning import RAW_COLUMNS
 from zip_etl_tests.helpers import failure_message, pipeline_resources, retries, seed_raw
 
@@ -75,7 +76,7 @@ def definitions(schema, **postgres):
     resources = pipeline_resources(schema)
     if postgres:
         resources["postgres"] = PostgresResource(raw_schema=schema, **postgres)
-        resources["postgres_io_manager"] = PostgresCopyIOManager(postgres=resources["postgres"], target_schema=schema)
+        resources["postgres_writer"] = PostgresWriter(postgres=resources["postgres"], target_schema=schema)
     return dg.Definitions(assets=[raw_companies, cleaned_companies], asset_checks=QUALITY_CHECKS, resources=resources)
 
 
@@ -309,7 +310,7 @@ def test_undecodable_bytes_are_quarantined_with_the_bytes_shown(sql_ascii_url):
     postgres = PostgresResource(database_url=sql_ascii_url)
     result = dg.materialize(
         [raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
-        resources={"postgres": postgres, "postgres_io_manager": PostgresCopyIOManager(postgres=postgres)},
+        resources={"postgres": postgres, "postgres_writer": PostgresWriter(postgres=postgres)},
     )
     assert result.success
     with conn.cursor() as cur:
@@ -325,17 +326,22 @@ def test_undecodable_bytes_are_quarantined_with_the_bytes_shown(sql_ascii_url):
 
 
 def test_nul_in_an_output_frame_is_refused_naming_the_column(schema, query):
-    manager = PostgresCopyIOManager(postgres=PostgresResource(), target_schema=schema)
-    table = manager.table_for(cleaned_companies.key, cleaned_companies.metadata_by_key[cleaned_companies.key])
+    writer = PostgresWriter(postgres=PostgresResource(), target_schema=schema)
     from zip_etl.transform import clean_companies
 
+    def write(frame):
+        writer.write([CleanedChunk(replace=["10016"], cleaned=frame)], ["10016"])
+
     good = clean_companies(corpus_frame().iloc[[0]]).cleaned
-    manager.write_partitions(table, ["10016"], good)
+    write(good)
     bad = good.assign(company_name=["Acme\x00Corp"])
     with pytest.raises(ValueError, match=r"NUL .* column 'company_name': 1 value\(s\), first at row 0"):
-        manager.write_partitions(table, ["10016"], bad)
+        write(bad)
+    in_categories = good.assign(city=pd.Categorical(["Caf\x00"]))  # categorical text is sent dictionary-encoded
+    with pytest.raises(ValueError, match=r"NUL .* column 'city': 1 value\(s\), first at row 0"):
+        write(in_categories)
     surrogate = good.assign(city=["Caf\udce9"])
     with pytest.raises(ValueError, match=r"not valid Unicode .* column 'city'"):
-        manager.write_partitions(table, ["10016"], surrogate)
+        write(surrogate)
     names = query(sql.SQL("SELECT company_name FROM {}").format(sql.Identifier(schema, "cleaned_companies")))
     assert names == [("Acme Widgets Inc",)]  # the earlier write, untouched

@@ -13,8 +13,7 @@ import pytest
 from psycopg2 import sql
 
 from zip_etl.partitions import ZIP_CODES
-from zip_etl.resources import PostgresCopyIOManager, PostgresResource
-from zip_etl.tables import CLEANED_COMPANIES
+from zip_etl.resources import PostgresResource, PostgresWriter
 from zip_etl_tests.helpers import seed_raw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,16 +38,15 @@ def test_a_writer_waits_only_for_the_zip_codes_another_holds(schema, etl_url, qu
     write of 60614 (other leading digits) goes through at once."""
     seed_raw(etl_url, schema, rows=400, zip_codes=["10016", "60614"], seed=3)
     postgres = PostgresResource(raw_schema=schema)
-    manager = PostgresCopyIOManager(postgres=postgres, target_schema=schema)
-    table = CLEANED_COMPANIES.with_name(schema, "cleaned_companies")
+    writer = PostgresWriter(postgres=postgres, target_schema=schema)
 
     from zip_etl.partition_stream import PartitionStream
 
     def write(zip_code, done):
-        manager.write(table, PartitionStream(postgres.raw_snapshot(), [zip_code], 10_000), [zip_code])
+        writer.write(PartitionStream(postgres.raw_snapshot(), [zip_code], 10_000), [zip_code])
         done.set()
 
-    manager.write(table, PartitionStream(postgres.raw_snapshot(), ["10016"], 10_000), ["10016"])  # tables exist
+    writer.write(PartitionStream(postgres.raw_snapshot(), ["10016"], 10_000), ["10016"])  # tables exist
     holder = psycopg2.connect(etl_url)
     holder_cursor = holder.cursor()
     holder_cursor.execute("SELECT pg_advisory_xact_lock_shared(hashtext(%s), -1), pg_advisory_xact_lock(hashtext(%s), 100)",

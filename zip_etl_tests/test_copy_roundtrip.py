@@ -1,4 +1,5 @@
-"""Property: any DataFrame of the column types PostgresCopyIOManager supports comes back exactly."""
+"""Property: any DataFrame of the column types the writer supports comes back exactly (written by
+PostgresWriter, read back by TableSnapshot)."""
 
 import datetime as dt
 
@@ -7,8 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zip_etl.resources import PostgresCopyIOManager, PostgresResource
-from zip_etl.tables import Column, Table
+from zip_etl.db.snapshot import TableSnapshot
+from zip_etl.partition_stream import CleanedChunk
+from zip_etl.resources import PostgresResource, PostgresWriter
+from zip_etl.tables import Column, Table, Target
 
 # SQL type -> (pandas dtype it loads as, strategy for one value; None is NULL)
 TYPES = {
@@ -61,9 +64,10 @@ def table(schema) -> Table:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frame=frames())
 def test_any_frame_of_supported_types_round_trips_exactly(table, etl_url, frame):
-    manager = PostgresCopyIOManager(postgres=PostgresResource())
-    manager.write_partitions(table, ["10016"], frame)
-    back = manager.read_partitions(table, ["10016"])
+    PostgresWriter(postgres=PostgresResource()).write([CleanedChunk(replace=["10016"], cleaned=frame)], ["10016"],
+                                                      target=Target.of(table))
+    with TableSnapshot(etl_url, table, arrow_dtypes=False) as snapshot:
+        back = snapshot.frame(list(snapshot.batches_by_zip_code(["10016"])))
     back = back.sort_values("row_no").reset_index(drop=True)
     for column in COLUMNS:
         if str(frame[column].dtype).startswith("datetime"):

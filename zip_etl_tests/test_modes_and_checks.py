@@ -8,7 +8,8 @@ from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTI
 from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl.defs.checks import QUALITY_CHECKS, key_is_unique, zip_codes_are_partitions
 from zip_etl.defs.jobs import MODE_TAG, cleaned_companies_debug
-from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+from zip_etl.partition_stream import CleanedChunk
+from zip_etl.resources import PostgresResource, PostgresWriter
 from zip_etl_tests.helpers import pipeline_resources, seed_raw
 
 ZIPS = ["00501", "00544", "01001", "10016"]
@@ -59,11 +60,11 @@ def test_debug_run_records_metadata_and_writes_nothing(seeded, query):
     assert not instance.get_materialized_partitions(cleaned_companies.key)
 
 
-def test_io_manager_refuses_to_write_in_dry_run(seeded):
-    manager = PostgresCopyIOManager(postgres=PostgresResource(), target_schema=seeded, dry_run=True)
-    table = manager.table_for(cleaned_companies.key, cleaned_companies.metadata_by_key[cleaned_companies.key])
+def test_the_writer_refuses_to_write_in_dry_run(seeded, query):
+    writer = PostgresWriter(postgres=PostgresResource(), target_schema=seeded, dry_run=True)
     with pytest.raises(RuntimeError, match="dry run: refusing to write"):
-        manager.write_partitions(table, ["10016"], None)
+        writer.write([CleanedChunk(replace=["10016"])], ["10016"])
+    assert query("SELECT to_regclass(%s)", (f"{seeded}.cleaned_companies",)) == [(None,)]
 
 
 def test_quality_checks_pass_on_a_batched_run(seeded):

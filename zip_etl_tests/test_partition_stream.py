@@ -8,8 +8,7 @@ from psycopg2 import sql
 
 from zip_etl.demo_data import generate_raw_companies
 from zip_etl.partition_stream import PartitionStream
-from zip_etl.resources import PostgresCopyIOManager, PostgresResource
-from zip_etl.tables import CLEANED_COMPANIES
+from zip_etl.resources import PostgresResource, PostgresWriter
 from zip_etl.transform import clean_companies
 from zip_etl_tests.helpers import seed_raw
 
@@ -48,11 +47,11 @@ def raw(schema, etl_url):
 
 
 def stream_to_tables(etl_url, schema, chunk_rows, clean=clean_companies):
-    """The asset's path: a PartitionStream written by the IO manager's one write transaction."""
+    """The asset's path: a PartitionStream written by the writer's one write transaction."""
     postgres = PostgresResource(raw_schema=schema)
-    manager = PostgresCopyIOManager(postgres=postgres, target_schema=schema)
+    writer = PostgresWriter(postgres=postgres, target_schema=schema)
     stream = PartitionStream(postgres.raw_snapshot(), ZIPS, chunk_rows, clean=clean)
-    manager.write(CLEANED_COMPANIES.with_name(schema, "cleaned_companies"), stream, ZIPS)
+    writer.write(stream, ZIPS)
     return stream
 
 

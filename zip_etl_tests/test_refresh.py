@@ -27,7 +27,7 @@ def raw_table(schema):
 
 
 def target_for(schema) -> Target:
-    return Target(resources=(("postgres", (("raw_schema", schema),)), ("postgres_io_manager", (("target_schema", schema),))))
+    return Target(resources=(("postgres", (("raw_schema", schema),)), ("postgres_writer", (("target_schema", schema),))))
 
 
 def zip_codes_with_rows(query, schema):
@@ -141,7 +141,9 @@ def test_refresh_rebuilds_exactly_the_changed_zip_codes(schema, etl_url, query, 
     assert emptied not in after
     postgres = PostgresResource(raw_schema=schema)
     for zip_code in changed:
-        cleaned = clean_companies(postgres.read_raw([zip_code])).cleaned
+        with postgres.raw_snapshot() as snapshot:
+            raw = snapshot.frame(list(snapshot.batches_by_zip_code([zip_code])))
+        cleaned = clean_companies(raw).cleaned
         assert sorted(r[1] for r in after.get(zip_code, [])) == sorted(cleaned["record_id"]), zip_code
         assert after.get(zip_code) != before.get(zip_code)
     assert {z: rows for z, rows in after.items() if z not in expected} == {

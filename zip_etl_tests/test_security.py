@@ -12,7 +12,7 @@ from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl.defs.checks import QUALITY_CHECKS
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.instance import get_instance
-from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+from zip_etl.resources import PostgresResource, PostgresWriter
 from zip_etl.tables import RAW_COMPANIES
 from zip_etl_tests.helpers import failure_description, retries
 from zip_etl_tools.tcp_postgres import TcpPostgres
@@ -54,7 +54,7 @@ def run_pipeline(server, monkeypatch, tmp_path, etl_password=ETL_PASSWORD):
             selection=dg.AssetSelection.assets(cleaned_companies) | dg.AssetSelection.checks(*QUALITY_CHECKS),
             partition_key="10016",
             resources={"postgres": postgres,
-                       "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema="cleaned")},
+                       "postgres_writer": PostgresWriter(postgres=postgres, target_schema="cleaned")},
             instance=instance,
             raise_on_error=False,
         )
@@ -115,7 +115,7 @@ def test_a_role_without_rights_gets_one_line_naming_the_grant(locked_down, monke
     postgres = PostgresResource(raw_schema="upstream")
     result = dg.materialize(
         [raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
-        resources={"postgres": postgres, "postgres_io_manager": PostgresCopyIOManager(postgres=postgres)},
+        resources={"postgres": postgres, "postgres_writer": PostgresWriter(postgres=postgres)},
         raise_on_error=False,
     )
     description = failure_description(result)
@@ -128,7 +128,7 @@ def test_a_role_without_rights_gets_one_line_naming_the_grant(locked_down, monke
     result = dg.materialize(
         [raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
         resources={"postgres": postgres,
-                   "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema="cleaned")},
+                   "postgres_writer": PostgresWriter(postgres=postgres, target_schema="cleaned")},
         raise_on_error=False,
     )
     description = failure_description(result)

@@ -53,16 +53,21 @@ def _measure(label: str, zip_codes: list[str], chunk_rows: int) -> Sample:
 
     importlib.import_module("zip_etl.definitions")  # a run worker has all of Dagster and zip_etl loaded
     from zip_etl.db.arrow_io import to_arrow
+    from zip_etl.db.partition_writer import key_order
     from zip_etl.partition_stream import PartitionStream
     from zip_etl.resources import PostgresResource
+    from zip_etl.resources.writer import in_background
     from zip_etl.tables import CLEANED_COMPANIES
+
+    def convert(chunk) -> None:  # what the writer does with each chunk before it sends it
+        if chunk.cleaned is not None and len(chunk.cleaned):
+            data = to_arrow(chunk.cleaned, CLEANED_COMPANIES)
+            data.take(key_order(data, CLEANED_COMPANIES.primary_key))
 
     baseline = resident_mb()
     reset_peak()
     stream = PartitionStream(PostgresResource().raw_snapshot(), zip_codes, chunk_rows)
-    for chunk in stream:
-        if chunk.cleaned is not None:
-            to_arrow(chunk.cleaned, CLEANED_COMPANIES)  # what the writer does with each chunk
+    in_background(stream, convert)  # read ahead, cleaned, converted: as many chunks at once as a run holds
     peak = resident_mb("VmHWM")
     return Sample(label, len(zip_codes), int(stream.stats["rows_in"].sum()), stream.chunks, baseline, peak)
 

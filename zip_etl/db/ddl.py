@@ -1,5 +1,5 @@
-"""SQL about tables: create them from their declaration, compare them with it, bring an earlier
-release's table up to date, and each raw zip code's data version."""
+"""SQL about tables: create them from their declaration (a write's three tables in one step), compare
+them with it, bring an earlier release's table up to date, and each raw zip code's data version."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from psycopg2 import sql
 
-from zip_etl.tables import CLEANED_COMPANIES_MIGRATIONS, EMPTY_RAW_VERSION, Table
+from zip_etl.db.connection import DatabaseError
+from zip_etl.tables import CLEANED_COMPANIES_MIGRATIONS, EMPTY_RAW_VERSION, MIGRATE_HINT, Table, Target
 
 
 def create_table_statement(table: Table, *, temporary: bool = False) -> sql.Composed:
@@ -49,6 +50,36 @@ def ensure_table(cursor, table: Table) -> None:
                 sql.Identifier(table.partition_column),
             )
         )
+
+
+def ensure_target(cursor, target: Target) -> None:
+    """Create what is missing of a write's three tables (and their schema), in the caller's
+    transaction; a partition-counts table created beside a table that already holds rows (written by a
+    release that kept no counts) starts with their counts. Raises a DatabaseError, naming the fix, when
+    a table that exists differs from its declaration: writing into it would mix old and new forms of
+    a value (zip4 0332 stored as 332)."""
+    counts_existed = table_exists(cursor, target.counts.schema, target.counts.name)
+    for table in target.tables:
+        ensure_table(cursor, table)
+    if not counts_existed:
+        cursor.execute(count_partitions_statement(target))
+    for table in target.tables:
+        differences = column_differences(cursor, table)
+        if differences:
+            raise DatabaseError(f"{table.qualified_name} does not match its declaration ({'; '.join(differences)}): "
+                                f"nothing written; {MIGRATE_HINT}")
+
+
+def count_partitions_statement(target: Target) -> sql.Composed:
+    """Count every partition's rows in the table and its quarantine into the (empty) counts table."""
+    part = sql.Identifier(target.table.partition_column)
+    return sql.SQL(
+        "INSERT INTO {counts} ({part}, rows, rows_quarantined, written_at) "
+        "SELECT coalesce(c.k, q.k), coalesce(c.n, 0), coalesce(q.n, 0), now() "
+        "FROM (SELECT {part} AS k, count(*) AS n FROM {table} GROUP BY 1) c "
+        "FULL JOIN (SELECT {part} AS k, count(*) AS n FROM {quarantine} GROUP BY 1) q ON c.k = q.k"
+    ).format(counts=target.counts.identifier, part=part, table=target.table.identifier,
+             quarantine=target.quarantine.identifier)
 
 
 # information_schema's name for a declared type, where the two differ.

@@ -3,24 +3,35 @@
 import os
 import resource
 import socket
+from collections.abc import Iterator
 
 import dagster as dg
 
 from zip_etl import settings
 from zip_etl.code_version import CLEANING_CODE_VERSION
-from zip_etl.dagster_internals import DATA_VERSION_TAG, batched_events, provenance_tags
+from zip_etl.dagster_internals import DATA_VERSION_TAG, batched_events
 from zip_etl.partition_stream import PartitionStream
 from zip_etl.partitions import zip_code_partitions
-from zip_etl.refresh import changed_raw_versions, latest_data_versions, raw_dependency
-from zip_etl.resources.io_manager import PostgresCopyIOManager, WrittenPartitions, dagster_table_schema
+from zip_etl.provenance import changed_raw_versions, latest_data_versions, partition_provenance, raw_dependency
 from zip_etl.resources.postgres import PostgresResource, failures_explained
-from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, quarantine_table
+from zip_etl.resources.writer import PostgresWriter, WriteResult
+from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, Table, Target
 from zip_etl.transform import REJECTION_REASONS
 from zip_etl.what_if import WhatIf, WhatIfReport
 
 # Run tag selecting debug mode (run everything, write nothing); see zip_etl/defs/jobs.py.
 MODE_TAG = "zip_etl/mode"
 DEBUG_MODE = "debug"
+# Dagster's metadata keys for a table's name and its rows (shown on the asset's overview).
+TABLE_NAME, ROW_COUNT = "dagster/table_name", "dagster/row_count"
+
+
+def dagster_table_schema(table: Table) -> dg.TableSchema:
+    """The table's columns as Dagster shows them."""
+    return dg.TableSchema(columns=[
+        dg.TableColumn(c.name, c.sql_type, constraints=dg.TableColumnConstraints(nullable=c.nullable))
+        for c in table.columns
+    ])
 
 
 @dg.observable_source_asset(
@@ -33,7 +44,7 @@ DEBUG_MODE = "debug"
     ),
     group_name="companies",
     metadata={
-        "dagster/table_name": f"{RAW_COMPANIES.schema}.{RAW_COMPANIES.name}",
+        TABLE_NAME: RAW_COMPANIES.qualified_name,
         "dagster/column_schema": dagster_table_schema(RAW_COMPANIES),
     },
 )
@@ -100,8 +111,7 @@ def _peak_rss_mb() -> float:
 @dg.asset(
     partitions_def=zip_code_partitions,
     deps=[raw_companies],
-    io_manager_key="postgres_io_manager",
-    output_required=False,  # a debug (dry-run) run records observations and writes nothing
+    output_required=False,  # a debug (dry-run) run records observations and materializes nothing
     group_name="companies",
     kinds={"pandas", "postgres"},
     code_version=CLEANING_CODE_VERSION,
@@ -121,92 +131,85 @@ def _peak_rss_mb() -> float:
 def cleaned_companies(
     context: dg.AssetExecutionContext,
     postgres: PostgresResource,
-    postgres_io_manager: dg.ResourceParam[PostgresCopyIOManager],
+    postgres_writer: dg.ResourceParam[PostgresWriter],
 ):
     """Clean the run's zip codes (see CLEANED_COMPANIES_DESCRIPTION, shown in the UI), streamed in
     chunks of `postgres.chunk_rows` rows, so memory does not grow with the size of a zip code.
     Rejected rows go to `cleaned_companies_quarantine` with the reason and their original values,
     in the same transaction, so per zip code rows in = rows out + rows quarantined.
 
+    The rows flow one way: the stream reads and cleans them (zip_etl/partition_stream.py), the writer
+    writes them in one transaction and returns the table's totals (zip_etl/resources/writer.py), and
+    `run_events` records the run, once, at the end. In debug mode the stream's chunks go to a what-if
+    comparison instead (zip_etl/what_if.py): nothing is written or created.
+
     A run covers a range of zip codes. If cleaning raises for some of them, the others are still
     written and marked materialized; the run then fails naming the zip codes that failed."""
     zip_codes = list(context.partition_keys)
-    table = postgres_io_manager.table_for(context.asset_key, context.assets_def.metadata_by_key[context.asset_key])
+    target = postgres_writer.target
+    dry_run = postgres_writer.dry_run or context.run.tags.get(MODE_TAG) == DEBUG_MODE
+    written = report = None
     with failures_explained():
         stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.chunk_rows)
-    dry_run = postgres_io_manager.dry_run or context.run.tags.get(MODE_TAG) == DEBUG_MODE
-    if dry_run:
-        # Debug mode: read and clean in full, and compare what the write would leave with what the
-        # tables hold (zip_etl/what_if.py); record both as observations. The partitions stay as they
-        # were: not materialized, nothing written, no table created. Each observation restates the
-        # partition's current data version (unchanged, since nothing was written), so the refresh
-        # does not mistake a debugged partition for an unknown one.
-        with failures_explained():
-            try:
-                with WhatIf(postgres_io_manager.postgres.url(), table) as what_if:
+        try:
+            if dry_run:
+                with WhatIf(postgres.url(), target) as what_if:
                     for chunk in stream:
                         what_if.add(chunk)
-            except (ValueError, TypeError) as error:  # rows the table could not take: a write would fail
-                raise dg.Failure(description=f"A write to {table.schema}.{table.name} would fail: {error}",
-                                 allow_retries=False) from None
-        report = what_if.report()
-        context.log.info(f"What-if (compared with {report.target}): {report.summary()}")
-        metadata = partition_metadata(stream)
+                report = what_if.report()
+            else:
+                written = postgres_writer.write(stream, zip_codes)
+        except (ValueError, TypeError) as error:  # rows the table cannot take: retrying cannot help
+            raise dg.Failure(description=f"{'A write to' if dry_run else 'Nothing written to'} "
+                             f"{target.table.qualified_name}{' would fail' if dry_run else ''}: {error}",
+                             allow_retries=False) from None
+    yield from run_events(context, stream, target, written, report)
+
+
+def run_events(context: dg.AssetExecutionContext, stream: PartitionStream, target: Target,
+               written: WriteResult | None, report: WhatIfReport | None) -> Iterator:
+    """Everything a run of cleaned_companies records, once, at its end.
+
+    - A write: each written partition materialized with its own facts (Dagster's materializations,
+      from a MaterializeResult; when some zip codes failed, only the written ones, as one batch),
+      then one batch of observations: each partition's provenance (Dagster gives every partition of a
+      run the same data-version tags; zip_etl/provenance.py), and the run's facts with the table's
+      totals as the write returned them.
+    - Debug mode: one batch of observations, each zip code's facts and what its write would change,
+      restating its recorded data version (nothing was written, and the refresh must not mistake a
+      debugged partition for an unknown one); then the run's facts.
+    - Zip codes that failed to clean: the run fails naming them, after the rest is recorded."""
+    metadata = partition_metadata(stream)
+    run = run_observation(context, stream, target, written, report)
+    if report is not None:
         recorded = latest_data_versions(context.instance, context.asset_key, dg.DagsterEventType.ASSET_OBSERVATION,
                                         list(metadata))
-        yield from batched_events(
-            context,
-            [
-                dg.AssetObservation(
-                    asset_key=context.asset_key,
-                    partition=z,
-                    metadata={**values, **report.zip_metadata(z), "dry_run": True},
-                    tags={DATA_VERSION_TAG: recorded[z]} if z in recorded else None,
-                )
-                for z, values in metadata.items()
-            ]
-            + [run_observation(context, stream, None, postgres_io_manager, table, report)],
-        )
+        context.log.info(f"What-if (compared with {report.target}): {report.summary()}")
+        yield from batched_events(context, [
+            dg.AssetObservation(asset_key=context.asset_key, partition=z,
+                                metadata={**values, **report.zip_metadata(z), "dry_run": True},
+                                tags={DATA_VERSION_TAG: recorded[z]} if z in recorded else None)
+            for z, values in metadata.items()
+        ] + [run])
+    else:
+        _log_run(context, stream, written)
+        code_version = context.assets_def.code_versions_by_key[context.asset_key] or CLEANING_CODE_VERSION
+        provenance = partition_provenance(raw_dependency(context.assets_def, context.asset_key), stream.raw_versions,
+                                          code_version, list(metadata))
         if stream.failures:
-            raise _failure(stream, zip_codes, "cleaned (debug mode: nothing written)")
-        return
-
-    raw_key = raw_dependency(context.assets_def, context.asset_key)
-    code_version = context.assets_def.code_versions_by_key[context.asset_key] or CLEANING_CODE_VERSION
-    # The rows stream from the raw table through the transform into one write transaction (the IO
-    # manager's one write path), so the run never holds more than a chunk of rows.
-    with failures_explained():
-        try:
-            summary = postgres_io_manager.write(table, stream, zip_codes)
-        except (ValueError, TypeError) as error:  # a frame the table cannot take: retrying cannot help
-            raise dg.Failure(description=f"Nothing written to {table.schema}.{table.name}: {error}",
-                             allow_retries=False) from None
-    _log_run(context, stream, summary)
-    metadata = partition_metadata(stream)
-    provenance = {z: provenance_tags(raw_key, stream.raw_versions[z], code_version) for z in metadata}
-    if stream.failures:
-        # The good zip codes are written: mark each materialized (with its provenance), then fail.
-        yield from batched_events(
-            context,
-            [
+            yield from batched_events(context, [
                 dg.AssetMaterialization(asset_key=context.asset_key, partition=z, metadata=values, tags=provenance[z])
                 for z, values in metadata.items()
-            ],
-        )
-        yield from batched_events(context, [run_observation(context, stream, summary, postgres_io_manager, table)])
-        raise _failure(stream, zip_codes, "written")
-    for zip_code, values in metadata.items():
-        context.add_asset_metadata(values, partition_key=zip_code)
-    yield dg.Output(WrittenPartitions(summary.rows_written, summary.rows_quarantined))
-    # Each written partition's data provenance: the raw data version it was built from. Dagster
-    # gives every partition of an Output the same tags, so the per-partition provenance follows
-    # as one batch of observations (zip_etl/refresh.py reads them; so does Dagster's stale status);
-    # the run's own facts and the table's totals close the batch, once per run.
-    yield from batched_events(
-        context,
-        [dg.AssetObservation(asset_key=context.asset_key, partition=z, tags=tags) for z, tags in provenance.items()]
-        + [run_observation(context, stream, summary, postgres_io_manager, table)],
-    )
+            ])
+        else:
+            for zip_code, values in metadata.items():
+                context.add_asset_metadata(values, partition_key=zip_code)
+            yield dg.MaterializeResult()
+        yield from batched_events(context, [
+            dg.AssetObservation(asset_key=context.asset_key, partition=z, tags=tags) for z, tags in provenance.items()
+        ] + [run])
+    if stream.failures:
+        raise _failure(stream, "cleaned (debug mode: nothing written)" if report is not None else "written")
 
 
 def partition_metadata(stream: PartitionStream) -> dict[str, dict]:
@@ -222,21 +225,21 @@ def partition_metadata(stream: PartitionStream) -> dict[str, dict]:
     }
 
 
-def run_observation(context, stream: PartitionStream, summary, io_manager: PostgresCopyIOManager, table,
-                    what_if: WhatIfReport | None = None) -> dg.AssetObservation:
-    """One event per run: the table's totals (the asset's overview shows its `dagster/row_count`) and
-    the run's own facts; in a debug run, what its write would have changed."""
+def run_observation(context, stream: PartitionStream, target: Target, written: WriteResult | None,
+                    report: WhatIfReport | None) -> dg.AssetObservation:
+    """One event per run: the table's totals (the asset's overview shows its row count) and the run's
+    own facts; in a debug run, the totals of the tables as they are and what its write would have
+    changed."""
     stats = stream.stats
-    totals = io_manager.table_totals(table)
-    quarantine = quarantine_table(table)
+    totals = written.totals if written is not None else report.totals_now
     return dg.AssetObservation(
         asset_key=context.asset_key,
         metadata={
-            "dagster/row_count": totals["rows"],
+            ROW_COUNT: totals["rows"],
             "rows_quarantined_total": totals["rows_quarantined"],
             "partitions_written_total": totals["partitions"],
-            "dagster/table_name": f"{table.schema}.{table.name}",
-            "quarantine_table": f"{quarantine.schema}.{quarantine.name}",
+            TABLE_NAME: target.table.qualified_name,
+            "quarantine_table": target.quarantine.qualified_name,
             "run_partitions": len(stream.zip_codes),
             "run_failed_partitions": len(stream.failures),
             "run_rows_in": int(stats["rows_in"].sum()),
@@ -245,17 +248,17 @@ def run_observation(context, stream: PartitionStream, summary, io_manager: Postg
             "run_chunks": stream.chunks,
             "read_seconds": round(stream.read_seconds, 4),
             "transform_seconds": round(stream.transform_seconds, 4),
-            "write_seconds": round(summary.seconds, 4) if summary else 0.0,
+            "write_seconds": round(written.seconds, 4) if written is not None else 0.0,
             "memory_raw_bytes": stream.raw_bytes,
             "memory_cleaned_bytes": stream.cleaned_bytes,
             "memory_saved_pct": round(100 * (1 - stream.cleaned_bytes / stream.raw_bytes), 1) if stream.raw_bytes else 0.0,
             "peak_process_memory_mb": _peak_rss_mb(),
             # Which machine and process ran this range (several, in a distributed deployment).
             "worker": f"{socket.gethostname()} pid {os.getpid()}",
-            **({"dry_run": True} if summary is None else {}),
-            **(what_if_metadata(what_if) if what_if is not None else {}),
+            **({"dry_run": True} if written is None else {}),
+            **(what_if_metadata(report) if report is not None else {}),
         },
-        description=f"What-if: {what_if.summary()}" if what_if is not None else None,
+        description=f"What-if: {report.summary()}" if report is not None else None,
     )
 
 
@@ -273,17 +276,17 @@ def what_if_metadata(report: WhatIfReport) -> dict:
     }
 
 
-def _log_run(context, stream: PartitionStream, summary) -> None:
+def _log_run(context, stream: PartitionStream, written: WriteResult) -> None:
     stats = stream.stats
     context.log.info(
         f"{len(stream.zip_codes)} zip code(s) in {stream.chunks} chunk(s): {int(stats['rows_in'].sum())} rows in, "
-        f"{summary.rows_written} out, {summary.rows_quarantined} quarantined, {len(stream.failures)} failed; memory "
+        f"{written.rows_written} out, {written.rows_quarantined} quarantined, {len(stream.failures)} failed; memory "
         f"{stream.raw_bytes:,} -> {stream.cleaned_bytes:,} bytes; values unparseable (set to NULL): {stream.unparseable}"
     )
 
 
-def _failure(stream: PartitionStream, zip_codes: list[str], done: str) -> dg.Failure:
-    failures = stream.failures
+def _failure(stream: PartitionStream, done: str) -> dg.Failure:
+    failures, zip_codes = stream.failures, stream.zip_codes
     listed = "; ".join(f"{z}: {message}" for z, message in list(failures.items())[:20])
     return dg.Failure(
         description=(

@@ -22,9 +22,9 @@ from zip_etl.db.connection import transaction
 from zip_etl.db.ddl import column_differences, table_exists
 from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
-from zip_etl.resources.io_manager import PostgresCopyIOManager
 from zip_etl.resources.postgres import PostgresResource, failures_explained
-from zip_etl.tables import MIGRATE_HINT, Table, quarantine_table
+from zip_etl.resources.writer import PostgresWriter
+from zip_etl.tables import MIGRATE_HINT, Table
 
 
 def run_zip_codes(context: dg.AssetCheckExecutionContext) -> list[str] | None:
@@ -39,12 +39,6 @@ def run_zip_codes(context: dg.AssetCheckExecutionContext) -> list[str] | None:
     return None
 
 
-def _table(io_manager: PostgresCopyIOManager) -> Table:
-    return io_manager.table_for(
-        cleaned_companies.key, cleaned_companies.metadata_by_key[cleaned_companies.key]
-    )
-
-
 def _where(table: Table, keys: Sequence[str] | None) -> tuple[sql.Composable, tuple]:
     if keys is None:
         return sql.SQL("TRUE"), ()
@@ -54,7 +48,7 @@ def _where(table: Table, keys: Sequence[str] | None) -> tuple[sql.Composable, tu
 def _missing_table(table: Table) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=False,
-        description=f"{table.schema}.{table.name} does not exist: materialize cleaned_companies first",
+        description=f"{table.qualified_name} does not exist: materialize cleaned_companies first",
     )
 
 
@@ -71,25 +65,25 @@ class _Scope:
 
 @contextlib.contextmanager
 def check_scope(
-    context: dg.AssetCheckExecutionContext | None, io_manager: PostgresCopyIOManager
+    context: dg.AssetCheckExecutionContext | None, writer: PostgresWriter
 ) -> Iterator[_Scope | None]:
     """The check's scope in one read transaction; None when the table does not exist yet."""
-    table = _table(io_manager)
+    table = writer.target.table
     keys = run_zip_codes(context) if context is not None else None
     where, params = _where(table, keys)
-    with transaction(io_manager.postgres.url()) as cursor:
+    with transaction(writer.postgres.url()) as cursor:
         exists = table_exists(cursor, table.schema, table.name)
         yield _Scope(table, keys, where, params, cursor) if exists else None
 
 
-def evaluate(context: dg.AssetCheckExecutionContext | None, io_manager: PostgresCopyIOManager,
+def evaluate(context: dg.AssetCheckExecutionContext | None, writer: PostgresWriter,
              body) -> dg.AssetCheckResult:
-    """`body(scope, io_manager)` over the check's scope, in one read transaction (`context` None: the
+    """`body(scope, writer)` over the check's scope, in one read transaction (`context` None: the
     whole table); a table that does not exist yet fails the check, saying so."""
-    with failures_explained(), check_scope(context, io_manager) as scope:
+    with failures_explained(), check_scope(context, writer) as scope:
         if scope is None:
-            return _missing_table(_table(io_manager))
-        return body(scope, io_manager)
+            return _missing_table(writer.target.table)
+        return body(scope, writer)
 
 
 def _schema_differences(scope: _Scope, _) -> dg.AssetCheckResult:
@@ -154,13 +148,13 @@ def _counts_by_partition(cursor, table: Table, where: sql.Composable, params: tu
     return dict(cursor.fetchall())
 
 
-def _unreconciled_rows(scope: _Scope, io_manager: PostgresCopyIOManager) -> dg.AssetCheckResult:
+def _unreconciled_rows(scope: _Scope, writer: PostgresWriter) -> dg.AssetCheckResult:
     counts = {
         name: _counts_by_partition(scope.cursor, table, scope.where, scope.params)
         for name, table in (
-            ("raw", io_manager.postgres.raw),
+            ("raw", writer.postgres.raw),
             ("cleaned", scope.table),
-            ("quarantined", quarantine_table(scope.table)),
+            ("quarantined", writer.target.quarantine),
         )
     }
     keys = scope.keys if scope.keys is not None else sorted(set(counts["cleaned"]) | set(counts["quarantined"]))
@@ -184,27 +178,27 @@ def _unreconciled_rows(scope: _Scope, io_manager: PostgresCopyIOManager) -> dg.A
     )
 
 
-Manager = dg.ResourceParam[PostgresCopyIOManager]
+Writer = dg.ResourceParam[PostgresWriter]
 
 
 @dg.asset_check(asset=cleaned_companies, blocking=True, description="columns and types are the declared ones")
-def schema_matches_declaration(postgres_io_manager: Manager) -> dg.AssetCheckResult:
-    return evaluate(None, postgres_io_manager, _schema_differences)  # the table as a whole
+def schema_matches_declaration(postgres_writer: Writer) -> dg.AssetCheckResult:
+    return evaluate(None, postgres_writer, _schema_differences)  # the table as a whole
 
 
 @dg.asset_check(asset=cleaned_companies, blocking=True, description="one row per (zip_code, record_id)")
-def key_is_unique(context: dg.AssetCheckExecutionContext, postgres_io_manager: Manager) -> dg.AssetCheckResult:
-    return evaluate(context, postgres_io_manager, _duplicate_keys)
+def key_is_unique(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
+    return evaluate(context, postgres_writer, _duplicate_keys)
 
 
 @dg.asset_check(asset=cleaned_companies, blocking=True, description="required columns have values")
-def required_values_present(context: dg.AssetCheckExecutionContext, postgres_io_manager: Manager) -> dg.AssetCheckResult:
-    return evaluate(context, postgres_io_manager, _missing_required_values)
+def required_values_present(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
+    return evaluate(context, postgres_writer, _missing_required_values)
 
 
 @dg.asset_check(asset=cleaned_companies, blocking=True, description="every row's zip code is an active zip code of the run")
-def zip_codes_are_partitions(context: dg.AssetCheckExecutionContext, postgres_io_manager: Manager) -> dg.AssetCheckResult:
-    return evaluate(context, postgres_io_manager, _unknown_zip_codes)
+def zip_codes_are_partitions(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
+    return evaluate(context, postgres_writer, _unknown_zip_codes)
 
 
 @dg.asset_check(
@@ -214,8 +208,8 @@ def zip_codes_are_partitions(context: dg.AssetCheckExecutionContext, postgres_io
         "quarantine (the run's zip codes; launched alone, every zip code written so far)"
     ),
 )
-def rows_reconcile(context: dg.AssetCheckExecutionContext, postgres_io_manager: Manager) -> dg.AssetCheckResult:
-    return evaluate(context, postgres_io_manager, _unreconciled_rows)
+def rows_reconcile(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
+    return evaluate(context, postgres_writer, _unreconciled_rows)
 
 
 @dg.asset_check(
@@ -229,7 +223,7 @@ def raw_rows_have_partitions(postgres: PostgresResource) -> dg.AssetCheckResult:
     table = postgres.raw
     with failures_explained(), transaction(postgres.url()) as cursor:
         if not table_exists(cursor, table.schema, table.name):
-            return dg.AssetCheckResult(passed=False, description=f"{table.schema}.{table.name} does not exist")
+            return dg.AssetCheckResult(passed=False, description=f"{table.qualified_name} does not exist")
         cursor.execute(
             sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {c} IS NULL OR {c} <> ALL(%s) GROUP BY 1 ORDER BY 2 DESC").format(
                 c=sql.Identifier(table.partition_column), t=table.identifier

@@ -4,7 +4,7 @@ Debug mode is selected by the run tag `zip_etl/mode: debug` (so it is visible on
 the same asset code reads and cleans the chosen zip codes and records per-zip-code metadata as
 observations, and nothing is written or created. `cleaned_companies_debug` carries that tag; launch it
 from the UI (Jobs -> cleaned_companies_debug -> Materialize, or a backfill), add the tag to any
-launch in the launchpad, or run `zip-etl demo --debug`. `PostgresCopyIOManager(dry_run=True)` does
+launch in the launchpad, or run `zip-etl demo --debug`. `PostgresWriter(dry_run=True)` does
 the same for a whole deployment.
 """
 

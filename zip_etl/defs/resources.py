@@ -7,13 +7,13 @@ from __future__ import annotations
 import dagster as dg
 
 from zip_etl import settings
-from zip_etl.resources import PostgresCopyIOManager, PostgresResource
+from zip_etl.resources import PostgresResource, PostgresWriter
 
 
-def resources(**postgres_settings) -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManager]:
-    """`postgres` and `postgres_io_manager`, the raw table and target schema as given (default: the
+def resources(**postgres_settings) -> dict[str, dg.ConfigurableResource]:
+    """`postgres` and `postgres_writer`, the raw table and target schema as given (default: the
     production ones)."""
     target_schema = postgres_settings.pop("target_schema", "public")
     url = dg.EnvVar(settings.DATABASE_URL) if settings.database_url() else None
     postgres = PostgresResource(database_url=url, **postgres_settings)
-    return {"postgres": postgres, "postgres_io_manager": PostgresCopyIOManager(postgres=postgres, target_schema=target_schema)}
+    return {"postgres": postgres, "postgres_writer": PostgresWriter(postgres=postgres, target_schema=target_schema)}

@@ -1,6 +1,6 @@
-"""Dagster resources: the ETL database and the COPY IO manager that writes partitions to it."""
+"""Dagster resources: the ETL database, and the writer that writes partitions to it."""
 
-from zip_etl.resources.io_manager import DataFrameChunks, PostgresCopyIOManager, WithQuarantine
 from zip_etl.resources.postgres import PostgresResource
+from zip_etl.resources.writer import PostgresWriter
 
-__all__ = ["DataFrameChunks", "PostgresCopyIOManager", "PostgresResource", "WithQuarantine"]
+__all__ = ["PostgresResource", "PostgresWriter"]

@@ -7,7 +7,6 @@ from collections.abc import Iterator, Sequence
 
 import adbc_driver_manager
 import dagster as dg
-import pandas as pd
 import psycopg2.errors
 from psycopg2 import sql
 from pydantic import Field
@@ -55,20 +54,14 @@ class PostgresResource(dg.ConfigurableResource):
             validate_identifier(self.raw_schema, "raw_schema"), validate_identifier(self.raw_table, "raw_table")
         )
 
-    def read_raw(self, zip_codes: Sequence[str] | None) -> pd.DataFrame:
-        """The raw rows of `zip_codes` (every row when None) as one frame; a run streams instead."""
-        with self.raw_snapshot() as snapshot:
-            frames = list(snapshot.rows(zip_codes, chunk_rows=1 << 62))
-            return frames[0] if frames else snapshot.empty_frame()
-
     def raw_snapshot(self):
-        """A `TableSnapshot` of the raw table (enter it to open its REPEATABLE READ transaction): counts,
-        data versions and rows of zip codes, streamed as Arrow-backed frames by binary COPY.
+        """A `TableSnapshot` of the raw table (enter it to open its REPEATABLE READ transaction): rows of
+        zip codes, streamed by binary COPY as Arrow record batches or Arrow-backed frames.
 
         The table is checked first (exists, readable, declared columns; retyped columns are cast), so
         problems surface as one clear line before anything is read.
         """
-        from zip_etl.db.arrow_io import TableSnapshot  # noqa: PLC0415
+        from zip_etl.db.snapshot import TableSnapshot  # noqa: PLC0415
 
         table = self.raw
         with self.transaction() as cursor:
@@ -114,18 +107,18 @@ def _require_table(cursor, table: Table) -> None:
         raise DatabaseError(_privilege_message(cursor, table, f"USAGE on schema {table.schema}"))
     if not table_exists(cursor, table.schema, table.name):
         raise DatabaseError(
-            f"The raw table {table.schema}.{table.name} does not exist. Load it (`zip-etl seed` for "
+            f"The raw table {table.qualified_name} does not exist. Load it (`zip-etl seed` for "
             "demo data) or point the `raw_table`/`raw_schema` settings of the `postgres` resource at it."
         )
     cursor.execute("SELECT has_table_privilege(current_user, %s, 'SELECT')", (f'"{table.schema}"."{table.name}"',))
     if not cursor.fetchone()[0]:
-        raise DatabaseError(_privilege_message(cursor, table, f"SELECT on {table.schema}.{table.name}"))
+        raise DatabaseError(_privilege_message(cursor, table, f"SELECT on {table.qualified_name}"))
 
 
 def _privilege_message(cursor, table: Table, missing: str) -> str:
     cursor.execute("SELECT current_user")
     return (
-        f"The role {cursor.fetchone()[0]} cannot read the raw table {table.schema}.{table.name}: it lacks {missing}. "
+        f"The role {cursor.fetchone()[0]} cannot read the raw table {table.qualified_name}: it lacks {missing}. "
         "Grant it (docs/RELIABILITY.md lists the least-privilege grants) or connect as another role "
         "(ZIP_ETL_DATABASE_URL)."
     )
@@ -151,7 +144,7 @@ def raw_column_expressions(cursor, table: Table, qualifier: str | None = None) -
     missing = [c for c in table.column_names if c not in actual]
     if missing:
         raise DatabaseError(
-            f"The raw table {table.schema}.{table.name} lacks the column(s) {missing} that zip_etl reads "
+            f"The raw table {table.qualified_name} lacks the column(s) {missing} that zip_etl reads "
             f"(it has {sorted(actual)}). Restore them, or change RAW_COMPANIES in zip_etl/tables.py and the "
             "cleaning rules together."
         )
@@ -163,7 +156,7 @@ def raw_column_expressions(cursor, table: Table, qualifier: str | None = None) -
         found, declared = actual[column.name], information_schema_type(column.sql_type)
         if column.name == table.partition_column and found not in _TEXT_TYPES:
             raise DatabaseError(
-                f"The raw table's partition column {table.schema}.{table.name}.{column.name} is {found}, not text: "
+                f"The raw table's partition column {table.qualified_name}.{column.name} is {found}, not text: "
                 "zip codes must be text to keep their leading zeros (00501). Alter it to text."
             )
         if found != declared and not (declared == "text" and found in _TEXT_TYPES):

@@ -4,13 +4,19 @@ Per shape (zip_etl_tools/bench/shapes.py), in this order, on `<schema>.raw_compa
 
 1. the data floor: binary `COPY (SELECT raw columns) TO STDOUT` with the bytes discarded, and the
    same bytes `COPY ... FROM STDIN` into an index-free copy of the table, each timed on its own;
-2. zip_etl's per-row costs, in this process: `PartitionStream` into `PostgresCopyIOManager.write`
-   over every zip code, split into read (into Arrow-backed pandas), transform and write;
-3. the orchestration floor: the same Dagster runs, ranges and storage for an asset that does nothing;
-4. zip_etl through Dagster: the same runs of `cleaned_companies` (checks included), `workers` at a time;
-5. the seed's approach (per zip code read_sql + clean + to_csv + copy_from in a process pool), on a
+2. the references, what one client does with the driver zip_etl uses: a plain ADBC read of the raw
+   rows into Arrow, and one ADBC ingest of zip_etl's cleaned rows into an empty keyed copy of the
+   cleaned table;
+3. zip_etl's stages, each on its own in this process over every zip code: the read (the stream with a
+   cleaning that keeps nothing), the transform, the write from the cleaned chunks held in memory (a
+   first build into dropped tables, then a second build over its rows, and what that leaves behind),
+   then the three overlapped as a run does them (a first build);
+4. the orchestration floor: the same Dagster runs, ranges and storage for an asset that does nothing;
+5. zip_etl through Dagster: the same runs of `cleaned_companies` (checks included), `workers` at a
+   time, a first build and a second build over it;
+6. the seed's approach (per zip code read_sql + clean + to_csv + copy_from in a process pool), on a
    sample, projected;
-6. memory: raw and cleaned frames in memory; a run process's peak RSS per chunk (many-small); the
+7. memory: raw and cleaned frames in memory; a run process's peak RSS per chunk (many-small); the
    1,000,000- and 5,000,000-row zip codes through `dagster asset materialize`, and the big zip code
    streamed against cleaned in one shot (skewed).
 
@@ -39,9 +45,15 @@ from zip_etl_tools.bench.methods import (
     drop_targets,
     frame_sizes,
     fresh_write,
+    keyed_ingest,
+    leftovers,
     materialize_one,
+    plain_read,
     seed_approach,
-    zip_etl_split,
+    zip_etl_clean,
+    zip_etl_one_process,
+    zip_etl_read,
+    zip_etl_write,
 )
 from zip_etl_tools.bench.shapes import SHAPES, Shape, seed
 
@@ -52,19 +64,26 @@ ROW_LABELS = [
     "data floor: binary COPY out",
     "data floor: binary COPY in",
     "data floor: out + in",
+    "reference: plain ADBC read",
+    "reference: ADBC ingest, keyed",
     "zip_etl read",
     "zip_etl transform",
-    "zip_etl write",
+    "zip_etl write, first build",
+    "zip_etl write, second build",
     "zip_etl in one process",
     "orchestration floor",
-    "zip_etl through Dagster",
+    "zip_etl through Dagster, first build",
+    "zip_etl through Dagster, second build",
     "seed's approach",
 ]
 RATIO_LABELS = [
-    "read / COPY out",
+    "read / plain ADBC read",
+    "write (first build) / keyed ingest",
+    "after the second build",
     "zip_etl through Dagster / data floor",
     "zip_etl through Dagster / (data floor + orchestration floor)",
     "seed's approach / zip_etl through Dagster",
+    "PostgreSQL CPU per row through Dagster / the data floor's",
     "orchestration floor per partition",
     "CPU per row through Dagster",
     "projected to 3.6 billion rows",
@@ -122,6 +141,7 @@ class ShapeResult:
     measurements: dict[str, Measurement] = field(default_factory=dict)
     loads: dict[str, str] = field(default_factory=dict)
     sizes: dict = field(default_factory=dict)
+    left: dict = field(default_factory=dict)
     fresh: list[FreshRun] = field(default_factory=list)
     fresh_loads: list[str] = field(default_factory=list)
 
@@ -190,10 +210,23 @@ def bench_shape(shape: Shape, *, workers: int, seed_sample: int, max_rows_per_ru
     result.add("out", out)
     result.add("in", into)
 
-    print(f"  zip_etl in one process: read, transform, write (load {load_average()}) ...", flush=True)
+    print(f"  reference: plain ADBC read (load {load_average()}) ...", flush=True)
+    result.add("plain read", plain_read(schema, url, meter))
+
+    print(f"  zip_etl read, transform, write, each on its own (load {load_average()}) ...", flush=True)
+    result.add("read", zip_etl_read(schema, keys, meter))
+    chunks, transform = zip_etl_clean(schema, keys)
+    result.add("transform", transform)
     drop_targets(schema)  # a first build, as the seed's approach's
-    for key, m in zip(("read", "transform", "write", "one process"), zip_etl_split(schema, keys, meter)):
-        result.add(key, m)
+    result.add("write", zip_etl_write(schema, keys, chunks, meter, "zip_etl write, first build", total_rows))
+    print(f"  reference: ADBC ingest, keyed (load {load_average()}) ...", flush=True)
+    result.add("ingest", keyed_ingest(schema, url, meter))
+    result.add("write again", zip_etl_write(schema, keys, chunks, meter, "zip_etl write, second build", total_rows))
+    result.left = leftovers(schema, url, meter)
+    del chunks
+    print(f"  zip_etl in one process, overlapped (load {load_average()}) ...", flush=True)
+    drop_targets(schema)
+    result.add("one process", zip_etl_one_process(schema, keys, meter))
 
     print(f"  orchestration floor: no-op asset, {len(ranges)} runs (load {load_average()}) ...", flush=True)
     result.add("orchestration", _backfill(
@@ -202,10 +235,13 @@ def bench_shape(shape: Shape, *, workers: int, seed_sample: int, max_rows_per_ru
 
     print(f"  zip_etl through Dagster: {len(ranges)} runs (load {load_average()}) ...", flush=True)
     drop_targets(schema)
-    resources = (("postgres", (("raw_schema", schema),)), ("postgres_io_manager", (("target_schema", schema),)))
-    result.add("dagster", _backfill(
-        "zip_etl through Dagster: runs of cleaned_companies, checks included",
-        Target("cleaned_companies", "zip_etl.definitions:defs", resources), ranges, workers, total_rows, meter))
+    resources = (("postgres", (("raw_schema", schema),)), ("postgres_writer", (("target_schema", schema),)))
+    target = Target("cleaned_companies", "zip_etl.definitions:defs", resources)
+    result.add("dagster", _backfill("zip_etl through Dagster: runs of cleaned_companies, checks included",
+                                    target, ranges, workers, total_rows, meter))
+    print(f"  zip_etl through Dagster again, over its rows (load {load_average()}) ...", flush=True)
+    result.add("dagster again", _backfill("zip_etl through Dagster, second build: the same runs over the first's rows",
+                                          target, ranges, workers, total_rows, meter))
 
     # Every k-th zip code (empty ones included in proportion); the skewed shape adds its smaller big
     # zip code, so that rows of a big zip code are in the sample (the biggest would take minutes).
@@ -261,6 +297,13 @@ def _cpu(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.1f}"
 
 
+def _cpu_ratio(a: Measurement, b: Measurement) -> str:
+    """The ratio of two measurements' CPU seconds, run processes and PostgreSQL together."""
+    if a.cpu is None or b.cpu is None or a.cpu.server is None or b.cpu.server is None:
+        return "n/a"
+    return f"{(a.cpu.client + a.cpu.server) / (b.cpu.client + b.cpu.server):.2f}"
+
+
 def _row(label: str, m: Measurement, load: str, floor: float) -> str:
     client = server = None
     if m.cpu is not None:
@@ -285,16 +328,23 @@ def format_shape(r: ShapeResult) -> str:
         _row("data floor: binary COPY out, bytes discarded", m["out"], r.loads["out"], floor),
         _row("data floor: binary COPY in, index-free copy", m["in"], r.loads["in"], floor),
         _row("data floor: out + in", floor_m, r.loads["in"], floor),
-        _row("zip_etl read: binary COPY (ADBC) -> Arrow-backed pandas", m["read"], r.loads["read"], floor),
+        _row("reference: plain ADBC read of the raw rows into Arrow", m["plain read"], r.loads["plain read"], floor),
+        _row("reference: ADBC ingest, keyed: the cleaned rows into an empty copy with the same key", m["ingest"],
+             r.loads["ingest"], floor),
+        _row("zip_etl read: ordered binary COPY (ADBC) -> Arrow-backed pandas, versions from the rows", m["read"],
+             r.loads["read"], floor),
         _row("zip_etl transform: clean_companies", m["transform"], r.loads["transform"], floor),
-        _row("zip_etl write: PartitionWriter, binary COPY, one transaction", m["write"], r.loads["write"], floor),
-        _row("zip_etl in one process: read + transform + write", m["one process"], r.loads["one process"], floor),
+        _row("zip_etl write, first build: chunks from memory, one transaction", m["write"], r.loads["write"], floor),
+        _row("zip_etl write, second build: the same over the first's rows", m["write again"], r.loads["write again"], floor),
+        _row("zip_etl in one process: read, transform and write overlapped (first build)", m["one process"],
+             r.loads["one process"], floor),
         _row("orchestration floor: no-op asset, same runs and storage", m["orchestration"], r.loads["orchestration"], floor),
-        _row("zip_etl through Dagster: same runs, checks included", m["dagster"], r.loads["dagster"], floor),
+        _row("zip_etl through Dagster, first build: same runs, checks included", m["dagster"], r.loads["dagster"], floor),
+        _row("zip_etl through Dagster, second build: the same runs over the first's rows", m["dagster again"],
+             r.loads["dagster again"], floor),
         _row("seed's approach: read_sql + clean + to_csv + copy_from per zip code", m["seed"], r.loads["seed"], floor),
     ]
     dagster, orchestration = m["dagster"], m["orchestration"]
-    read_ratio = m["read"].seconds / m["out"].seconds
     per_partition_ms = 1000 * orchestration.seconds / orchestration.extra["partitions"]
     cpu_lines = []
     if dagster.cpu is not None:
@@ -311,14 +361,27 @@ def format_shape(r: ShapeResult) -> str:
             cpu_lines = [f"- CPU per row through Dagster: run processes {client_us:.2f} µs, PostgreSQL n/a (not on this machine)",
                          f"- projected to 3.6 billion rows (600 GB): {_core_hours(client_us):,.1f} core-hours "
                          "of run processes; PostgreSQL n/a"]
-    s = r.sizes
+    if dagster.cpu is not None and dagster.cpu.server is not None and floor_m.cpu is not None and floor_m.cpu.server:
+        cpu_lines.insert(0, f"- PostgreSQL CPU per row through Dagster / the data floor's = "
+                            f"{dagster.cpu.server / floor_m.cpu.server:.2f} (few-large target ≤ 2.5)")
+    else:
+        cpu_lines.insert(0, "- PostgreSQL CPU per row through Dagster / the data floor's = n/a (server not on this machine)")
+    s, left = r.sizes, r.left
     lines += [
         "",
-        f"- read / COPY out = {read_ratio:.2f} (target ≤ 1.6)",
-        f"- zip_etl through Dagster / data floor = {dagster.seconds / floor:.2f} (few-large target ≤ 1.5)",
+        f"- read / plain ADBC read = {m['read'].seconds / m['plain read'].seconds:.2f} in time, "
+        f"{_cpu_ratio(m['read'], m['plain read'])} in CPU (target ≤ 1.2)",
+        f"- write (first build) / keyed ingest = {m['write'].seconds / m['ingest'].seconds:.2f} in time, "
+        f"{_cpu_ratio(m['write'], m['ingest'])} in CPU (target ≤ 1.0; the second build: "
+        f"{m['write again'].seconds / m['ingest'].seconds:.2f} in time)",
+        f"- after the second build: cleaned table {left['table_bytes'] / 2**20:,.0f} MiB, its indexes "
+        f"{left['index_bytes'] / 2**20:,.0f} MiB, {left['dead_rows']:,} dead rows; VACUUM {left['vacuum_seconds']:.2f} s "
+        f"({_cpu(left['vacuum_server_cpu'])} s of PostgreSQL CPU)",
+        f"- zip_etl through Dagster / data floor = {dagster.seconds / floor:.2f} (few-large target ≤ 3; the second "
+        f"build: {m['dagster again'].seconds / floor:.2f})",
         f"- zip_etl through Dagster / (data floor + orchestration floor) = "
         f"{dagster.seconds / (floor + orchestration.seconds):.2f} (many-small target ≤ 1.3)",
-        f"- seed's approach / zip_etl through Dagster = {m['seed'].seconds / dagster.seconds:.1f}× (few-large target ≥ 4×)",
+        f"- seed's approach / zip_etl through Dagster = {m['seed'].seconds / dagster.seconds:.1f}× (few-large target ≥ 2.5×)",
         f"- orchestration floor per partition = {per_partition_ms:.2f} ms ({orchestration.extra['partitions']:,} "
         f"partitions, {r.runs} runs, {r.workers} at a time)",
         *cpu_lines,

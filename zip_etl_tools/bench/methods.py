@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from psycopg2 import sql
 
 from zip_etl.db.connection import connect, etl_database_url, transaction
 from zip_etl.db.ddl import ensure_table
-from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, Table, partition_counts_table, quarantine_table
+from zip_etl.tables import CLEANED_COMPANIES, CLEANED_TARGET, RAW_COMPANIES, Table
 from zip_etl_tools.bench.cpu import CpuMeter, CpuSeconds
 
 
@@ -52,12 +51,11 @@ def cleaned_table(schema: str, name: str = "cleaned_companies") -> Table:
 
 
 def drop_targets(schema: str) -> None:
-    """Start a write from empty target tables (as the seed's approach does): a write measured after
-    another one would replace its rows and pay for the first one's dead rows too."""
-    table = cleaned_table(schema)
+    """Start a write from empty target tables (as the seed's approach does): a first build. (A second
+    build writes over the first's rows and pays for them: measured as such.)"""
     with transaction(etl_database_url()) as cursor:
-        for target in (table, quarantine_table(table), partition_counts_table(table)):
-            cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target.identifier))
+        for table in CLEANED_TARGET.in_schema(schema).tables:
+            cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table.identifier))
 
 
 # --- the data floor ---------------------------------------------------------------------------------
@@ -125,64 +123,173 @@ def data_floor(schema: str, url: str, meter: CpuMeter, workdir: Path) -> tuple[M
     )
 
 
-# --- zip_etl's per-row costs, in this process ------------------------------------------------------
+# --- the references: what one client does with the tools zip_etl uses ----------------------------------
 
 
-class _Timed:
-    """The chunks of a PartitionStream, with the time spent producing them (reading and cleaning)."""
+def plain_read(schema: str, url: str, meter: CpuMeter) -> Measurement:
+    """The raw table's rows into Arrow with one plain ADBC query (binary COPY), nothing else: the best
+    a client reading with the same driver gets."""
+    from zip_etl.db.arrow_io import connect_arrow
 
-    def __init__(self, chunks: Iterable):
-        self._chunks = iter(chunks)
-        self.seconds = 0.0
-
-    def __iter__(self) -> Iterator:
-        while True:
-            started = time.perf_counter()
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                self.seconds += time.perf_counter() - started
-                return
-            self.seconds += time.perf_counter() - started
-            yield chunk
-
-
-def zip_etl_write(schema: str, zip_codes: list[str], chunk_rows: int | None = None):
-    """One write of `zip_codes` as a run does it (PartitionStream into PostgresCopyIOManager.write, one
-    transaction), in this process. Returns (stream, seconds in the write, seconds producing chunks)."""
-    from zip_etl.partition_stream import PartitionStream
-    from zip_etl.resources import PostgresCopyIOManager, PostgresResource
-
-    postgres = PostgresResource(raw_schema=schema, **({"chunk_rows": chunk_rows} if chunk_rows else {}))
-    io_manager = PostgresCopyIOManager(postgres=postgres, target_schema=schema)
-    stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.chunk_rows)
-    timed = _Timed(stream)
-    summary = io_manager.write(cleaned_table(schema), timed, zip_codes)
-    if stream.failures:
-        raise RuntimeError(f"zip_etl failed on {len(stream.failures)} zip code(s): {list(stream.failures.items())[:3]}")
-    return stream, summary, timed.seconds
-
-
-def zip_etl_split(schema: str, zip_codes: list[str], meter: CpuMeter) -> list[Measurement]:
-    """Read (into Arrow-backed pandas), transform and write, per row, from one in-process write of
-    every zip code: read = time producing chunks minus the transform's; write = the rest of the
-    write transaction."""
+    source = raw_table(schema)
     with meter.measure() as cpu:
         started = time.perf_counter()
-        stream, summary, producing = zip_etl_write(schema, zip_codes)
-        total = time.perf_counter() - started
-    rows = int(stream.stats["rows_in"].sum())
-    read = producing - stream.transform_seconds
-    write = summary.seconds - producing
-    note = f"{stream.chunks} chunks of ≤ {_chunk_rows():,} rows"
-    return [
-        Measurement("zip_etl read: binary COPY (ADBC) -> Arrow-backed pandas", read, rows, note=note),
-        Measurement("zip_etl transform: clean_companies", stream.transform_seconds, rows, note=note),
-        Measurement("zip_etl write: PartitionWriter, binary COPY, one transaction", write, rows,
-                    note=f"{summary.rows_written:,} written, {summary.rows_quarantined:,} quarantined"),
-        Measurement("zip_etl in one process: read + transform + write", total, rows, cpu.seconds,
-                    note="PartitionStream -> PostgresCopyIOManager.write, one process"),
-    ]
+        conn = connect_arrow(url)
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql.SQL("SELECT {} FROM {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, source.column_names)), source.identifier).as_string(connect(url)))
+            rows = sum(batch.num_rows for batch in cursor.fetch_record_batch())
+            cursor.close()
+        finally:
+            conn.close()
+        seconds = time.perf_counter() - started
+    return Measurement("plain ADBC read: SELECT the raw columns -> Arrow batches", seconds, rows, cpu.seconds,
+                       note="one query, batches discarded")
+
+
+def keyed_ingest(schema: str, url: str, meter: CpuMeter) -> Measurement:
+    """zip_etl's cleaned rows (read back from the table it built, in raw id order, as a client cleaning
+    the raw rows in read order would have them) with one `adbc_ingest` into an empty copy of the
+    cleaned table with the same primary key, in one transaction: the best a client writing with the
+    same driver gets, before quarantine, counts and locks."""
+    from zip_etl.db.arrow_io import connect_arrow
+    from zip_etl.db.ddl import create_table_statement
+
+    source, copy = cleaned_table(schema), cleaned_table(schema, "ingest_copy")
+    conn = connect_arrow(url)
+    try:
+        cursor = conn.cursor()
+        cursor.execute(sql.SQL("SELECT * FROM {} ORDER BY raw_id").format(source.identifier).as_string(connect(url)))
+        rows = cursor.fetch_arrow_table()
+        cursor.close()
+        conn.rollback()
+    finally:
+        conn.close()
+    with transaction(url) as cursor:
+        cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(copy.identifier))
+        cursor.execute(create_table_statement(copy))
+    with meter.measure() as cpu:
+        started = time.perf_counter()
+        conn = connect_arrow(url)
+        try:
+            cursor = conn.cursor()
+            cursor.adbc_ingest(copy.name, rows, mode="append", db_schema_name=schema)
+            cursor.close()
+            conn.commit()
+        finally:
+            conn.close()
+        seconds = time.perf_counter() - started
+    with transaction(url) as cursor:
+        cursor.execute(sql.SQL("DROP TABLE {}").format(copy.identifier))
+    return Measurement("ADBC ingest of the cleaned rows into an empty keyed copy", seconds, rows.num_rows, cpu.seconds,
+                       note="one adbc_ingest, primary key (zip_code, record_id), rows in raw id order")
+
+
+# --- zip_etl's stages, each measured on its own, in this process --------------------------------------
+
+
+def _nothing_kept(raw: pd.DataFrame):
+    """A cleaning that keeps nothing: the stream's reading, measured without the cleaning."""
+    from zip_etl.transform import clean_companies
+
+    return clean_companies(raw.iloc[:0])
+
+
+def zip_etl_read(schema: str, zip_codes: list[str], meter: CpuMeter) -> Measurement:
+    """The stream's reading alone: one ordered binary COPY into Arrow-backed pandas, each zip code's
+    count and data version from its rows."""
+    from zip_etl.partition_stream import PartitionStream
+    from zip_etl.resources import PostgresResource
+
+    postgres = PostgresResource(raw_schema=schema)
+    stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.chunk_rows, clean=_nothing_kept)
+    with meter.measure() as cpu:
+        started = time.perf_counter()
+        for _ in stream:
+            pass
+        seconds = time.perf_counter() - started
+    return Measurement("zip_etl read: ordered binary COPY (ADBC) -> Arrow-backed pandas, versions from the rows", seconds,
+                       int(stream.stats["rows_in"].sum()), cpu.seconds, note=f"{stream.chunks} chunks of ≤ {_chunk_rows():,} rows")
+
+
+def zip_etl_clean(schema: str, zip_codes: list[str]) -> tuple[list, Measurement]:
+    """The run's chunks, read and cleaned and kept in memory (for the write's own measurement); the
+    transform's time is the cleaning's alone."""
+    from zip_etl.partition_stream import PartitionStream
+    from zip_etl.resources import PostgresResource
+
+    postgres = PostgresResource(raw_schema=schema)
+    stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.chunk_rows)
+    chunks = list(stream)
+    if stream.failures:
+        raise RuntimeError(f"zip_etl failed on {len(stream.failures)} zip code(s): {list(stream.failures.items())[:3]}")
+    return chunks, Measurement("zip_etl transform: clean_companies", stream.transform_seconds,
+                               int(stream.stats["rows_in"].sum()), note=f"{stream.chunks} chunks of ≤ {_chunk_rows():,} rows")
+
+
+def zip_etl_write(schema: str, zip_codes: list[str], chunks: list, meter: CpuMeter, label: str, rows: int) -> Measurement:
+    """The writer alone, fed the run's cleaned chunks from memory: one transaction with locks, deletes,
+    the frames' contract, COPY in key order, quarantine and counts."""
+    from zip_etl.resources import PostgresResource, PostgresWriter
+
+    writer = PostgresWriter(postgres=PostgresResource(raw_schema=schema), target_schema=schema)
+    with meter.measure() as cpu:
+        started = time.perf_counter()
+        result = writer.write(chunks, zip_codes)
+        seconds = time.perf_counter() - started
+    return Measurement(label, seconds, rows, cpu.seconds,
+                       note=f"{result.rows_written:,} written, {result.rows_quarantined:,} quarantined")
+
+
+def stream_write(schema: str, zip_codes: list[str], chunk_rows: int | None = None):
+    """One write of `zip_codes` as a run does it (PartitionStream into PostgresWriter.write: reading,
+    cleaning and writing overlapped, one transaction), in this process."""
+    from zip_etl.partition_stream import PartitionStream
+    from zip_etl.resources import PostgresResource, PostgresWriter
+
+    postgres = PostgresResource(raw_schema=schema, **({"chunk_rows": chunk_rows} if chunk_rows else {}))
+    stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.chunk_rows)
+    result = PostgresWriter(postgres=postgres, target_schema=schema).write(stream, zip_codes)
+    if stream.failures:
+        raise RuntimeError(f"zip_etl failed on {len(stream.failures)} zip code(s): {list(stream.failures.items())[:3]}")
+    return stream, result
+
+
+def zip_etl_one_process(schema: str, zip_codes: list[str], meter: CpuMeter) -> Measurement:
+    with meter.measure() as cpu:
+        started = time.perf_counter()
+        stream, _ = stream_write(schema, zip_codes)
+        seconds = time.perf_counter() - started
+    return Measurement("zip_etl in one process: read, transform and write overlapped", seconds,
+                       int(stream.stats["rows_in"].sum()), cpu.seconds,
+                       note="PartitionStream -> PostgresWriter.write: reading, cleaning and writing threads")
+
+
+def leftovers(schema: str, url: str, meter: CpuMeter) -> dict:
+    """What a build leaves behind in the cleaned table: its size and its index's, the dead rows
+    (PostgreSQL's statistics), and what a VACUUM of it then costs."""
+    table = cleaned_table(schema)
+    with transaction(url) as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+    time.sleep(1.0)  # the statistics are sent by each backend; give them a moment
+    with transaction(url) as cursor:
+        cursor.execute("SELECT pg_table_size(%s::regclass), pg_indexes_size(%s::regclass), "
+                       "(SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = %s::regclass)",
+                       (table.qualified_name,) * 3)
+        table_bytes, index_bytes, dead = cursor.fetchone()
+    conn = connect(url)
+    conn.autocommit = True
+    try:
+        with meter.measure() as cpu:
+            started = time.perf_counter()
+            with conn.cursor() as cursor:
+                cursor.execute(sql.SQL("VACUUM {}").format(table.identifier))
+            seconds = time.perf_counter() - started
+    finally:
+        conn.close()
+    return {"table_bytes": table_bytes, "index_bytes": index_bytes, "dead_rows": dead or 0, "vacuum_seconds": seconds,
+            "vacuum_server_cpu": cpu.seconds.server}
 
 
 def _chunk_rows() -> int:
@@ -224,7 +331,7 @@ def _fresh_write(schema: str, zip_codes: list[str], chunk_rows: int | None, labe
     baseline = resident_mb()
     reset_peak()
     started = time.perf_counter()
-    stream, summary, _ = zip_etl_write(schema, zip_codes, chunk_rows)
+    stream, _ = stream_write(schema, zip_codes, chunk_rows)
     seconds = time.perf_counter() - started
     peak = resident_mb("VmHWM")
     return FreshRun(label, int(stream.stats["rows_in"].sum()), seconds, baseline, peak, stream.raw_bytes, stream.chunks)
@@ -260,7 +367,7 @@ def materialize_one(schema: str, zip_code: str, rows: int, label: str) -> FreshR
     from zip_etl import settings
 
     config = {"resources": {"postgres": {"config": {"raw_schema": schema}},
-                            "postgres_io_manager": {"config": {"target_schema": schema}}}}
+                            "postgres_writer": {"config": {"target_schema": schema}}}}
     command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "zip_etl.definitions",
                "--select", "cleaned_companies", "--partition", zip_code, "--config-json", json.dumps(config)]
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}  # dagster.yaml of the checkout

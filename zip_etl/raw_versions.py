@@ -1,0 +1,110 @@
+"""Each zip code's raw data version, computed from the rows a run reads (no other pass over the table).
+
+The version (zip_etl/tables.py) is `<rows>-<md5>`; the md5 is over the text PostgreSQL builds in
+`zip_etl.db.ddl.raw_data_versions`, which the refresh and the observations compare with: each row's
+`raw_id@updated_at` (the time in whole microseconds since 1970) in raw_id order, joined by commas. As in
+SQL, a row whose raw id or update time is NULL counts but adds no text (string_agg leaves NULLs out),
+and a zip code without any text has no version (None, SQL's NULL). The same rows give the same string
+on both sides, so versions recorded before this was computed here keep comparing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_HASHED_AT_ONCE = 1_000_000  # rows turned into text at once, for a zip code hashed in parts
+
+
+def _pairs(ids: pa.Array, updated: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(raw ids, microseconds, which rows have both) as numpy arrays."""
+    valid = pc.and_(pc.is_valid(ids), pc.is_valid(updated)).to_numpy(zero_copy_only=False)
+    ids = pc.fill_null(pc.cast(ids, pa.int64()), 0).to_numpy(zero_copy_only=False)
+    micros = pc.fill_null(pc.cast(pc.cast(updated, pa.timestamp("us", tz=getattr(updated.type, "tz", None))),
+                                  pa.int64()), 0).to_numpy(zero_copy_only=False)
+    return ids, micros, valid
+
+
+def _text(ids: np.ndarray, micros: np.ndarray) -> tuple[memoryview, np.ndarray]:
+    """The rows' `raw_id@micros,` texts end to end, and where each row's text starts (and the end)."""
+    text = pc.binary_join_element_wise(pc.cast(pa.array(ids), pa.string()), "@", pc.cast(pa.array(micros), pa.string()),
+                                       ",", "")
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset: text.offset + len(text) + 1]
+    return memoryview(text.buffers()[2]), offsets
+
+
+def _out_of_order(ids: np.ndarray, micros: np.ndarray, same_zip: np.ndarray | None = None) -> bool:
+    """Does any row come before the previous one of its zip code in (raw id, microseconds) order?"""
+    if len(ids) < 2:
+        return False
+    step = np.diff(ids)
+    backwards = (step < 0) | ((step == 0) & (np.diff(micros) < 0))
+    return bool((backwards & same_zip).any() if same_zip is not None else backwards.any())
+
+
+def zip_code_versions(zip_codes: pa.Array, ids: pa.Array, updated: pa.Array) -> dict[str, str | None]:
+    """The version of every zip code of rows whose zip codes come together (each zip code's rows
+    one after another, in any order within it)."""
+    if not len(zip_codes):
+        return {}
+    zip_codes = zip_codes.combine_chunks() if isinstance(zip_codes, pa.ChunkedArray) else zip_codes
+    changes = np.flatnonzero(pc.not_equal(zip_codes[1:], zip_codes[:-1]).to_numpy(zero_copy_only=False)) + 1
+    starts = np.concatenate([[0], changes])
+    names = zip_codes.take(pa.array(starts)).to_pylist()
+    rows = np.diff(np.concatenate([starts, [len(zip_codes)]]))
+    ids, micros, valid = _pairs(ids, updated)
+    group = np.repeat(np.arange(len(starts)), rows)[valid]
+    ids, micros = ids[valid], micros[valid]
+    if _out_of_order(ids, micros, group[1:] == group[:-1]):
+        order = np.lexsort((micros, ids, group))
+        ids, micros = ids[order], micros[order]
+    data, offsets = _text(ids, micros)
+    bounds = np.searchsorted(group, np.arange(len(starts) + 1))  # each zip code's hashed rows
+    return {
+        name: f"{n}-{hashlib.md5(data[offsets[begin]:offsets[end] - 1]).hexdigest()}" if end > begin else None
+        for name, n, begin, end in zip(names, rows.tolist(), bounds[:-1].tolist(), bounds[1:].tolist())
+    }
+
+
+class StreamedVersion:
+    """The version of one zip code whose rows arrive in parts (a zip code larger than a chunk),
+    hashed as they come, so memory does not grow with the zip code.
+
+    That needs the rows in raw id order, as the zip-code index returns a table loaded in raw id order
+    and not updated since. `in_order` turns False when a row comes out of order; the version is then
+    for the caller to compute from the pairs read in order (`TableSnapshot.version_pairs`), fed to a
+    new StreamedVersion."""
+
+    def __init__(self):
+        self.rows = 0
+        self.in_order = True
+        self._md5 = hashlib.md5()
+        self._hashed = 0
+        self._last: tuple[int, int] | None = None
+
+    def add(self, ids: pa.Array, updated: pa.Array) -> None:
+        self.rows += len(ids)
+        if not self.in_order:
+            return
+        ids, micros, valid = _pairs(ids, updated)
+        ids, micros = ids[valid], micros[valid]
+        if not len(ids):
+            return
+        first = (int(ids[0]), int(micros[0]))
+        if (self._last is not None and first < self._last) or _out_of_order(ids, micros):
+            self.in_order = False
+            return
+        self._last = (int(ids[-1]), int(micros[-1]))
+        for start in range(0, len(ids), _HASHED_AT_ONCE):
+            data, offsets = _text(ids[start:start + _HASHED_AT_ONCE], micros[start:start + _HASHED_AT_ONCE])
+            if self._hashed:
+                self._md5.update(b",")
+            self._md5.update(data[offsets[0]:offsets[-1] - 1])
+            self._hashed += len(offsets) - 1
+
+    def version(self) -> str | None:
+        assert self.in_order, "rows came out of raw id order: compute the version from pairs read in order"
+        return f"{self.rows}-{self._md5.hexdigest()}" if self._hashed else None

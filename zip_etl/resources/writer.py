@@ -1,0 +1,223 @@
+"""`PostgresWriter`: the resource `cleaned_companies` writes its partitions with.
+
+It is a resource the asset calls, not a Dagster IO manager: a run's rows never exist all at once (they
+stream through in chunks), so there is no output object for an IO manager to store; the asset writes
+them inside its step and reports the result with a `MaterializeResult`. A write resolves the target
+(the table, its quarantine and its partition counts, declared once in zip_etl/tables.py) in the
+configured schema, ensures the three in one step, then applies the run's chunks in ONE transaction
+(`zip_etl.db.partition_writer.PartitionWriter`): atomic and idempotent, a failure leaves the previous
+rows, writing the same partitions again replaces them whole. It returns the table's totals.
+
+The chunks are applied by a thread of the writer's own while the caller's thread reads and cleans the
+next one (the driver sends the COPY without holding the GIL); a bounded hand-off keeps at most one
+chunk waiting, so memory stays a few chunks.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+import psycopg2.errors
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandera.errors import SchemaErrors
+from pandera.pandas import Column as PanderaColumn
+from pandera.pandas import DataFrameSchema
+from pydantic import Field
+
+from zip_etl.db.connection import transaction
+from zip_etl.db.ddl import ensure_target
+from zip_etl.db.partition_writer import PartitionWriter
+from zip_etl.partition_stream import CleanedChunk
+from zip_etl.resources.postgres import PostgresResource
+from zip_etl.tables import CLEANED_TARGET, Table, Target
+
+
+@dataclass
+class WriteResult:
+    """What a write did, and the table's totals after it (as its transaction saw them at the end)."""
+
+    rows_written: int
+    rows_quarantined: int
+    seconds: float
+    """The writing thread's busy time (it overlaps the reading and cleaning)."""
+    totals: dict[str, int]
+    """`rows`, `rows_quarantined` and `partitions` of the whole table, from its partition counts."""
+
+
+class PostgresWriter(dg.ConfigurableResource):
+    """Writes `cleaned_companies`' partitions (and their quarantine and counts) to `target_schema`."""
+
+    postgres: PostgresResource
+    target_schema: str = Field(default="public", description="schema of the tables this writer writes")
+    dry_run: bool = Field(
+        default=False,
+        description="debug mode: assets run in full and record their metadata, but nothing is written",
+    )
+
+    @property
+    def target(self) -> Target:
+        """The tables a write of cleaned_companies needs, in `target_schema`."""
+        return CLEANED_TARGET.in_schema(self.target_schema)
+
+    def write(self, chunks: Iterable[CleanedChunk], zip_codes: Sequence[str], target: Target | None = None) -> WriteResult:
+        """Apply `chunks` (whole zip codes of `zip_codes`, in order) to the target in ONE transaction:
+        committed once every chunk is applied, nothing kept otherwise. `target`: another table than
+        cleaned_companies (the tests write tables of every supported type)."""
+        target = target or self.target
+        if self.dry_run:
+            raise RuntimeError(f"dry run: refusing to write {target.table.qualified_name}")
+        url = self.postgres.url()
+        ensure(url, target)
+        replaced: list[str] = []
+        with PartitionWriter(url, target) as writer:
+            writer.lock_partitions(zip_codes)  # a concurrent writer of these zip codes finishes first
+            seconds = in_background(chunks, lambda chunk: apply_chunk(writer, chunk, zip_codes, replaced),
+                                    lambda: writer.record_partition_counts(replaced))
+            totals = writer.totals()
+        return WriteResult(writer.rows_written, writer.rows_quarantined, seconds, totals)
+
+
+def ensure(url: str, target: Target) -> None:
+    """The target's tables, created if missing, in their own short transaction: runs side by side may
+    race to create them, and the one that loses tries again."""
+    for attempt in range(3):
+        try:
+            with transaction(url) as cursor:
+                ensure_target(cursor, target)
+            return
+        except (psycopg2.errors.UniqueViolation, psycopg2.errors.DuplicateTable, psycopg2.errors.DuplicateObject):
+            if attempt == 2:
+                raise
+            time.sleep(0.1)
+
+
+_END = object()
+
+
+def in_background(chunks: Iterable[CleanedChunk], apply: Callable[[CleanedChunk], None],
+                  finish: Callable[[], None] = lambda: None) -> float:
+    """`apply` each of `chunks`, then `finish`, in a thread of their own while this thread produces the
+    chunks (reads and cleans); at most one chunk waits between the two. Returns the applying thread's
+    busy seconds. An error on either side stops both and is raised here."""
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    failed: list[BaseException] = []
+    busy = [0.0]
+
+    def consume() -> None:
+        try:
+            while (chunk := handoff.get()) is not _END:
+                if chunk is None:  # the producer failed: stop
+                    return
+                started = time.perf_counter()
+                apply(chunk)
+                busy[0] += time.perf_counter() - started
+            started = time.perf_counter()
+            finish()
+            busy[0] += time.perf_counter() - started
+        except BaseException as error:  # noqa: BLE001 - raised in the producer's thread
+            failed.append(error)
+
+    def hand_over(item) -> bool:
+        while thread.is_alive():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    thread = threading.Thread(target=consume, name="zip_etl-writer", daemon=True)
+    thread.start()
+    produced = iter(chunks)
+    ended = False
+    try:
+        for chunk in produced:
+            if not hand_over(chunk):
+                break
+        else:
+            ended = hand_over(_END)
+    finally:
+        if not ended:
+            hand_over(None)
+        thread.join()
+        close = getattr(produced, "close", None)
+        if close is not None:
+            close()  # a stream stopped early stops reading
+    if failed:
+        raise failed[0]
+    return busy[0]
+
+
+def apply_chunk(writer: PartitionWriter, chunk: CleanedChunk, zip_codes: Sequence[str], replaced: list[str]) -> None:
+    """One chunk, in order: the partitions it starts are emptied, then its rows are added. A zip code
+    that streams in parts is held between a savepoint and its release, so if it fails part-way its
+    previous rows come back and the other zip codes of the run stay written."""
+    if chunk.aborts:
+        writer.rollback_to_savepoint()
+        if chunk.aborts in replaced:
+            replaced.remove(chunk.aborts)
+        return
+    if chunk.begins:
+        writer.savepoint()
+    writer.delete_partitions(chunk.replace)
+    replaced += chunk.replace
+    if chunk.superseded is not None and len(chunk.superseded):
+        writer.delete_keys(list(writer.table.primary_key), chunk.superseded)  # each key: one row an earlier chunk wrote
+    if chunk.cleaned is not None:
+        validate_frame(writer.table, zip_codes, chunk.cleaned)
+        writer.append(chunk.cleaned)
+    if chunk.rejected is not None:
+        writer.append_rejected(chunk.rejected)
+    if chunk.ends:
+        writer.release_savepoint()
+
+
+def frame_contract(table: Table) -> DataFrameSchema:
+    """What a frame written to `table` must be, from its declaration: exactly its columns, and values
+    in every NOT NULL one. (Types are not checked here: the writer casts each column to its declared
+    type and names the column it cannot cast.)"""
+    return DataFrameSchema(
+        {c.name: PanderaColumn(nullable=c.nullable, required=True) for c in table.columns},
+        strict=True,
+        name=table.qualified_name,
+    )
+
+
+def validate_frame(table: Table, partition_keys: Sequence[str], df: pd.DataFrame) -> None:
+    """Refuse, in one line, a frame that does not fit `table`: other columns, NULL in a NOT NULL
+    column, or rows of partitions other than those being written."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"PostgresWriter writes pandas DataFrames, got {type(df).__name__}")
+    try:
+        frame_contract(table).validate(df, lazy=True)
+    except SchemaErrors as errors:
+        raise ValueError(f"DataFrame for {table.qualified_name} does not match its declaration: "
+                         f"{_contract_problems(table, df, errors.failure_cases)}") from None
+    if len(df):
+        present = pc.unique(pa.array(df[table.partition_column].unique().astype(str)))
+        outside = pc.filter(present, pc.invert(pc.is_in(present, value_set=pa.array(list(partition_keys))))).to_pylist()
+        if outside:
+            raise ValueError(
+                f"Rows for {table.partition_column} {sorted(outside)[:5]} do not belong to the "
+                f"partitions being written ({len(partition_keys)} partition(s)); refusing to write "
+                "them into another partition"
+            )
+
+
+def _contract_problems(table: Table, df: pd.DataFrame, failures: pd.DataFrame) -> str:
+    missing = [c for c in table.column_names if c not in df.columns]
+    extra = [c for c in df.columns if c not in table.column_names]
+    problems = []
+    if missing or extra:
+        problems.append(f"missing columns {missing}, unexpected columns {extra}")
+    for column, cases in failures[failures["check"] == "not_nullable"].groupby("column", sort=False):
+        rows = [int(i) for i in cases["index"].head(3)]
+        problems.append(f"column {column!r} is NOT NULL but {len(cases)} rows have no value, e.g. rows {rows}")
+    return "; ".join(problems) or "; ".join(failures["failure_case"].astype(str).head(3))
