@@ -208,6 +208,21 @@ class PartitionStream:
                 items.close()
         self.raw_versions = {z: versions.get(z, EMPTY_RAW_VERSION) for z in self.zip_codes}
 
+    def raw_frames(self) -> Iterator[pd.DataFrame]:
+        """The run's raw rows as this stream reads them (its reading thread, the same groups and parts,
+        each zip code's version recorded in `raw_versions`), without cleaning them: what reading alone
+        costs (`zip-etl bench` measures it against a plain read)."""
+        versions: dict[str, str | None] = {}
+        with self.snapshot as snap:
+            for item in self._read_ahead(snap):
+                if isinstance(item, _Group):
+                    versions.update(item.versions)
+                elif item.last:
+                    versions[item.zip_code] = self._finish_version(snap, item.zip_code, item.version)
+                if item.raw is not None:
+                    yield item.raw
+        self.raw_versions = {z: versions.get(z, EMPTY_RAW_VERSION) for z in self.zip_codes}
+
     # --- reading, in a thread of its own ---
 
     def _read_ahead(self, snap) -> Iterator[_Group | _Part]:

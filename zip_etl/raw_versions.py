@@ -36,13 +36,21 @@ def _text(ids: np.ndarray, micros: np.ndarray) -> tuple[memoryview, np.ndarray]:
     return memoryview(text.buffers()[2]), offsets
 
 
-def _out_of_order(ids: np.ndarray, micros: np.ndarray, same_zip: np.ndarray | None = None) -> bool:
-    """Does any row come before the previous one of its zip code in (raw id, microseconds) order?"""
+def _out_of_order(ids: np.ndarray, micros: np.ndarray) -> bool:
+    """Does any row come before the previous one in (raw id, microseconds) order?"""
     if len(ids) < 2:
         return False
     step = np.diff(ids)
-    backwards = (step < 0) | ((step == 0) & (np.diff(micros) < 0))
-    return bool((backwards & same_zip).any() if same_zip is not None else backwards.any())
+    return bool(((step < 0) | ((step == 0) & (np.diff(micros) < 0))).any())
+
+
+def _in_order(ids: np.ndarray, micros: np.ndarray) -> np.ndarray:
+    """The order that sorts one zip code's rows by (raw id, microseconds). The rows mostly come in raw
+    id order already (the table's physical order), which a stable sort (timsort) finds in one pass."""
+    order = np.argsort(ids, kind="stable")
+    if (np.diff(ids[order]) == 0).any():  # raw ids repeat (no key on the raw table): the time decides
+        order = np.lexsort((micros, ids))
+    return order
 
 
 def zip_code_versions(zip_codes: pa.Array, ids: pa.Array, updated: pa.Array) -> dict[str, str | None]:
@@ -56,13 +64,18 @@ def zip_code_versions(zip_codes: pa.Array, ids: pa.Array, updated: pa.Array) -> 
     names = zip_codes.take(pa.array(starts)).to_pylist()
     rows = np.diff(np.concatenate([starts, [len(zip_codes)]]))
     ids, micros, valid = _pairs(ids, updated)
-    group = np.repeat(np.arange(len(starts)), rows)[valid]
-    ids, micros = ids[valid], micros[valid]
-    if _out_of_order(ids, micros, group[1:] == group[:-1]):
-        order = np.lexsort((micros, ids, group))
-        ids, micros = ids[order], micros[order]
+    if not valid.all():
+        bounds = np.concatenate([[0], np.cumsum(np.add.reduceat(valid.astype(np.int64), starts))])
+        ids, micros = ids[valid], micros[valid]
+    else:
+        bounds = np.concatenate([starts, [len(ids)]])
+    if _out_of_order(ids, micros):  # maybe only where one zip code ends and the next begins
+        ids, micros = np.array(ids), np.array(micros)  # writable copies
+        for begin, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            if _out_of_order(ids[begin:end], micros[begin:end]):
+                order = begin + _in_order(ids[begin:end], micros[begin:end])
+                ids[begin:end], micros[begin:end] = ids[order], micros[order]
     data, offsets = _text(ids, micros)
-    bounds = np.searchsorted(group, np.arange(len(starts) + 1))  # each zip code's hashed rows
     return {
         name: f"{n}-{hashlib.md5(data[offsets[begin]:offsets[end] - 1]).hexdigest()}" if end > begin else None
         for name, n, begin, end in zip(names, rows.tolist(), bounds[:-1].tolist(), bounds[1:].tolist())
