@@ -67,6 +67,8 @@ def _newer(updated_a, id_a, updated_b, id_b) -> np.ndarray:
 
 
 def _micros(values: pd.Series) -> np.ndarray:
+    if isinstance(values.dtype, pd.ArrowDtype):  # the cleaned frame's timestamps, without a detour through pandas
+        return pc.cast(pc.cast(pa.array(values), pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy(zero_copy_only=False)
     return pd.to_datetime(values, utc=True).to_numpy(dtype="datetime64[us]").astype("int64")
 
 
@@ -218,7 +220,7 @@ class PartitionStream:
                 if isinstance(item, _Group):
                     versions.update(item.versions)
                 elif item.last:
-                    versions[item.zip_code] = self._finish_version(snap, item.zip_code, item.version)
+                    versions[item.zip_code] = item.version.version()
                 if item.raw is not None:
                     yield item.raw
         self.raw_versions = {z: versions.get(z, EMPTY_RAW_VERSION) for z in self.zip_codes}
@@ -362,15 +364,6 @@ class PartitionStream:
         return zip_code_versions(column(self.snapshot.table.partition_column).combine_chunks(),
                                  column(self._id_column), column(self._updated_column))
 
-    def _finish_version(self, snap, zip_code: str, streamed: StreamedVersion) -> str | None:
-        """A zip code that streamed in parts: its version as hashed on the way, or, when its rows came
-        out of raw id order, from its (id, update time) pairs read in order."""
-        if not streamed.in_order:
-            streamed = StreamedVersion()
-            for batch in snap.side.version_pairs(zip_code, self._id_column, self._updated_column):
-                streamed.add(batch.column(0), batch.column(1))
-        return streamed.version()
-
     # --- cleaning, in the caller's thread ---
 
     def _count(self, raw: pd.DataFrame, result: CleaningResult) -> None:
@@ -405,7 +398,7 @@ class PartitionStream:
                 if part.raw is not None:
                     yield part.raw
                 if part.last:
-                    versions[zip_code] = self._finish_version(snap, zip_code, part.version)
+                    versions[zip_code] = part.version.version()
                     return
                 part = next(items)
                 assert isinstance(part, _Part) and part.zip_code == zip_code, "a zip code's parts came apart"

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_HASHED_AT_ONCE = 1_000_000  # rows turned into text at once, for a zip code hashed in parts
+_HASHED_AT_ONCE = 1_000_000  # rows turned into text at once, for a zip code larger than a chunk
 
 
 def _pairs(ids: pa.Array, updated: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,41 +83,33 @@ def zip_code_versions(zip_codes: pa.Array, ids: pa.Array, updated: pa.Array) -> 
 
 
 class StreamedVersion:
-    """The version of one zip code whose rows arrive in parts (a zip code larger than a chunk),
-    hashed as they come, so memory does not grow with the zip code.
+    """The version of one zip code whose rows arrive in parts (a zip code larger than a chunk).
 
-    That needs the rows in raw id order, as the zip-code index returns a table loaded in raw id order
-    and not updated since. `in_order` turns False when a row comes out of order; the version is then
-    for the caller to compute from the pairs read in order (`TableSnapshot.version_pairs`), fed to a
-    new StreamedVersion."""
+    Its (raw id, microseconds) pairs are kept, 16 bytes a row, and hashed at its end in raw id order
+    (sorted first when they came out of that order, which a stable sort finds nearly done): the rows
+    of a zip code come in the table's physical order, which is raw id order only until rows are
+    updated."""
 
     def __init__(self):
         self.rows = 0
-        self.in_order = True
-        self._md5 = hashlib.md5()
-        self._hashed = 0
-        self._last: tuple[int, int] | None = None
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
 
     def add(self, ids: pa.Array, updated: pa.Array) -> None:
         self.rows += len(ids)
-        if not self.in_order:
-            return
         ids, micros, valid = _pairs(ids, updated)
-        ids, micros = ids[valid], micros[valid]
-        if not len(ids):
-            return
-        first = (int(ids[0]), int(micros[0]))
-        if (self._last is not None and first < self._last) or _out_of_order(ids, micros):
-            self.in_order = False
-            return
-        self._last = (int(ids[-1]), int(micros[-1]))
-        for start in range(0, len(ids), _HASHED_AT_ONCE):
-            data, offsets = _text(ids[start:start + _HASHED_AT_ONCE], micros[start:start + _HASHED_AT_ONCE])
-            if self._hashed:
-                self._md5.update(b",")
-            self._md5.update(data[offsets[0]:offsets[-1] - 1])
-            self._hashed += len(offsets) - 1
+        self._parts.append((ids[valid], micros[valid]) if not valid.all() else (np.array(ids), np.array(micros)))
 
     def version(self) -> str | None:
-        assert self.in_order, "rows came out of raw id order: compute the version from pairs read in order"
-        return f"{self.rows}-{self._md5.hexdigest()}" if self._hashed else None
+        ids = np.concatenate([p[0] for p in self._parts]) if self._parts else np.empty(0, np.int64)
+        micros = np.concatenate([p[1] for p in self._parts]) if self._parts else np.empty(0, np.int64)
+        self._parts = []
+        if not len(ids):
+            return None
+        if _out_of_order(ids, micros):
+            order = _in_order(ids, micros)
+            ids, micros = ids[order], micros[order]
+        md5 = hashlib.md5()
+        for start in range(0, len(ids), _HASHED_AT_ONCE):
+            data, offsets = _text(ids[start:start + _HASHED_AT_ONCE], micros[start:start + _HASHED_AT_ONCE])
+            md5.update(data[offsets[0]:offsets[-1] - (1 if start + _HASHED_AT_ONCE >= len(ids) else 0)])
+        return f"{self.rows}-{md5.hexdigest()}"

@@ -66,8 +66,6 @@ class TableSnapshot:
             self._table_sql = text(self.table.identifier)
             self._zip_sql = text.ident(self.table.partition_column) if self.table.partition_column else None
             self._id_sql = {c.name: text.ident(c.name) for c in self.table.columns}
-            self._expression_sql = {c.name: text((self._expressions or {}).get(c.name, sql.Identifier("r", c.name)))
-                                    for c in self.table.columns}
         finally:
             text.close()
         self._conn = connect_arrow(self.url)
@@ -190,23 +188,6 @@ class TableSnapshot:
                 parameters=(list(map(int, ids)),),
             )
             return self.frame(cursor.fetch_arrow_table().to_batches())
-
-    def version_pairs(self, zip_code: str, id_column: str, updated_column: str) -> Iterator[pa.RecordBatch]:
-        """One zip code's (id, update time) pairs in id order: what its data version hashes, for a zip
-        code whose rows streamed out of id order (zip_etl/raw_versions.py)."""
-        with reading(self.table, self.url):
-            self._load_keys([zip_code])
-            cursor = self._cursor()
-            cursor.execute(
-                f"SELECT {self._expression_sql[id_column]} AS id, {self._expression_sql[updated_column]} AS updated "
-                f"FROM {self._table_sql} r WHERE r.{self._zip_sql} = ANY(ARRAY(SELECT zip_code FROM {_KEYS_TABLE})) "
-                "ORDER BY 1, 2"
-            )
-            reader = _batch_reader(cursor)
-        try:
-            yield from _read_batches(reader, self.table, self.url)
-        finally:
-            reader.close()
 
     def frame(self, batches: Sequence[pa.RecordBatch]) -> pd.DataFrame:
         """Record batches of this table as one pandas frame (Arrow-backed unless asked otherwise)."""
