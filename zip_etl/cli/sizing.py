@@ -3,8 +3,9 @@
 A run's memory follows the `chunk_rows` setting of the `postgres` resource, not the size of its
 zip codes: rows stream through a chunk at a time. So sizing measures, in a fresh process per sample
 (as a run worker is), the peak resident memory of streaming real chunks of the raw table through
-the read, the cleaning and the conversion the writer does, without writing anything: a sample of
-ordinary ranges of zip codes, and the largest zip code (the one that streams in parts and keeps the
+the read, the cleaning and the conversion the writer does, in their threads as a run has them (one
+chunk read ahead, one waiting to be written), without writing anything: a sample of ranges of zip
+codes several chunks long, and the largest zip code (the one that streams in parts and keeps the
 duplicate index). The recommendation is the number of such processes that fit in the budget, never
 more than the cores.
 """
@@ -86,6 +87,9 @@ def sizing_command(memory_gb, samples, chunk_rows):
     raise SystemExit(sizing(budget, samples, chunk_rows or PostgresResource().chunk_rows))
 
 
+CHUNKS_PER_SAMPLE = 4
+
+
 def sizing(budget_gb: float, samples: int, chunk_rows: int, seed: int = 7, out=print) -> int:
     from zip_etl.db.connection import etl_database_url, transaction
     from zip_etl.partitions import partition_ranges
@@ -100,7 +104,9 @@ def sizing(budget_gb: float, samples: int, chunk_rows: int, seed: int = 7, out=p
     if not counts:
         out(f"{raw.schema}.{raw.name} is empty: seed it first (zip-etl seed)")
         return 1
-    ranges = partition_ranges(sorted(counts), len(counts), counts, chunk_rows)  # full chunks: the worst case
+    # Ranges of several full chunks: a run reads one chunk ahead and writes one behind while it cleans
+    # one, so its peak shows only once chunks follow each other.
+    ranges = partition_ranges(sorted(counts), len(counts), counts, CHUNKS_PER_SAMPLE * chunk_rows)
     rng = random.Random(seed)
     chosen = [("range", r) for r in rng.sample(ranges, min(samples, len(ranges)))]
     largest = max(counts, key=counts.get)
