@@ -270,85 +270,92 @@ class PartitionStream:
     def _regroup(self, snap) -> Iterator[_Group | _Part]:
         """Cut the run's rows, in zip-code order, into what `__iter__` cleans: groups of whole zip codes
         of at most `chunk_rows` rows, taken greedily in order, and a zip code with more rows than that
-        in parts of `chunk_rows` rows. A zip code without rows is in the last group."""
+        in parts of `chunk_rows` rows. A zip code without rows is in the last group.
+
+        The rows not yet handed on wait in `pending`, whole record batches (a group is cut from them
+        where it ends, not zip code by zip code, so its frame has a few chunks, not one per zip code);
+        each zip code costs a few integer operations here."""
         limit = self.chunk_rows
+        pending: list[pa.RecordBatch] = []  # rows not handed on: the group's, then the open zip code's, then later ones
         group: list[str] = []
-        group_batches: list[pa.RecordBatch] = []
         group_rows = 0
         open_zip: str | None = None
-        open_batches: list[pa.RecordBatch] = []
         open_rows = 0
         large: StreamedVersion | None = None  # the open zip code streams in parts
         first_part = True
         seen: set[str] = set()
         started = time.perf_counter()
 
-        def busy() -> float:  # time spent reading and cutting, not waiting for the caller
-            return time.perf_counter() - started
+        def hand_on(rows: int) -> list[pa.RecordBatch]:
+            nonlocal pending
+            taken, pending = _take(pending, rows), _drop(pending, rows)
+            return taken
 
         def emit_group() -> _Group:
-            nonlocal group, group_batches, group_rows
-            item = _Group(group, self._frame(snap, group_batches) if group_batches else None,
-                          self._versions(group_batches))
-            group, group_batches, group_rows = [], [], 0
+            nonlocal group, group_rows
+            batches = hand_on(group_rows)
+            item = _Group(group, self._frame(snap, batches) if batches else None, self._versions(batches))
+            group, group_rows = [], 0
             return item
 
-        def take_part(last: bool) -> _Part:
-            nonlocal open_batches, open_rows, first_part
-            rows = open_batches if last else _take(open_batches, limit)
-            item = _Part(open_zip, self._frame(snap, rows) if rows else None, first_part, last, large if last else None)
+        def emit_part(rows: int, last: bool) -> _Part:
+            nonlocal first_part, open_rows
+            batches = hand_on(rows)
+            item = _Part(open_zip, self._frame(snap, batches) if batches else None, first_part, last,
+                         large if last else None)
             first_part = False
-            if not last:
-                open_batches = _drop(open_batches, limit)
-                open_rows -= limit
+            open_rows -= rows
             return item
-
-        def close_open_zip() -> Iterator[_Group | _Part]:
-            nonlocal group_rows, large, first_part
-            if large is not None:
-                yield take_part(last=True)
-                large, first_part = None, True
-                return
-            if group and group_rows + open_rows > limit:
-                yield emit_group()
-            group.append(open_zip)
-            group_batches.extend(open_batches)
-            group_rows += open_rows
 
         for batch in snap.batches_by_zip_code(self.zip_codes):
-            for zip_code, piece in _runs(batch, snap.table.partition_column):
+            pending.append(batch)
+            for zip_code, begin, rows in _runs(batch, snap.table.partition_column):
                 if zip_code != open_zip:
-                    if open_zip is not None:
-                        self.read_seconds += busy()
-                        yield from close_open_zip()
-                        started = time.perf_counter()
+                    if open_zip is not None:  # the open zip code is complete
+                        if large is not None:
+                            self.read_seconds += time.perf_counter() - started
+                            yield emit_part(open_rows, last=True)
+                            started = time.perf_counter()
+                            large, first_part = None, True
+                        else:
+                            if group and group_rows + open_rows > limit:
+                                self.read_seconds += time.perf_counter() - started
+                                yield emit_group()
+                                started = time.perf_counter()
+                            group.append(open_zip)
+                            group_rows += open_rows
                     if zip_code in seen:
                         raise RuntimeError(f"the rows of zip code {zip_code} did not come together: the raw table's "
                                            "zip-code order is not the run's (a nondeterministic collation?)")
                     seen.add(zip_code)
-                    open_zip, open_batches, open_rows = zip_code, [], 0
-                open_batches.append(piece)
-                open_rows += piece.num_rows
+                    open_zip, open_rows = zip_code, 0
+                open_rows += rows
                 if large is None and open_rows > limit:  # larger than a chunk: it streams in parts from here
-                    large = StreamedVersion()
                     if group:
-                        self.read_seconds += busy()
+                        self.read_seconds += time.perf_counter() - started
                         yield emit_group()
                         started = time.perf_counter()
-                    for earlier in open_batches:
+                    large = StreamedVersion()
+                    for earlier in _take(pending, open_rows):  # its rows so far, at the front now
                         large.add(earlier.column(self._id_column), earlier.column(self._updated_column))
                 elif large is not None:
+                    piece = batch.slice(begin, rows)
                     large.add(piece.column(self._id_column), piece.column(self._updated_column))
                 while large is not None and open_rows >= limit:
-                    self.read_seconds += busy()
-                    yield take_part(last=False)
+                    self.read_seconds += time.perf_counter() - started
+                    yield emit_part(limit, last=False)
                     started = time.perf_counter()
-        if open_zip is not None:
-            yield from close_open_zip()
+        if large is not None:
+            yield emit_part(open_rows, last=True)
+        elif open_zip is not None:
+            if group and group_rows + open_rows > limit:
+                yield emit_group()
+            group.append(open_zip)
+            group_rows += open_rows
         if group:
             yield emit_group()
         missing = [z for z in self.zip_codes if z not in seen]
-        self.read_seconds += busy()
+        self.read_seconds += time.perf_counter() - started
         if missing:
             yield _Group(missing, None, {})
 
@@ -518,15 +525,15 @@ def duplicate_detail_column(kept_raw_ids: pd.Series) -> pd.Series:
     return kept_raw_ids.map(duplicate_detail)
 
 
-def _runs(batch: pa.RecordBatch, column: str) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """The batch cut where its zip code changes: (zip code, its rows) in order."""
+def _runs(batch: pa.RecordBatch, column: str) -> Iterator[tuple[str, int, int]]:
+    """The batch's runs of one zip code, in order: (zip code, first row, rows)."""
     if not batch.num_rows:
         return
     zip_codes = batch.column(column)
     changes = np.flatnonzero(pc.not_equal(zip_codes[1:], zip_codes[:-1]).to_numpy(zero_copy_only=False)) + 1
-    bounds = [0, *changes.tolist(), batch.num_rows]
-    for start, end in zip(bounds[:-1], bounds[1:]):
-        yield zip_codes[start].as_py(), batch.slice(start, end - start)
+    starts = np.concatenate([[0], changes])
+    rows = np.diff(np.concatenate([starts, [batch.num_rows]]))
+    yield from zip(zip_codes.take(pa.array(starts)).to_pylist(), starts.tolist(), rows.tolist())
 
 
 def _take(batches: list[pa.RecordBatch], rows: int) -> list[pa.RecordBatch]:
