@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from zip_etl.db.snapshot import TableSnapshot
 from zip_etl.partition_stream import CleanedChunk
-from zip_etl.resources import PostgresResource, PostgresWriter
+from zip_etl.resources.writer import write_target
 from zip_etl.tables import Column, Table, Target
 
 # SQL type -> (pandas dtype it loads as, strategy for one value; None is NULL)
@@ -64,8 +64,7 @@ def table(schema) -> Table:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frame=frames())
 def test_any_frame_of_supported_types_round_trips_exactly(table, etl_url, frame):
-    PostgresWriter(postgres=PostgresResource()).write([CleanedChunk(replace=["10016"], cleaned=frame)], ["10016"],
-                                                      target=Target.of(table))
+    write_target(etl_url, Target.of(table), [CleanedChunk(replace=["10016"], cleaned=frame)], ["10016"])
     with TableSnapshot(etl_url, table, arrow_dtypes=False) as snapshot:
         back = snapshot.frame(list(snapshot.batches_by_zip_code(["10016"])))
     back = back.sort_values("row_no").reset_index(drop=True)

@@ -8,6 +8,7 @@ from psycopg2 import sql
 from zip_etl.db.snapshot import TableSnapshot
 from zip_etl.partition_stream import CleanedChunk
 from zip_etl.resources import PostgresResource, PostgresWriter
+from zip_etl.resources.writer import write_target
 from zip_etl.tables import CLEANED_TARGET, Column, Table, Target
 
 TRICKY_TEXT = [
@@ -59,8 +60,8 @@ def frame(zip_code: str, names: list) -> pd.DataFrame:
 
 
 def write(target: Target, zip_code: str, rows: pd.DataFrame, rejected: pd.DataFrame | None = None):
-    writer = PostgresWriter(postgres=PostgresResource(), target_schema=target.table.schema)
-    return writer.write([CleanedChunk(replace=[zip_code], cleaned=rows, rejected=rejected)], [zip_code], target=target)
+    return write_target(PostgresResource().url(), target, [CleanedChunk(replace=[zip_code], cleaned=rows, rejected=rejected)],
+                        [zip_code])
 
 
 def load(target: Target, zip_code: str) -> pd.DataFrame:
@@ -206,7 +207,7 @@ def test_an_error_on_either_side_stops_both_and_keeps_the_old_rows(target, query
     a chunk the table refuses stops the producer; a producer that fails stops the writer. Either
     way the error is raised and the transaction rolled back."""
     write(target, "10016", frame("10016", ["old"]))
-    writer = PostgresWriter(postgres=PostgresResource(), target_schema=target.table.schema)
+    url = PostgresResource().url()
     produced, closed = [], []
 
     def chunks(fail_at: int, refuse_at: int):
@@ -223,10 +224,10 @@ def test_an_error_on_either_side_stops_both_and_keeps_the_old_rows(target, query
             closed.append(True)
 
     with pytest.raises(ValueError, match="NUL"):
-        writer.write(chunks(fail_at=-1, refuse_at=2), ["10016"], target=target)
+        write_target(url, target, chunks(fail_at=-1, refuse_at=2), ["10016"])
     assert closed and len(produced) < 10  # the producer was stopped, not drained
     produced.clear()
     with pytest.raises(RuntimeError, match="the producer failed"):
-        writer.write(chunks(fail_at=3, refuse_at=-1), ["10016"], target=target)
+        write_target(url, target, chunks(fail_at=3, refuse_at=-1), ["10016"])
     assert produced == [0, 1, 2]
     assert query(sql.SQL("SELECT name FROM {}").format(target.table.identifier)) == [("old",)]

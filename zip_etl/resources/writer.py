@@ -66,22 +66,25 @@ class PostgresWriter(dg.ConfigurableResource):
         """The tables a write of cleaned_companies needs, in `target_schema`."""
         return CLEANED_TARGET.in_schema(self.target_schema)
 
-    def write(self, chunks: Iterable[CleanedChunk], zip_codes: Sequence[str], target: Target | None = None) -> WriteResult:
+    def write(self, chunks: Iterable[CleanedChunk], zip_codes: Sequence[str]) -> WriteResult:
         """Apply `chunks` (whole zip codes of `zip_codes`, in order) to the target in ONE transaction:
-        committed once every chunk is applied, nothing kept otherwise. `target`: another table than
-        cleaned_companies (the tests write tables of every supported type)."""
-        target = target or self.target
+        committed once every chunk is applied, nothing kept otherwise."""
         if self.dry_run:
-            raise RuntimeError(f"dry run: refusing to write {target.table.qualified_name}")
-        url = self.postgres.url()
-        ensure(url, target)
-        replaced: list[str] = []
-        with PartitionWriter(url, target) as writer:
-            writer.lock_partitions(zip_codes)  # a concurrent writer of these zip codes finishes first
-            seconds = in_background(chunks, lambda chunk: apply_chunk(writer, chunk, zip_codes, replaced),
-                                    lambda: writer.record_partition_counts(replaced))
-            totals = writer.totals()
-        return WriteResult(writer.rows_written, writer.rows_quarantined, seconds, totals)
+            raise RuntimeError(f"dry run: refusing to write {self.target.table.qualified_name}")
+        return write_target(self.postgres.url(), self.target, chunks, zip_codes)
+
+
+def write_target(url: str, target: Target, chunks: Iterable[CleanedChunk], zip_codes: Sequence[str]) -> WriteResult:
+    """The write of `PostgresWriter.write`, to any target (the tests write tables of every supported
+    type): ensure its three tables, then one transaction, its chunks applied from a writing thread."""
+    ensure(url, target)
+    replaced: list[str] = []
+    with PartitionWriter(url, target) as writer:
+        writer.lock_partitions(zip_codes)  # a concurrent writer of these zip codes finishes first
+        seconds = in_background(chunks, lambda chunk: apply_chunk(writer, chunk, zip_codes, replaced),
+                                lambda: writer.record_partition_counts(replaced))
+        totals = writer.totals()
+    return WriteResult(writer.rows_written, writer.rows_quarantined, seconds, totals)
 
 
 def ensure(url: str, target: Target) -> None:
