@@ -18,6 +18,7 @@ bytes (the slow path, taken only for such batches in such databases).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 
 import adbc_driver_postgresql.dbapi as adbc
@@ -72,7 +73,11 @@ class TableSnapshot:
         cursor = self._conn.cursor()
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         if self._snapshot_id is not None:
-            cursor.execute(f"SET TRANSACTION SNAPSHOT '{self._snapshot_id}'")  # an id PostgreSQL made, not a value of ours
+            # SET TRANSACTION SNAPSHOT takes no parameters; the id is one pg_export_snapshot() made
+            # (hex digits and dashes), checked before it goes into the text.
+            if not re.fullmatch(r"[0-9A-Fa-f-]+", self._snapshot_id):
+                raise ValueError(f"not a snapshot id: {self._snapshot_id!r}")
+            cursor.execute(f"SET TRANSACTION SNAPSHOT '{self._snapshot_id}'")
         cursor.execute(f"CREATE TEMPORARY TABLE {_KEYS_TABLE} (zip_code text PRIMARY KEY) ON COMMIT DROP")
         self._keys: list[str] | None = None
         return self
