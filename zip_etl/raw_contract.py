@@ -67,8 +67,8 @@ def ddl(table: Table = RAW_COMPANIES) -> str:
     lines = [f"    {c.name.ljust(width)} {c.sql_type}{'' if c.nullable else ' NOT NULL'}," for c in table.columns]
     lines.append(f"    PRIMARY KEY ({', '.join(table.primary_key)})")
     return (
-        f"CREATE TABLE {table.schema}.{table.name} (\n" + "\n".join(lines) + "\n);\n"
-        f"CREATE INDEX {index_name(table)} ON {table.schema}.{table.name} ({table.partition_column});"
+        f"CREATE TABLE {table.qualified_name} (\n" + "\n".join(lines) + "\n);\n"
+        f"CREATE INDEX {index_name(table)} ON {table.qualified_name} ({table.partition_column});"
     )
 
 
@@ -93,7 +93,7 @@ def contract_markdown(table: Table = RAW_COMPANIES) -> str:
         )
     required = [c.name for c in table.columns if not c.nullable]
     return "\n".join([
-        f"Table `{table.schema}.{table.name}` by default (the `raw_schema` and `raw_table` settings of the "
+        f"Table `{table.qualified_name}` by default (the `raw_schema` and `raw_table` settings of the "
         "`postgres` resource point elsewhere). Column order does not matter; columns beyond these are ignored "
         "(with a warning).",
         "",
@@ -145,16 +145,12 @@ def _columns(cursor, table: Table) -> dict[str, tuple[str, bool]]:
     return {name: (data_type, nullable) for name, data_type, nullable in cursor.fetchall()}
 
 
-def _qualified(table: Table) -> str:
-    return f"{table.schema}.{table.name}"
-
-
 def _check_columns(cursor, table: Table, actual: dict) -> list[Finding]:
     findings = []
     missing = [c.name for c in RAW_COMPANIES.columns if c.name not in actual]
     if missing:
         findings.append(Finding("PROBLEM", "columns", f"missing {missing}: runs fail until they exist. Add them "
-                                f"(types in docs/RAW_TABLE.md), e.g. ALTER TABLE {_qualified(table)} ADD COLUMN "
+                                f"(types in docs/RAW_TABLE.md), e.g. ALTER TABLE {table.qualified_name} ADD COLUMN "
                                 f"{missing[0]} {RAW_COMPANIES.column_types[missing[0]]};"))
     extra = sorted(set(actual) - set(RAW_COMPANIES.column_names))
     if extra:
@@ -164,7 +160,7 @@ def _check_columns(cursor, table: Table, actual: dict) -> list[Finding]:
             continue
         found, nullable = actual[column.name]
         declared = information_schema_type(column.sql_type)
-        alter = f"ALTER TABLE {_qualified(table)} ALTER COLUMN {column.name} TYPE {column.sql_type}"
+        alter = f"ALTER TABLE {table.qualified_name} ALTER COLUMN {column.name} TYPE {column.sql_type}"
         if found == declared or (column.sql_type == "text" and found in TEXT_TYPES):
             pass
         elif column.name == RAW_COMPANIES.partition_column:
@@ -183,7 +179,7 @@ def _check_columns(cursor, table: Table, actual: dict) -> list[Finding]:
             cursor.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(
                 table.identifier, sql.Identifier(column.name)))
             nulls = cursor.fetchone()[0]
-            set_not_null = f"ALTER TABLE {_qualified(table)} ALTER COLUMN {column.name} SET NOT NULL;"
+            set_not_null = f"ALTER TABLE {table.qualified_name} ALTER COLUMN {column.name} SET NOT NULL;"
             if nulls:
                 findings.append(Finding("PROBLEM", f"column {column.name}", f"{nulls:,} row(s) have NULL {column.name}, "
                                         f"which must never be NULL: give them a value, then {set_not_null}"))
@@ -214,7 +210,7 @@ def _check_key(cursor, table: Table, actual: dict) -> list[Finding]:
     cursor.execute(sql.SQL("SELECT {c}, count(*) FROM {t} GROUP BY {c} HAVING count(*) > 1 ORDER BY 2 DESC LIMIT 5").format(
         c=columns, t=table.identifier))
     duplicates = cursor.fetchall()
-    add = f"ALTER TABLE {_qualified(table)} ADD PRIMARY KEY ({', '.join(key)});"
+    add = f"ALTER TABLE {table.qualified_name} ADD PRIMARY KEY ({', '.join(key)});"
     if duplicates:
         shown = ", ".join(f"{row[0]} ({row[-1]} rows)" for row in duplicates)
         return [Finding("PROBLEM", "key", f"{', '.join(key)} is not unique (e.g. {shown}): each raw row needs its "
@@ -249,7 +245,7 @@ def _check_index(cursor, table: Table, actual: dict) -> list[Finding]:
         return []
     candidates = _indexes_led_by(cursor, table, column)
     name = index_name(table) if index_name(table) not in candidates else f"{index_name(table)}_for_reads"
-    create = f"CREATE INDEX CONCURRENTLY {name} ON {_qualified(table)} ({column});"
+    create = f"CREATE INDEX CONCURRENTLY {name} ON {table.qualified_name} ({column});"
     if not candidates:
         return [Finding("PROBLEM", "index", f"no B-tree index led by {column}: every run's read of its zip codes "
                         f"scans the whole table. {create}")]
@@ -291,12 +287,12 @@ def _check_zip_codes(cursor, table: Table, actual: dict) -> list[Finding]:
 def check_raw_table(cursor, table: Table) -> list[Finding]:
     """Compare `table` with the contract; read only (the caller's transaction should be READ ONLY)."""
     if not table_exists(cursor, table.schema, table.name):
-        return [Finding("PROBLEM", "table", f"{_qualified(table)} does not exist (or this role cannot see it). "
+        return [Finding("PROBLEM", "table", f"{table.qualified_name} does not exist (or this role cannot see it). "
                         "Create it as in docs/RAW_TABLE.md, or name yours with --schema/--table.")]
     cursor.execute("SELECT has_table_privilege(current_user, %s, 'SELECT')", (f'"{table.schema}"."{table.name}"',))
     if not cursor.fetchone()[0]:
-        return [Finding("PROBLEM", "privilege", f"this role cannot SELECT from {_qualified(table)}: "
-                        f"GRANT SELECT ON {_qualified(table)} TO <the ETL role>;")]
+        return [Finding("PROBLEM", "privilege", f"this role cannot SELECT from {table.qualified_name}: "
+                        f"GRANT SELECT ON {table.qualified_name} TO <the ETL role>;")]
     actual = _columns(cursor, table)
     findings = _check_columns(cursor, table, actual)
     if not any(f.level != "ok" and f.subject == "columns" for f in findings):

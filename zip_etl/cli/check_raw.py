@@ -27,7 +27,7 @@ def check_raw(schema: str, name: str, out=sys.stdout) -> int:
         print(f"zip-etl check-raw-table: {error}", file=sys.stderr)
         return 2
     url = etl_database_url()
-    print(f"Checking {schema}.{name} at {redact_url(url)} against the raw-table contract (docs/RAW_TABLE.md); "
+    print(f"Checking {table.qualified_name} at {redact_url(url)} against the raw-table contract (docs/RAW_TABLE.md); "
           "read only, nothing is changed:", file=out, flush=True)
     with transaction(url) as cursor:
         cursor.execute("SET TRANSACTION READ ONLY")

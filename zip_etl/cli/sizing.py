@@ -102,7 +102,7 @@ def sizing(budget_gb: float, samples: int, chunk_rows: int, seed: int = 7, out=p
         cursor.execute(sql.SQL("SELECT zip_code, count(*) FROM {} GROUP BY 1 ORDER BY 1").format(raw.identifier))
         counts = dict(cursor.fetchall())
     if not counts:
-        out(f"{raw.schema}.{raw.name} is empty: seed it first (zip-etl seed)")
+        out(f"{raw.qualified_name} is empty: seed it first (zip-etl seed)")
         return 1
     # Ranges of several full chunks: a run reads one chunk ahead and writes one behind while it cleans
     # one, so its peak shows only once chunks follow each other.

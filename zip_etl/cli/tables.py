@@ -21,7 +21,7 @@ def migrate_command(schema):
         for statement in statements:
             click.echo(statement.as_string(cursor))
             cursor.execute(statement)
-    click.echo(f"{table.schema}.{table.name}: " + ("migrated" if statements else "already up to date"))
+    click.echo(f"{table.qualified_name}: " + ("migrated" if statements else "already up to date"))
 
 
 @click.command("load-fixtures")
