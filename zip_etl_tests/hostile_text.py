@@ -11,10 +11,13 @@ are not UTF-8, as a SQL_ASCII database gives them. Used by the transform's tests
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from zip_etl.transform import cleaning
 from zip_etl.transform.cleaning import RAW_COLUMNS
 
 TEXT_COLUMNS = [c for c in RAW_COLUMNS if c not in ("raw_id", "updated_at")]
@@ -154,3 +157,17 @@ def _with_raw_bytes(column: pd.Series) -> pa.Array:
     """Arrow string array holding each value's bytes as a surrogateescape read would have found them."""
     raw = [None if not isinstance(v, str) else v.encode("utf-8", "surrogateescape") for v in column.tolist()]
     return pa.array(raw, type=pa.binary()).view(pa.string())
+
+
+@contextlib.contextmanager
+def per_distinct_value(always: bool | None):
+    """Clean every column once per distinct value (True), or every column row by row (False)."""
+    if always is None:
+        yield
+        return
+    saved = cleaning.DISTINCT_SHARE, cleaning.DISTINCT_MIN_ROWS
+    cleaning.DISTINCT_SHARE, cleaning.DISTINCT_MIN_ROWS = (1.0, 0) if always else (-1.0, 0)
+    try:
+        yield
+    finally:
+        cleaning.DISTINCT_SHARE, cleaning.DISTINCT_MIN_ROWS = saved

@@ -1,4 +1,5 @@
-"""The cleaning rules, on plain DataFrames: no database, no Dagster."""
+"""The transform on plain DataFrames: no database, no Dagster. What each rule makes of a value is in
+its examples (zip_etl/transform/rules.py, run by test_rules.py); here, the transform as a whole."""
 
 import datetime as dt
 
@@ -7,7 +8,6 @@ import pyarrow as pa
 import pytest
 
 from zip_etl.transform import RAW_COLUMNS, clean_companies, downcast, frame_bytes, partition_stats
-from zip_etl.transform.cleaning import parse_phone, parse_postal_code, parse_revenue, parse_whole_number
 
 TODAY = dt.date(2026, 11, 23)
 
@@ -48,73 +48,6 @@ def test_non_ascii_and_punctuation_survive():
     name = 'Café "Zoë", A\\B — 東京'
     result = clean_companies(raw_rows({"company_name": name}), today=TODAY)
     assert result.cleaned.iloc[0]["company_name"] == name
-
-
-@pytest.mark.parametrize(
-    "raw, expected",
-    [
-        ("(212) 555-0123", "+12125550123"),
-        ("212.555.0123", "+12125550123"),
-        ("+1 212 555 0123", "+12125550123"),
-        ("1-212-555-0123", "+12125550123"),
-        ("212-555-0123 x45", "+12125550123"),
-        ("(212)555-0123 ext. 7", "+12125550123"),
-        ("555-0123", None),
-        ("000-000-0000", None),
-        ("N/A", None),
-        ("", None),
-        (None, None),
-    ],
-)
-def test_phone_parsing(raw, expected):
-    assert parse_phone(raw) == expected
-
-
-@pytest.mark.parametrize(
-    "raw, expected",
-    [("1,200", 1200), (" 45 ", 45), ("12.0", 12), ("N/A", None), ("", None), ("unknown", None), ("-5", None),
-     ("12.5", None), ("99999999999", None), ("lots", None)],
-)
-def test_employee_counts(raw, expected):
-    assert parse_whole_number(raw, 0, 2_147_483_647) == expected
-
-
-@pytest.mark.parametrize("raw", ["4.2e3", "1E3", "inf", "\u0664\u0665", "\uff14\uff15", "4 2e1"])
-def test_one_number_grammar_for_employees_and_revenue(raw):
-    """No exponent, no non-ASCII digits: what is not a number for one column is not for the other."""
-    assert parse_whole_number(raw, 0, 2_147_483_647) is None
-    assert parse_revenue(raw) is None
-
-
-@pytest.mark.parametrize("raw, employees, revenue", [("4200", 4200, 4200), ("+12", 12, 12), (".5", None, 0),
-                                                     ("2.5", None, 2), ("3.5", None, 4), ("12.", 12, 12)])
-def test_numbers_parse_the_same_way_in_both_columns(raw, employees, revenue):
-    assert parse_whole_number(raw, 0, 2_147_483_647) == employees
-    assert parse_revenue(raw) == revenue  # whole dollars, halves to even
-
-
-def test_non_ascii_digits_are_not_digits():
-    assert parse_phone("\u0662\u0661\u0662-\u0665\u0665\u0665-\u0660\u0661\u0662\u0663") is None
-    assert parse_postal_code("\u0661\u0660\u0660\u0661\u0666") == (None, None, False)
-
-
-@pytest.mark.parametrize(
-    "raw, expected",
-    [("$1,250,000", 1_250_000), ("1.2M", 1_200_000), ("850K", 850_000), ("1000", 1000), ("N/A", None),
-     ("USD 1,000", None), ("1e400", None), ("", None)],
-)
-def test_revenue(raw, expected):
-    assert parse_revenue(raw) == expected
-
-
-@pytest.mark.parametrize(
-    "raw, expected",
-    [("10016", ("10016", None, True)), ("10016-1234", ("10016", "1234", True)), ("10016 1234", ("10016", "1234", True)),
-     ("100161234", ("10016", "1234", True)), ("501", ("00501", None, True)), (" 02134 ", ("02134", None, True)),
-     (None, (None, None, True)), ("ABCDE", (None, None, False)), ("1234567", (None, None, False))],
-)
-def test_postal_codes(raw, expected):
-    assert parse_postal_code(raw) == expected
 
 
 def test_postal_code_is_checked_against_the_partition():

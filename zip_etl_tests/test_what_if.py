@@ -6,13 +6,14 @@ import time
 import dagster as dg
 import pandas as pd
 import psycopg2
+import pyarrow.compute as pc
 import pytest
 from psycopg2 import sql
 
 from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl.defs.jobs import cleaned_companies_debug
-from zip_etl.transform import cleaning
+from zip_etl.transform import cleaning, rules
 from zip_etl_tests.helpers import pipeline_resources, run_facts, seed_raw
 
 
@@ -77,10 +78,10 @@ def run(defs, instance, first, last, *, debug):
 
 def change_the_rules(monkeypatch):
     """The rule change under review: phones lose E.164's +1, record ids may have at most 6 characters."""
-    original = cleaning._number_text_output
-    monkeypatch.setattr(cleaning, "_number_text_output",
-                        lambda numbers, valid, width, prefix="": original(numbers, valid, width, ""))
-    monkeypatch.setattr(cleaning, "MAX_RECORD_ID_LENGTH", 6)
+    phone = cleaning.RULES_BY_NAME["phone"]
+    original = phone.function
+    monkeypatch.setattr(phone, "function", lambda raw: pc.utf8_slice_codeunits(original(raw), 2))
+    monkeypatch.setattr(rules, "MAX_RECORD_ID_LENGTH", 6)
 
 
 def edit_upstream(query, schema):
