@@ -64,12 +64,11 @@ def test_every_rule_has_examples_and_every_reason_a_rule():
 def test_a_wrong_example_fails_naming_its_rule_and_example():
     """An example the code does not do (a change made in the examples only) fails, and says which."""
     rule = RULES_BY_NAME["annual_revenue_usd"]
-    ahead = dataclasses.replace(rule, written_examples=[*rule.written_examples, ("5t", 5_000_000_000_000)])
+    ahead = dataclasses.replace(rule, written_examples=[*rule.written_examples, ("1000", 999)])
     problems = examples.example_problems(ahead.examples[-1])
-    assert len(problems) == 1
-    assert problems[0].startswith(f"rule annual_revenue_usd (rules.py:{rule.function.__code__.co_firstlineno}), "
-                                  f"example {len(ahead.written_examples)} '5t': expected annual_revenue_usd "
-                                  "5000000000000; the code gives annual_revenue_usd None"), problems
+    assert problems == [f"rule annual_revenue_usd (rules.py:{rule.function.__code__.co_firstlineno}), example "
+                        f"{len(ahead.written_examples)} '1000': expected annual_revenue_usd 999; the code gives "
+                        "annual_revenue_usd 1000 (arrow input)"]
 
 
 def test_the_examples_test_what_runs(monkeypatch):
@@ -77,8 +76,8 @@ def test_the_examples_test_what_runs(monkeypatch):
     rule = RULES_BY_NAME["phone"]
     original = rule.function
     monkeypatch.setattr(rule, "function", lambda raw: pc.utf8_slice_codeunits(original(raw), 2))
-    failing = [e for e in rule.examples if examples.example_problems(e)]
-    assert [e.number for e in failing] == [e.number for e in rule.examples if e.expected[0]["phone"] is not None]
+    failing = {e.number for e in rule.examples if examples.example_problems(e)}
+    assert failing >= {e.number for e in rule.examples if e.expected[0]["phone"] is not None} != set()
 
 
 # --- a change made in full ---
@@ -266,3 +265,29 @@ def test_json_fixture_values_are_plain():
 
     for line in (FIXTURES / "cleaned_companies_truth.jsonl").read_text().splitlines():
         assert all(isinstance(v, (str, int, type(None))) for v in json.loads(line).values())
+
+
+# --- the command the team runs before committing ---
+
+
+def test_zip_etl_rules_checks_and_writes_the_page(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from zip_etl.cli.rules import rules_command
+
+    checked = CliRunner().invoke(rules_command, [])
+    assert checked.exit_code == 0, checked.output
+    assert f"{len(EXAMPLES)} examples of {len(RULES)} rules hold" in checked.output
+
+    # A page that recorded other code for the phone rule (as after a change of its code only).
+    page = tmp_path / "RULES.md"
+    code, _ = examples.fingerprints(RULES_BY_NAME["phone"])
+    page.write_text(examples.rules_page().replace(f"rule phone: code {code}", "rule phone: code 000000000000"))
+    monkeypatch.setattr(examples, "RULES_PAGE", page)
+    refused = CliRunner().invoke(rules_command, ["--write-doc"])
+    assert refused.exit_code == 1 and "rule phone (rules.py:" in refused.output, refused.output
+    assert "000000000000" in page.read_text()  # nothing recorded
+    assert CliRunner().invoke(rules_command, []).exit_code == 1
+    written = CliRunner().invoke(rules_command, ["--write-doc", "--same-outcomes", "phone"])
+    assert written.exit_code == 0, written.output
+    assert page.read_text() == examples.rules_page()

@@ -2,7 +2,9 @@
 
     zip-etl rules                # every example through clean_companies; each rule's code changed
                                  # only with its examples; docs/RULES.md current; the fixture rows
-    zip-etl rules --write-doc    # regenerate docs/RULES.md from zip_etl/transform/rules.py
+    zip-etl rules --write-doc    # regenerate docs/RULES.md from zip_etl/transform/rules.py, recording
+                                 # each rule's code (refused while a rule changed without its examples;
+                                 # --same-outcomes RULE records a rewrite that changes no outcome)
     zip-etl rules --affected     # the test-mode fixture rows the rules no longer clean as written
 
 No database: everything runs in this process, in a few seconds.
@@ -36,9 +38,11 @@ def _report(title: str, problems: list[str]) -> bool:
 
 @click.command("rules")
 @click.option("--write-doc", is_flag=True, help="regenerate docs/RULES.md from rules.py (its examples must hold)")
+@click.option("--same-outcomes", multiple=True, metavar="RULE",
+              help="with --write-doc: record RULE's new code though its examples did not change (a rewrite)")
 @click.option("--affected", is_flag=True, help="only list the test-mode fixture rows the rules no longer clean "
                                               "as zip_etl/fixtures/cleaned_companies_truth.jsonl says")
-def rules_command(write_doc, affected):
+def rules_command(write_doc, same_outcomes, affected):
     """Check the cleaning rules (zip_etl/transform/rules.py) by their examples, without a database."""
     from zip_etl.transform import examples
 
@@ -51,6 +55,13 @@ def rules_command(write_doc, affected):
     failing = examples.check_examples()
     if write_doc:
         if not _report("examples the code does not do (fix the code or the example first)", failing):
+            raise SystemExit(1)
+        unknown = sorted(set(same_outcomes) - {rule.name for rule in examples.RULES})
+        if unknown:
+            raise click.BadParameter(f"no rule is named {', '.join(unknown)}", param_hint="--same-outcomes")
+        half = [problem for rule, problem in zip(examples.changed_without_examples(), examples.unrecorded_changes())
+                if rule.name not in same_outcomes]
+        if not _report("rules changed without their examples (not recorded)", half):
             raise SystemExit(1)
         click.echo(f"wrote {examples.write_page()}")
         return

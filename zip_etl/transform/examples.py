@@ -173,23 +173,26 @@ def recorded_fingerprints(page: str | None = None) -> dict[str, tuple[str, str]]
     return {name: (code, examples) for name, code, examples in _RECORD.findall(page)}
 
 
-def unrecorded_changes(page: str | None = None, source: str | None = None) -> list[str]:
+def changed_without_examples(page: str | None = None, source: str | None = None) -> list[Rule]:
     """Rules whose code changed since docs/RULES.md was written while their examples did not
     (`source`: rules.py as it would be, to show the check at work)."""
     recorded = recorded_fingerprints(page)
     named = _module_tree(source)
-    problems = []
+    changed = []
     for rule in RULES:
-        if rule.name not in recorded:
-            continue
-        code, examples = fingerprints(rule, named)
-        was_code, was_examples = recorded[rule.name]
-        if code != was_code and examples == was_examples:
-            problems.append(
-                f"rule {rule.name} ({rule.where}): its code changed but its examples did not. Add an example that "
-                f"shows what the change does (raw value -> cleaned value, or -> rejected), then run "
-                f"`{WRITE_COMMAND}`. A change that changes no outcome (a rewrite) is recorded by that command alone.")
-    return problems
+        if rule.name in recorded:
+            code, examples = fingerprints(rule, named)
+            if code != recorded[rule.name][0] and examples == recorded[rule.name][1]:
+                changed.append(rule)
+    return changed
+
+
+def unrecorded_changes(page: str | None = None, source: str | None = None) -> list[str]:
+    """`changed_without_examples`, said for a person."""
+    return [f"rule {rule.name} ({rule.where}): its code changed but its examples did not. Add an example that "
+            f"shows what the change does (raw value -> cleaned value, or -> rejected), then run `{WRITE_COMMAND}`. "
+            f"A rewrite that changes no outcome is recorded with `{WRITE_COMMAND} --same-outcomes {rule.name}`."
+            for rule in changed_without_examples(page, source)]
 
 
 # --- the page ---
@@ -273,7 +276,8 @@ def rules_page() -> str:
         "   `text.py`'s primitives, which are exact to CPython (`text.upper`, not `pc.utf8_upper`).",
         "2. `zip-etl rules` (seconds, no database): every example; a rule whose code changed while its examples",
         f"   did not is named (a change made half); `{WRITE_COMMAND}` then rewrites this page, recording each",
-        "   rule's code. It also lists the test-mode fixture rows the change affects (`zip-etl rules --affected`):",
+        "   rule's code (a rewrite that changes no outcome is recorded with `--same-outcomes RULE`).",
+        "   It also lists the test-mode fixture rows the change affects (`zip-etl rules --affected`):",
         "   correct them by hand in `zip_etl/fixtures/cleaned_companies_truth.jsonl` (test mode checks the",
         "   pipeline against it). `pytest zip_etl_tests/test_rules.py` checks the same, and the bad-input",
         "   corpus of the database suites (`CORPUS` in `zip_etl_tests/test_bad_input.py`).",
