@@ -309,11 +309,9 @@ def postal_code(raw: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
     +4 part, is kept: text of four digits, leading zeros kept (`0332`). NULL where there is none, or
     no zip code at all (rule `invalid_postal_code`)."""
     code = text.normalize(raw)
-    five_digits = pc.match_substring_regex(code, r"^[0-9]{5}([- ]?[0-9]{4})?$")
-    lost_zeros = pc.match_substring_regex(code, r"^[0-9]{3,4}$")
+    zip_code = pc.match_substring_regex(code, r"^([0-9]{3,5}|[0-9]{5}[- ]?[0-9]{4})$")
     with_plus4 = pc.match_substring_regex(code, r"^[0-9]{5}[- ]?[0-9]{4}$")
-    zip5 = pc.case_when(pc.make_struct(five_digits, lost_zeros),
-                        pc.utf8_slice_codeunits(code, 0, 5), pc.utf8_lpad(code, 5, "0"))
+    zip5 = pc.if_else(zip_code, pc.utf8_lpad(pc.utf8_slice_codeunits(code, 0, 5), 5, "0"), None)
     zip4 = pc.if_else(with_plus4, pc.utf8_slice_codeunits(code, -4), None)
     return zip4, zip5, code
 
