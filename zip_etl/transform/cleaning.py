@@ -24,7 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES
-from zip_etl.transform import rules, text
+from zip_etl.transform import (
+    rules,  # noqa: F401 - importing it declares the rules (rulebook.RULES)
+    text,
+)
 from zip_etl.transform import text_kernels as kernels
 from zip_etl.transform.rulebook import RULES, Columns, Rule
 
@@ -38,7 +41,6 @@ REJECTION_RULES = [r for r in RULES if r.kind == "rejection"]
 REJECTION_REASONS = [r.reason for r in REJECTION_RULES]
 """Every reason a row may be rejected for, in the order the rules apply (the first that applies)."""
 RULES_BY_NAME = {r.name: r for r in RULES}
-assert rules.duplicate is RULES_BY_NAME["duplicate"].function
 
 
 @dataclass
@@ -343,7 +345,7 @@ def _formatted(values, spec: str, conversion: str | None) -> pa.Array | str:
         return pc.fill_null(arrow, "None")
     if plain and pa.types.is_integer(arrow.type):
         return pc.fill_null(arrow.cast(pa.string()), "None")
-    convert = repr if conversion == "r" else (lambda v: v)
+    convert = {"r": repr, "s": str, "a": ascii}.get(conversion, lambda v: v)
     return pa.array([format(convert(v), spec) for v in arrow.to_pylist()], pa.string())
 
 

@@ -86,11 +86,6 @@ class Bytes:
     ends: np.ndarray
     valid: np.ndarray  # bool
 
-    @classmethod
-    def from_lengths(cls, data: np.ndarray, lengths: np.ndarray, valid: np.ndarray) -> Bytes:
-        ends = np.cumsum(lengths, dtype=np.int64)
-        return cls(data, ends - lengths, ends, valid)
-
     @property
     def lengths(self) -> np.ndarray:
         return self.ends - self.starts
@@ -120,10 +115,6 @@ class Bytes:
             return np.zeros(len(positions), dtype=np.uint8)
         inside = (positions >= lo) & (positions < hi)
         return self.data.take(positions, mode="clip") * inside
-
-    def byte_at(self, position: int, *, from_end: bool = False) -> np.ndarray:
-        """Each value's byte at `position` (or `position` from its end), 0 where it has none."""
-        return self.at((self.ends - 1 - position) if from_end else (self.starts + position))
 
     def nonascii(self) -> np.ndarray:
         return self.row_any(self.data >= 0x80)
@@ -525,15 +516,3 @@ def distinct_at_least(values: pa.Array) -> int:
     """A lower bound of the number of distinct non-NULL values, cheap: equal values share a
     fingerprint and a bucket, so distinct values are at least the buckets used."""
     return _distinct_buckets(fingerprints(values)[valid_mask(values)])
-
-
-def distinct_hashes_at_least(hashes: np.ndarray) -> int:
-    """The same bound from fingerprints already computed (of the non-NULL values)."""
-    return _distinct_buckets(hashes)
-
-
-def distinct_numbers_at_least(numbers: np.ndarray) -> int:
-    """A lower bound of the number of distinct int64 numbers."""
-    with np.errstate(over="ignore"):
-        hashed = numbers.astype(np.uint64) * _K1
-        return _distinct_buckets(hashed ^ (hashed >> np.uint64(29)))
