@@ -6,6 +6,7 @@ import time
 import dagster as dg
 import pandas as pd
 import psycopg2
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from psycopg2 import sql
@@ -49,13 +50,21 @@ EXPECTED_PER_ZIP = {
     "00601": {"rows_appear": 1, "rows_disappear": 0, "rows_change": 0,
               "newly_rejected": 1, "no_longer_rejected": 0, "rejected_for_another_reason": 0},
 }
+
+
+def cleaned(rule: str, raw_value: str) -> str:
+    """What today's rule makes of a raw value (the expectations below follow the rules, not a copy)."""
+    return cleaning.RULES_BY_NAME[rule].function(pa.array([raw_value])).to_pylist()[0]
+
+
+PHONE_B1, PHONE_A1 = cleaned("phone", "631 555 0110"), cleaned("phone", "212-555-0101")
 EXPECTED_EXAMPLES = [
     "00544/A6: would appear",
     "00601/C1: would appear",
     "00544/LONGID7: would disappear",
-    "00544/A2: city 'New York' -> 'Brooklyn'",
-    "00501/B1: phone '+16315550110' -> '6315550110'",
-    "00544/A1: phone '+12125550101' -> '2125550101'",
+    f"00544/A2: city {cleaned('city', 'new york')!r} -> {cleaned('city', 'brooklyn')!r}",
+    f"00501/B1: phone {PHONE_B1!r} -> {PHONE_B1[2:]!r}",  # the changed phone rule drops E.164's +1
+    f"00544/A1: phone {PHONE_A1!r} -> {PHONE_A1[2:]!r}",
     "00544/A2: source_updated_at '2026-01-03T00:00:00+00:00' -> '2026-02-01T00:00:00+00:00'",
     "00544/raw_id 3: would be rejected (record_id_too_long)",
     "00601/raw_id 10: would be rejected (missing_company_name)",
