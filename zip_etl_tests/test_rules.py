@@ -125,7 +125,7 @@ def unicode_problems(source: str) -> list[str]:
     CPython's), RE2's `(?i)` or `ignore_case` (Unicode case folding: `ſ` is `s`)."""
     problems = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Attribute) and node.attr in CASE_AND_FORM:
+        if isinstance(node, ast.Attribute) and (node.attr in CASE_AND_FORM or node.attr.startswith("utf8_is_")):
             primitive = node.attr.removeprefix("utf8_")
             problems.append(f"rules.py:{node.lineno}: pc.{node.attr} is utf8proc's, not CPython's: use text.{primitive}")
         if isinstance(node, ast.keyword) and node.arg == "ignore_case":
