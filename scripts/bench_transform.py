@@ -1,11 +1,10 @@
 """Time the cleaning transform on demo rows, as the reader gives them (Arrow-backed) and as object
 columns: median of several runs, µs per row (wall clock, and this process's CPU time, which a busy
-shared machine distorts less), rows cleaned by the per-value fallback, memory of the raw frame as
-read and of the cleaned frame before and after downcasting, and the machine's load.
+shared machine distorts less), memory of the raw frame as read and of the cleaned frame before and
+after downcasting, and the machine's load.
 
     python scripts/bench_transform.py                      # 1,000,000 rows, 5 runs per form
     python scripts/bench_transform.py --rows 200000 --runs 3 --threads 1
-    python scripts/bench_transform.py --reference          # also the per-value reference, once
 
 `--threads 1` runs pyarrow's compute on one thread (`pa.set_cpu_count(1)`), as when one process
 per core runs; by default both settings are measured. Generating the demo rows is not timed; with
@@ -87,7 +86,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, choices=[0, 1], default=None,
                         help="1: pa.set_cpu_count(1); 0: pyarrow's default; both when not given")
     parser.add_argument("--forms", default="arrow,object", help="comma-separated: arrow, object")
-    parser.add_argument("--reference", action="store_true", help="also time the per-value reference once")
     parser.add_argument("--cache", type=Path, default=None, help="keep the demo rows as Parquet here")
     args = parser.parse_args(argv)
 
@@ -115,8 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         raw_bytes, cleaned_bytes = frame_bytes(raw), frame_bytes(result.cleaned)
         wide_bytes = frame_bytes(_widened(result.cleaned))
         print(
-            f"        rows {len(raw):,}: cleaned {len(result.cleaned):,}, rejected {len(result.rejected):,}, "
-            f"fallback rows {result.fallback_rows:,} {result.fallback_values}\n"
+            f"        rows {len(raw):,}: cleaned {len(result.cleaned):,}, rejected {len(result.rejected):,}\n"
             f"        memory: raw as read {raw_bytes / 2**20:,.1f} MiB; cleaned before downcast "
             f"{wide_bytes / 2**20:,.1f} MiB, after {cleaned_bytes / 2**20:,.1f} MiB "
             f"({100 * (1 - cleaned_bytes / raw_bytes):.1f}% less than raw)",
@@ -124,16 +121,6 @@ def main(argv: list[str] | None = None) -> None:
         )
         del raw, result
     pa.set_cpu_count(default_threads)
-    if args.reference:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from zip_etl_tests import reference_cleaning
-
-        raw = object_frame(table)
-        before = load()
-        seconds, cpu, _ = measure(reference_cleaning.clean_companies, raw, 1)
-        print(f"reference (per-value rules), object input: {seconds[0]:.3f} s = "
-              f"{seconds[0] / len(raw) * 1e6:.2f} µs/row wall, {cpu[0] / len(raw) * 1e6:.2f} µs/row CPU, "
-              f"1 run; {before} -> {load()}")
 
 
 if __name__ == "__main__":

@@ -245,7 +245,7 @@ def generate_raw_companies(
         for num, s, t, u in zip(number.tolist(), street.tolist(), street_type.tolist(), suite.tolist())
     ]
     state_kind = rng.random(n_base)
-    from zip_etl.transform.cleaning import US_STATES
+    from zip_etl.transform.rules import US_STATES
 
     states = [
         (US_STATES.get(p[1], p[1]) if k < 0.05 else p[1].lower() if k < 0.1 else p[1])

@@ -24,12 +24,18 @@ def copy_of_transform(tmp_path: Path) -> Path:
 def test_a_rule_change_changes_the_version_and_a_comment_does_not(tmp_path):
     folder = copy_of_transform(tmp_path)
     assert cleaning_code_version(folder) == CLEANING_CODE_VERSION
-    cleaning = folder / "cleaning.py"
-    source = cleaning.read_text()
-    cleaning.write_text(source.replace('"""The cleaning rules', '"""The cleaning rules, reworded,', 1)
-                        + "\n# a comment changes nothing\n")
+    rules = folder / "rules.py"
+    source = rules.read_text()
+    rules.write_text(source.replace('"""The cleaning rules', '"""The cleaning rules, reworded,', 1)
+                     + "\n# a comment changes nothing\n")
     assert cleaning_code_version(folder) == CLEANING_CODE_VERSION  # docstrings and comments do not count
-    cleaning.write_text(source.replace("MIN_FOUNDED_YEAR = 1800", "MIN_FOUNDED_YEAR = 1801"))
+    another_example = source.replace('("1999.0", 1999),', '("1999.0", 1999),\n        ("1999.00", 1999),', 1)
+    assert another_example != source
+    rules.write_text(another_example)
+    assert cleaning_code_version(folder) == CLEANING_CODE_VERSION  # examples document the code: they do not count
+    rules.write_text(source.replace("MIN_FOUNDED_YEAR = 1800", "MIN_FOUNDED_YEAR = 1801"))
+    assert cleaning_code_version(folder) != CLEANING_CODE_VERSION
+    rules.write_text(source.replace('"mm": 1e6,', '"mm": 1e6, "t": 1e12,'))  # a new suffix
     assert cleaning_code_version(folder) != CLEANING_CODE_VERSION
 
 
@@ -60,8 +66,8 @@ def test_changing_a_rule_in_a_copy_makes_every_built_partition_stale(zip_etl_env
     copy = tmp_path / "project"
     shutil.copytree(ROOT / "zip_etl", copy / "zip_etl", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dagster.yaml", copy / "dagster.yaml")
-    cleaning = copy / "zip_etl" / "transform" / "cleaning.py"
-    cleaning.write_text(cleaning.read_text().replace("MIN_FOUNDED_YEAR = 1800", "MIN_FOUNDED_YEAR = 1801"))
+    rules = copy / "zip_etl" / "transform" / "rules.py"
+    rules.write_text(rules.read_text().replace("MIN_FOUNDED_YEAR = 1800", "MIN_FOUNDED_YEAR = 1801"))
     env = {**os.environ, "PYTHONPATH": str(copy)}
     plan = zip_etl("refresh", "--plan", cwd=copy, env=env)
     assert plan.returncode == 0, plan.stderr

@@ -17,22 +17,25 @@ ZIPS = ["00501", "00544", "01001", "01002", "01003"]
 POISON = "POISON-PILL"
 
 
-def poisoned_parse_phones(original):
+def poison_the_phone_rule(monkeypatch):
     """The phone rule, raising when a column holds the poison value."""
     import pyarrow.compute as pc
 
-    def parse(values):
+    rule = cleaning.RULES_BY_NAME["phone"]
+    original = rule.function
+
+    def phone(values):
         if pc.any(pc.equal(values, POISON)).as_py():
             raise RuntimeError("poisoned phone value")
         return original(values)
 
-    return parse
+    monkeypatch.setattr(rule, "function", phone)
 
 
 def test_bisection_isolates_exactly_the_bad_zip_codes(monkeypatch):
     raw = generate_raw_companies(2000, ZIPS, seed=3)
     raw.loc[raw.index[raw["zip_code"] == "01002"][:1], "phone"] = POISON
-    monkeypatch.setattr(cleaning, "parse_phones", poisoned_parse_phones(cleaning.parse_phones))
+    poison_the_phone_rule(monkeypatch)
     calls = []
 
     def counting_clean(frame: pd.DataFrame):
@@ -75,7 +78,7 @@ def test_poisoned_zip_code_in_a_batched_run(seeded, query, monkeypatch):
     before = dict(query(sql.SQL("SELECT zip_code, count(*) FROM {} GROUP BY 1").format(table)))
     assert before["01002"] > 0
 
-    monkeypatch.setattr(cleaning, "parse_phones", poisoned_parse_phones(cleaning.parse_phones))
+    poison_the_phone_rule(monkeypatch)
     result = dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], resources=resources,
                             instance=instance, raise_on_error=False,
                             tags={ASSET_PARTITION_RANGE_START_TAG: "00501", ASSET_PARTITION_RANGE_END_TAG: "01003"})

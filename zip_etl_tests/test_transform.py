@@ -1,4 +1,6 @@
-"""The cleaning rules, on plain DataFrames: no database, no Dagster."""
+"""The transform on plain DataFrames: no database, no Dagster. What each rule makes of a value is in
+its examples (zip_etl/transform/rules.py, run by test_rules.py), not here: here, the transform as a
+whole (every row accounted for, details, counts, dtypes and memory, merged results)."""
 
 import datetime as dt
 
@@ -7,7 +9,6 @@ import pyarrow as pa
 import pytest
 
 from zip_etl.transform import RAW_COLUMNS, clean_companies, downcast, frame_bytes, partition_stats
-from zip_etl.transform.cleaning import parse_phone, parse_postal_code, parse_revenue, parse_whole_number
 
 TODAY = dt.date(2026, 11, 23)
 
@@ -32,112 +33,6 @@ def raw_rows(*rows: dict) -> pd.DataFrame:
     return pd.DataFrame(records)[RAW_COLUMNS]
 
 
-def test_text_is_normalised():
-    result = clean_companies(
-        raw_rows({"company_name": "  Acme\t Widgets \n LLC ", "city": "  new   YORK ", "state": " ny", "industry": " TECH "}),
-        today=TODAY,
-    )
-    row = result.cleaned.iloc[0]
-    assert row["company_name"] == "Acme Widgets LLC"
-    assert row["city"] == "New York"
-    assert row["state"] == "NY"
-    assert row["industry"] == "Technology"
-
-
-def test_non_ascii_and_punctuation_survive():
-    name = 'Café "Zoë", A\\B — 東京'
-    result = clean_companies(raw_rows({"company_name": name}), today=TODAY)
-    assert result.cleaned.iloc[0]["company_name"] == name
-
-
-@pytest.mark.parametrize(
-    "raw, expected",
-    [
-        ("(212) 555-0123", "+12125550123"),
-        ("212.555.0123", "+12125550123"),
-        ("+1 212 555 0123", "+12125550123"),
-        ("1-212-555-0123", "+12125550123"),
-        ("212-555-0123 x45", "+12125550123"),
-        ("(212)555-0123 ext. 7", "+12125550123"),
-        ("555-0123", None),
-        ("000-000-0000", None),
-        ("N/A", None),
-        ("", None),
-        (None, None),
-    ],
-)
-def test_phone_parsing(raw, expected):
-    assert parse_phone(raw) == expected
-
-
-@pytest.mark.parametrize(
-    "raw, expected",
-    [("1,200", 1200), (" 45 ", 45), ("12.0", 12), ("N/A", None), ("", None), ("unknown", None), ("-5", None),
-     ("12.5", None), ("99999999999", None), ("lots", None)],
-)
-def test_employee_counts(raw, expected):
-    assert parse_whole_number(raw, 0, 2_147_483_647) == expected
-
-
-@pytest.mark.parametrize("raw", ["4.2e3", "1E3", "inf", "\u0664\u0665", "\uff14\uff15", "4 2e1"])
-def test_one_number_grammar_for_employees_and_revenue(raw):
-    """No exponent, no non-ASCII digits: what is not a number for one column is not for the other."""
-    assert parse_whole_number(raw, 0, 2_147_483_647) is None
-    assert parse_revenue(raw) is None
-
-
-@pytest.mark.parametrize("raw, employees, revenue", [("4200", 4200, 4200), ("+12", 12, 12), (".5", None, 0),
-                                                     ("2.5", None, 2), ("3.5", None, 4), ("12.", 12, 12)])
-def test_numbers_parse_the_same_way_in_both_columns(raw, employees, revenue):
-    assert parse_whole_number(raw, 0, 2_147_483_647) == employees
-    assert parse_revenue(raw) == revenue  # whole dollars, halves to even
-
-
-def test_non_ascii_digits_are_not_digits():
-    assert parse_phone("\u0662\u0661\u0662-\u0665\u0665\u0665-\u0660\u0661\u0662\u0663") is None
-    assert parse_postal_code("\u0661\u0660\u0660\u0661\u0666") == (None, None, False)
-
-
-@pytest.mark.parametrize(
-    "raw, expected",
-    [("$1,250,000", 1_250_000), ("1.2M", 1_200_000), ("850K", 850_000), ("1000", 1000), ("N/A", None),
-     ("USD 1,000", None), ("1e400", None), ("", None)],
-)
-def test_revenue(raw, expected):
-    assert parse_revenue(raw) == expected
-
-
-@pytest.mark.parametrize(
-    "raw, expected",
-    [("10016", ("10016", None, True)), ("10016-1234", ("10016", "1234", True)), ("10016 1234", ("10016", "1234", True)),
-     ("100161234", ("10016", "1234", True)), ("501", ("00501", None, True)), (" 02134 ", ("02134", None, True)),
-     (None, (None, None, True)), ("ABCDE", (None, None, False)), ("1234567", (None, None, False))],
-)
-def test_postal_codes(raw, expected):
-    assert parse_postal_code(raw) == expected
-
-
-def test_postal_code_is_checked_against_the_partition():
-    result = clean_companies(
-        raw_rows(
-            {"record_id": "A", "postal_code": "10016-0001"},
-            {"record_id": "B", "postal_code": "90210"},
-            {"record_id": "C", "postal_code": "ABCDE"},
-            {"record_id": "D", "postal_code": None},
-            {"record_id": "E", "zip_code": "00501", "postal_code": "501"},
-        ),
-        today=TODAY,
-    )
-    assert sorted(result.cleaned["record_id"]) == ["A", "D", "E"]
-    assert dict(zip(result.rejected["record_id"], result.rejected["reason"])) == {
-        "B": "zip_mismatch",
-        "C": "invalid_postal_code",
-    }
-    cleaned = result.cleaned.set_index("record_id")
-    assert cleaned.loc["A", "zip4"] == "0001"  # an identifier: its leading zeros are kept
-    assert cleaned.loc["E", "zip_code"] == "00501"
-
-
 def test_every_rejected_row_has_a_detail_for_a_person():
     result = clean_companies(
         raw_rows({"record_id": " \t "}, {"record_id": "B", "company_name": "\x00 "}, {"record_id": "C", "postal_code": "X"}),
@@ -147,21 +42,6 @@ def test_every_rejected_row_has_a_detail_for_a_person():
     assert set(details) == {"missing_record_id", "missing_company_name", "invalid_postal_code"}
     assert all(isinstance(d, str) and d for d in details.values()), details
     assert "record id" in details["missing_record_id"] and "company name" in details["missing_company_name"]
-
-
-def test_required_values_and_duplicates():
-    result = clean_companies(
-        raw_rows(
-            {"record_id": " c1 ", "updated_at": pd.Timestamp("2026-01-01", tz="UTC"), "company_name": "Old"},
-            {"record_id": "C1", "updated_at": pd.Timestamp("2026-03-01", tz="UTC"), "company_name": "New"},
-            {"record_id": "C1", "updated_at": pd.Timestamp("2026-03-01", tz="UTC"), "company_name": "Tie"},
-            {"record_id": None},
-            {"record_id": "C2", "company_name": "   "},
-        ),
-        today=TODAY,
-    )
-    assert result.cleaned["company_name"].tolist() == ["New"]  # newest wins; tie goes to lowest raw id
-    assert sorted(result.rejected["reason"]) == ["duplicate", "duplicate", "missing_company_name", "missing_record_id"]
 
 
 def test_unparseable_values_become_null_and_are_counted():

@@ -21,6 +21,7 @@ from zip_etl.cli.check_raw import check_raw_command
 from zip_etl.cli.db import db_command
 from zip_etl.cli.demo import demo_command
 from zip_etl.cli.refresh import refresh_command
+from zip_etl.cli.rules import rules_command
 from zip_etl.cli.seed import seed_command
 from zip_etl.cli.sizing import sizing_command
 from zip_etl.cli.tables import load_fixtures_command, migrate_command
@@ -34,7 +35,7 @@ def cli():
 
 
 for command in (seed_command, demo_command, refresh_command, sizing_command, check_raw_command, migrate_command,
-                load_fixtures_command, db_command):
+                load_fixtures_command, db_command, rules_command):
     cli.add_command(command)
 for entry_point in entry_points(group=COMMANDS_ENTRY_POINT):
     cli.add_command(entry_point.load(), entry_point.name)

@@ -1,4 +1,5 @@
-"""The cleaning transform: plain pandas, free of Dagster and SQL. Edit `cleaning.py` to change it."""
+"""The cleaning transform: pandas on Arrow, free of Dagster and SQL. The rules are in `rules.py`, each once,
+with its examples; `cleaning.clean_companies` runs them."""
 
 from zip_etl.transform.cleaning import (
     CLEANED_COLUMNS,

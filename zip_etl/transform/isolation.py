@@ -52,20 +52,15 @@ def merge_results(results: list[CleaningResult]) -> CleaningResult:
     from zip_etl.transform.cleaning import downcast
 
     unparseable: dict[str, int] = {}
-    fallback_values: dict[str, int] = {}
     for result in results:
         for column, count in result.unparseable.items():
             unparseable[column] = unparseable.get(column, 0) + count
-        for column, count in result.fallback_values.items():
-            fallback_values[column] = fallback_values.get(column, 0) + count
     cleaned = pd.concat(_same_dtypes([_widened(r.cleaned) for r in results]), ignore_index=True)
     return CleaningResult(
         cleaned=downcast(cleaned),
         rejected=pd.concat([r.rejected for r in results], ignore_index=True),
         unparseable=unparseable,
         duplicate_kept_raw_id=pd.concat([r.duplicate_kept_raw_id for r in results], ignore_index=True),
-        fallback_rows=sum(r.fallback_rows for r in results),
-        fallback_values=fallback_values,
     )
 
 

@@ -1,10 +1,6 @@
-"""Column kernels for the cleaning rules: Arrow string arrays worked on whole, with pyarrow.compute
-and with NumPy on their UTF-8 bytes.
-
-Every kernel here is exact to CPython's reading of the rules for the values it decides, and says
-which values it cannot decide (an `undecided` mask): those hold a code point where Arrow's Unicode
-handling differs from CPython's (`unicode_tables`), and the caller cleans them with the per-value
-Python rule instead.
+"""Byte-level kernels behind the text primitives (`text.py`): Arrow string arrays worked on whole,
+with pyarrow.compute and with NumPy on their UTF-8 bytes. No rule lives here: these know text, not
+companies.
 
 Byte-level work relies on UTF-8: an ASCII byte (< 0x80) is always a whole code point, so ASCII
 digits, spaces and control characters can be found, counted and removed byte by byte, and a value
@@ -32,13 +28,13 @@ _NFC_UNSTABLE = regex_class(tables.NFC_UNSTABLE)
 _UPPER_UNSTABLE = regex_class(tables.UPPER_UNSTABLE)
 _LOWER_UNSTABLE = regex_class(tables.LOWER_UNSTABLE)
 _TITLE_UNSTABLE = regex_class(tables.TITLE_UNSTABLE)
-_NONPRINTABLE = regex_class(tables.PY_NONPRINTABLE)
 
+_WHITESPACE_ONLY = f"^{_WHITESPACE}*$"
+
+_PY_WHITESPACE_OR_NONASCII_BYTES = np.zeros(256, dtype=bool)
+_PY_WHITESPACE_OR_NONASCII_BYTES[[*range(0x09, 0x0E), *range(0x1C, 0x21), *range(0x80, 0x100)]] = True
 _CONTROL_BYTES = np.zeros(256, dtype=bool)
 _CONTROL_BYTES[[*range(0x00, 0x09), *range(0x0E, 0x20), 0x7F]] = True
-# Controls that are not whitespace either: a value of only these is "present" but cleans to NULL.
-_CONTROL_NOT_SPACE_BYTES = _CONTROL_BYTES.copy()
-_CONTROL_NOT_SPACE_BYTES[0x1C:0x20] = False
 
 
 def check_unicode_tables() -> None:
@@ -51,7 +47,7 @@ def check_unicode_tables() -> None:
             f"the cleaning rules' Unicode tables were computed with Python's Unicode "
             f"{tables.PYTHON_UNICODE_VERSION} and pyarrow {tables.PYARROW_VERSION}; this is Unicode "
             f"{unicodedata.unidata_version} and pyarrow {pa.__version__}: regenerate them "
-            "(python -m zip_etl.transform.unicode_tables) and run the differential test"
+            "(python -m zip_etl.transform.unicode_tables) and run the transform's tests"
         )
 
 
@@ -90,11 +86,6 @@ class Bytes:
     ends: np.ndarray
     valid: np.ndarray  # bool
 
-    @classmethod
-    def from_lengths(cls, data: np.ndarray, lengths: np.ndarray, valid: np.ndarray) -> Bytes:
-        ends = np.cumsum(lengths, dtype=np.int64)
-        return cls(data, ends - lengths, ends, valid)
-
     @property
     def lengths(self) -> np.ndarray:
         return self.ends - self.starts
@@ -124,10 +115,6 @@ class Bytes:
             return np.zeros(len(positions), dtype=np.uint8)
         inside = (positions >= lo) & (positions < hi)
         return self.data.take(positions, mode="clip") * inside
-
-    def byte_at(self, position: int, *, from_end: bool = False) -> np.ndarray:
-        """Each value's byte at `position` (or `position` from its end), 0 where it has none."""
-        return self.at((self.ends - 1 - position) if from_end else (self.starts + position))
 
     def nonascii(self) -> np.ndarray:
         return self.row_any(self.data >= 0x80)
@@ -241,46 +228,10 @@ def scatter(values: pa.Array, mask: np.ndarray, replacements: pa.Array) -> pa.Ar
     replacements = replacements.cast(values.type)
     if mask.all():
         return replacements
-    return Parts(values, mask, replacements).take(None)
-
-
-@dataclass
-class Parts:
-    """A string column as `base` with the rows in `mask` replaced, in order, by `patch`, kept apart
-    until rows are taken (merging a million strings costs as much as taking them)."""
-
-    base: pa.Array
-    mask: np.ndarray | None = None
-    patch: pa.Array | None = None
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def map(self, function) -> Parts:
-        """`function` (array -> array of the same length) on every row."""
-        return Parts(function(self.base), self.mask, None if self.patch is None else function(self.patch))
-
-    def per_row(self, function) -> np.ndarray:
-        """`function` (array -> NumPy array of the same length) on every row."""
-        out = function(self.base)
-        if self.mask is not None:
-            out = out if out.flags.writeable else out.copy()
-            out[self.mask] = function(self.patch)
-        return out
-
-    def take(self, rows: np.ndarray | None) -> pa.Array:
-        """The rows (all when None), merged, as one array."""
-        if self.mask is None:
-            return self.base if rows is None else self.base.take(pa.array(rows))
-        n = len(self.base)
-        index = np.arange(n, dtype=np.int64)
-        index[self.mask] = n + np.arange(len(self.patch), dtype=np.int64)
-        if rows is not None:
-            index = index[rows]
-        return pa.concat_arrays([self.base, self.patch.cast(self.base.type)]).take(pa.array(index))
-
-    def merged(self) -> pa.Array:
-        return self.take(None)
+    n = len(values)
+    index = np.arange(n, dtype=np.int64)
+    index[mask] = n + np.arange(len(replacements), dtype=np.int64)
+    return pa.concat_arrays([values, replacements]).take(pa.array(index))
 
 
 def matches(values: pa.Array, mask: np.ndarray, pattern: str) -> np.ndarray:
@@ -292,7 +243,7 @@ def matches(values: pa.Array, mask: np.ndarray, pattern: str) -> np.ndarray:
     return out
 
 
-# --- rule 0: text that is not UTF-8 ---
+# --- text that is not UTF-8 ---
 
 
 def invalid_utf8(values: pa.Array, nonascii: np.ndarray) -> np.ndarray:
@@ -319,49 +270,26 @@ def invalid_utf8(values: pa.Array, nonascii: np.ndarray) -> np.ndarray:
     return bad
 
 
-# --- rule 1: text ---
+# --- normalising text ---
 
 
 @dataclass
 class Normalized:
-    raw: pa.Array
-    dirty: np.ndarray | None
-    """Values that were not clean as they came (None: all were clean)."""
-    subset: pa.Array | None
-    """The normalised text of the dirty values, in order."""
+    """The values that were not clean as they came (`dirty`) and their normalised text (`cleaned`,
+    in order), with those of them holding a code point whose NFC Arrow and CPython may disagree on
+    (`undecided`, aligned with `cleaned`)."""
+
+    dirty: np.ndarray
+    cleaned: pa.Array
     undecided: np.ndarray
-    """Values holding a code point whose NFC Arrow and CPython may disagree on."""
-    present: np.ndarray
-    """Values that are not NULL and not only whitespace (CPython's `value.strip() != ''`)."""
-    _values: pa.Array | None = None
-
-    @property
-    def values(self) -> pa.Array:
-        """Text with controls removed, NFC, whitespace collapsed, trimmed; NULL where empty."""
-        if self._values is None:
-            self._values = self.as_parts().merged()
-        return self._values
-
-    def as_parts(self) -> Parts:
-        return Parts(self.raw, self.dirty, self.subset)
-
-    def parts(self) -> list[tuple[np.ndarray | None, pa.Array]]:
-        """The normalised text in two parts, for rules that read values one by one: every value as
-        it came (right for the clean ones), then the dirty values normalised (`mask`, text)."""
-        if self.dirty is None:
-            return [(None, self.raw)]
-        return [(None, self.raw), (self.dirty, self.subset)]
 
 
-def normalize(values: pa.Array) -> Normalized:
-    """`normalize_text` on every value: NFC, controls removed, whitespace collapsed and trimmed, ''
-    to NULL. Values that are already clean (printable ASCII, single inner spaces, no space at
-    either end) are kept as they are; only the others go through the regular expressions."""
+def normalize(values: pa.Array) -> Normalized | None:
+    """Controls removed, NFC, whitespace collapsed and trimmed, '' to NULL, for the values that need
+    it; None when every value is clean already (printable ASCII, single inner spaces, no space at
+    either end). Only the others go through the regular expressions."""
     b = text_bytes(values)
-    n = len(values)
     data = b.data
-    undecided = np.zeros(n, dtype=bool)
-    has_control = np.zeros(n, dtype=bool)
     if data.size:
         special = (data - np.uint8(0x20)) > 0x5E  # below 0x20 or above 0x7E (uint8 wraps)
         space = data == 0x20
@@ -369,42 +297,67 @@ def normalize(values: pa.Array) -> Normalized:
         dirty = b.row_any(special)
         dirty |= space.take(b.starts, mode="clip") & (b.ends > b.starts)
         dirty |= space.take(b.ends - 1, mode="clip") & (b.ends > b.starts)
-        positions = np.flatnonzero(special)
-        controls = positions[_CONTROL_NOT_SPACE_BYTES[data[positions]]]
-        if controls.size:  # rare: found among the special bytes only
-            has_control[np.searchsorted(b.ends, controls, side="right")] = True
-        any_control = bool(_CONTROL_BYTES[data[positions]].any())
+        found = data[np.flatnonzero(special)]
+        any_control = bool(_CONTROL_BYTES[found].any())
         # Whitespace runs to collapse: ASCII whitespace but the space, maybe Unicode whitespace,
         # double spaces, and spaces that meet once the controls between them are gone.
-        found = data[positions]
         needs_runs = any_control or bool((found >= 0x80).any() or ((found >= 0x09) & (found <= 0x0D)).any()
                                          or (space[:-1] & space[1:]).any())
     else:
-        dirty = np.zeros(n, dtype=bool)
+        dirty = np.zeros(len(values), dtype=bool)
         any_control = needs_runs = False
     dirty |= b.lengths == 0
     dirty &= b.valid
     if not dirty.any():
-        return Normalized(values, None, None, undecided, b.valid.copy())
+        return None
 
     subset = values.filter(pa.array(dirty))
-    nonascii_subset = text_bytes(subset).nonascii()
+    nonascii = text_bytes(subset).nonascii()
     cleaned = subset
+    undecided = np.zeros(len(subset), dtype=bool)
     if any_control:
         cleaned = pc.replace_substring_regex(cleaned, _CONTROL_RUN, "")
-    if nonascii_subset.any():
-        undecided[dirty] = matches(subset, nonascii_subset, _NFC_UNSTABLE)
+    if nonascii.any():
+        undecided = matches(subset, nonascii, _NFC_UNSTABLE)
         # NFC before whitespace, as CPython does; ASCII text is its own NFC.
-        mask = pa.array(nonascii_subset)
+        mask = pa.array(nonascii)
         cleaned = pc.replace_with_mask(cleaned, mask, pc.utf8_normalize(cleaned.filter(mask), "NFC"))
     if needs_runs:
         cleaned = pc.replace_substring_regex(cleaned, _WHITESPACE_RUN, " ")
     cleaned = pc.utf8_trim(cleaned, " ")
     cleaned = pc.if_else(pc.equal(cleaned, ""), pa.scalar(None, cleaned.type), cleaned)
-    present = b.valid.copy()
-    present[dirty] = valid_mask(cleaned)
-    present |= b.valid & has_control
-    return Normalized(values, dirty, cleaned, undecided, present)
+    return Normalized(dirty, cleaned, undecided)
+
+
+def whitespace_only(values: pa.Array) -> np.ndarray:
+    """Per value: NULL, or only whitespace as CPython reads it (`value.strip() == ''`)."""
+    b = text_bytes(values)
+    first = b.at(b.starts)
+    out = ~b.valid.copy()
+    # Most values start with an ASCII character that is no whitespace; the others are looked at whole.
+    look = np.flatnonzero(b.valid & ((b.lengths == 0) | _PY_WHITESPACE_OR_NONASCII_BYTES[first]))
+    if not look.size:
+        return out
+    subset = values.take(pa.array(look))
+    sb = text_bytes(subset)
+    other = sb.row_any(~_PY_WHITESPACE_OR_NONASCII_BYTES[sb.data])  # an ASCII byte that is no whitespace
+    maybe = ~other & sb.nonascii()
+    only = ~other
+    if maybe.any():
+        only[maybe] = matches(subset, maybe, _WHITESPACE_ONLY)[maybe]
+    out[look] = only
+    return out
+
+
+def remove_bytes(values: pa.Array, characters: bytes) -> pa.Array:
+    """Each of the ASCII `characters` removed from every value."""
+    b = text_bytes(values)
+    table = np.zeros(256, dtype=bool)
+    table[list(characters)] = True
+    drop = table[b.data]
+    if not drop.any():
+        return values
+    return from_bytes(b.lengths - b.count_in(drop), b.data[~drop], b.valid)
 
 
 # --- case mappings ---
@@ -429,27 +382,82 @@ def title(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return _case_map(values, pc.utf8_title, _TITLE_UNSTABLE)
 
 
-# --- repr, for the details shown to a person ---
+# --- digits and numbers ---
 
 
-def python_repr(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """`repr(value)` of every (non-NULL) value; undecided where a non-ASCII character is one repr
-    escapes (not printable to CPython)."""
+def ascii_digits(values: pa.Array) -> pa.Array:
+    """The ASCII digits of each value, in order, as text; NULL stays NULL."""
     b = text_bytes(values)
-    undecided = matches(values, b.nonascii(), _NONPRINTABLE)
-    has_single = b.row_any(b.data == ord("'"))
-    has_double = b.row_any(b.data == ord('"'))
-    double_quoted = has_single & ~has_double
-    text = pc.replace_substring(values, "\\", "\\\\")
-    if (has_single & ~double_quoted).any():
-        single = pa.array(has_single & ~double_quoted)
-        text = pc.replace_with_mask(text, single, pc.replace_substring(text.filter(single), "'", "\\'"))
-    controls = np.unique(b.data[_CONTROL_BYTES[b.data] | ((b.data >= 0x09) & (b.data <= 0x0D))]) if b.data.size else []
-    for code in controls.tolist() if len(controls) else []:
-        escaped = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}.get(code, f"\\x{code:02x}")
-        text = pc.replace_substring(text, chr(code), escaped)
-    quote = pc.if_else(pa.array(double_quoted), '"', "'")
-    return pc.binary_join_element_wise(quote, text, quote, ""), undecided
+    digit = (b.data - np.uint8(0x30)) < 10
+    return from_bytes(np.where(b.valid, b.count_in(digit), 0), b.data[digit], b.valid)
+
+
+def remove_affix(values: pa.Array, affix: str, *, at_start: bool) -> pa.Array:
+    """`affix` removed from the start (or end) of the values that start (end) with it. Comparing
+    UTF-8 bytes is comparing code points: no code point's bytes end or start inside another's."""
+    word = affix.encode()
+    b = text_bytes(values)
+    at = b.starts if at_start else b.ends - len(word)
+    hit = b.valid & (b.lengths >= len(word))
+    for offset, byte in enumerate(word):
+        hit &= b.at(at + offset) == byte
+    if not word or not hit.any():
+        return values
+    keep = np.ones(b.data.size, dtype=bool)
+    keep[(at[hit][:, None] + np.arange(len(word))).ravel()] = False
+    return from_bytes(b.lengths - len(word) * hit, b.data[keep], b.valid)
+
+
+def read_numbers(values: pa.Array, suffixes: dict[str, float]) -> tuple[pa.Array, np.ndarray]:
+    """(the number each value writes, float64 as CPython's float() reads it, NULL where it writes
+    none; the multiplier of the suffix it ends with, 1 where none). A number is an optional sign,
+    then ASCII digits with an optional decimal point (`12`, `-3.5`, `.5`, `12.`), then optionally
+    one of `suffixes` (the longest it ends with), and nothing else."""
+    b = text_bytes(values)
+    n = len(values)
+    start, end = b.starts.astype(np.int64), b.ends.astype(np.int64)
+    multiplier = np.ones(n, dtype=np.float64)
+    suffixed = np.zeros(n, dtype=bool)
+    words = sorted(((word.encode(), factor) for word, factor in suffixes.items() if word), key=lambda w: -len(w[0]))
+    if words:  # the values whose last byte ends a suffix, then each suffix, the longest first
+        rows = np.flatnonzero(np.isin(b.at(end - 1), [word[-1] for word, _ in words]))
+        lo, hi = start[rows], end[rows]
+        found = np.zeros(len(rows), dtype=bool)
+        for word, factor in words:
+            ends = ~found & (hi - lo >= len(word))
+            for k, byte in enumerate(reversed(word), 1):
+                ends &= b.at(hi - k, lo, hi) == byte
+            multiplier[rows[ends]] = factor
+            found |= ends
+            hi[ends] -= len(word)
+        suffixed[rows] = found
+        end[rows] = hi
+    first = b.at(start, start, end)
+    body = start + ((first == ord("+")) | (first == ord("-")))
+    digits = b.count_in((b.data - np.uint8(0x30)) < 10, body, end)
+    dots = b.count_in(b.data == ord("."), body, end)
+    ok = b.valid & (digits >= 1) & (dots <= 1) & (digits + dots == end - body)
+    # The values without a suffix are read as they are (the others masked out, no copy); those with
+    # one from their bytes up to it.
+    plain = ok & ~suffixed
+    numbers = _with_validity(values, plain).cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False, writable=True)
+    cut = ok & suffixed
+    if cut.any():
+        rows = np.flatnonzero(cut)
+        lengths = end[rows] - start[rows]
+        index = np.repeat(start[rows] - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        numbers[rows] = pc.cast(from_bytes(lengths, b.data[index]), pa.float64()).to_numpy(zero_copy_only=False)
+    return pa.array(numbers, mask=~ok), multiplier
+
+
+def _with_validity(values: pa.Array, valid: np.ndarray) -> pa.Array:
+    """`values` with NULL wherever `valid` is false (the same buffers, a new validity bitmap)."""
+    buffers = values.buffers()
+    if values.offset:
+        values = values.take(pa.array(np.arange(len(values))))  # rare: a slice, made whole
+        buffers = values.buffers()
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(values.type, len(values), [bitmap, *buffers[1:]], null_count=int(len(valid) - valid.sum()))
 
 
 # --- distinct values, cheaply bounded ---
@@ -508,15 +516,3 @@ def distinct_at_least(values: pa.Array) -> int:
     """A lower bound of the number of distinct non-NULL values, cheap: equal values share a
     fingerprint and a bucket, so distinct values are at least the buckets used."""
     return _distinct_buckets(fingerprints(values)[valid_mask(values)])
-
-
-def distinct_hashes_at_least(hashes: np.ndarray) -> int:
-    """The same bound from fingerprints already computed (of the non-NULL values)."""
-    return _distinct_buckets(hashes)
-
-
-def distinct_numbers_at_least(numbers: np.ndarray) -> int:
-    """A lower bound of the number of distinct int64 numbers."""
-    with np.errstate(over="ignore"):
-        hashed = numbers.astype(np.uint64) * _K1
-        return _distinct_buckets(hashed ^ (hashed >> np.uint64(29)))

@@ -1,15 +1,15 @@
 """Where Arrow's Unicode handling differs from CPython's, per code point, and the character classes
-the vectorised rules need.
+the text primitives (`text.py`) need.
 
-The cleaning rules are defined by CPython (`str.upper`, `str.title`, `unicodedata.normalize`,
-`str.isspace`, `repr`), whose Unicode database is `unicodedata.unidata_version`. The vectorised
-rules run on Arrow, whose case mappings and normalisation come from utf8proc: simple (one code
-point to one) case mappings, and possibly another Unicode version. Rather than trusting that they
-agree, `compute_tables()` asks both, code point by code point, and returns the sets where they do
-not; a value holding such a code point is cleaned by the per-value Python rule instead (counted as
-a fallback). The sets are frozen in `_unicode_data.py` (regenerate with
-``python -m zip_etl.transform.unicode_tables``); a test recomputes them, so an upgrade of Python or
-pyarrow that changes any of them fails the test suite instead of silently changing the output.
+The cleaning rules read text as CPython does (`str.upper`, `str.title`, `unicodedata.normalize`,
+`str.isspace`), whose Unicode database is `unicodedata.unidata_version`. The primitives run on Arrow,
+whose case mappings and normalisation come from utf8proc: simple (one code point to one) case
+mappings, and possibly another Unicode version. Rather than trusting that they agree,
+`compute_tables()` asks both, code point by code point, and returns the sets where they do not; the
+primitives map a value holding such a code point with CPython instead. The sets are frozen in
+`_unicode_data.py` (regenerate with ``python -m zip_etl.transform.unicode_tables``); a test
+recomputes them, so an upgrade of Python or pyarrow that changes any of them fails the test suite
+instead of silently changing the output.
 
 What is compared, for every code point `c` (surrogates excepted: Arrow strings cannot hold them):
 
@@ -22,9 +22,9 @@ What is compared, for every code point `c` (surrogates excepted: Arrow strings c
   output for `c` in both states and the state `c` leaves behind are compared through `c`,
   `"a" + c`, `c + "a"` and `"a" + c + "a"` against `utf8_title`.
 
-Whitespace (`str.isspace`, which is also what `re`'s `\\s` and `str.strip()` use) and printable
-characters (`str.isprintable`, which decides what `repr` escapes) need no comparison: they become
-explicit character classes for Arrow's regular expressions (RE2 reads `\\s` as ASCII only).
+Whitespace (`str.isspace`, which is also what `re`'s `\\s` and `str.strip()` use) needs no
+comparison: it becomes an explicit character class for Arrow's regular expressions (RE2 reads `\\s`
+as ASCII only).
 """
 
 from __future__ import annotations
@@ -101,10 +101,8 @@ def compute_tables() -> dict[str, Ranges]:
             nfc.update(unknown or parts)
 
     whitespace = {cp for cp, c in zip(code_points, chars) if c.isspace()}
-    nonprintable = {cp for cp, c in zip(code_points, chars) if not c.isprintable()} | set(_SURROGATES)
     return {
         "PY_WHITESPACE": _ranges(whitespace),
-        "PY_NONPRINTABLE": _ranges(nonprintable),
         "NFC_UNSTABLE": _ranges(nfc),
         "UPPER_UNSTABLE": _ranges(upper),
         "LOWER_UNSTABLE": _ranges(lower),
