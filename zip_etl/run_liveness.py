@@ -67,7 +67,12 @@ class RunProcess:
 
     @classmethod
     def of(cls, pid: int) -> RunProcess:
-        return cls(socket.gethostname(), _machine_id(), pid, psutil.Process(pid).create_time())
+        return cls.here(pid, psutil.Process(pid).create_time())
+
+    @classmethod
+    def here(cls, pid: int, started: float) -> RunProcess:
+        """Process `pid` of this machine, started at `started` (for a process that may be gone)."""
+        return cls(socket.gethostname(), _machine_id(), pid, started)
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
