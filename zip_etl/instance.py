@@ -44,6 +44,7 @@ from zip_etl.run_liveness import (
     Liveness,
     RunProcess,
     dead_process_message,
+    how_it_ended,
     liveness,
     run_process,
     this_process_tag,
@@ -105,6 +106,10 @@ def _storage(cls, config_value: Mapping[str, Any], inst_data):
     return storage
 
 
+# Dagster's documented run tag for the number of automatic retries of a run (docs: "Run retries").
+MAX_RETRIES_TAG = "dagster/max_retries"
+
+
 class ZipEtlRunStorage(PostgresRunStorage):
     """PostgresRunStorage that records, when a run starts, which process runs it (zip_etl/run_liveness.py).
 
@@ -121,6 +126,20 @@ class ZipEtlRunStorage(PostgresRunStorage):
     @classmethod
     def from_config_value(cls, inst_data, config_value):
         return _storage(cls, config_value, inst_data)
+
+    def add_run(self, dagster_run):
+        """A run that Dagster's run retries cannot re-launch is created with `dagster/max_retries: 0`,
+        so that when it fails Dagster tags it `dagster/will_retry: false`, which is what happens.
+
+        The retry daemon re-launches a failed run from its code location (its remote origin); a run of
+        `dagster asset materialize` or of the zip-etl CLI has none, so the daemon only logs "Run does
+        not have an external job origin, unable to retry the run", while Dagster had tagged the run
+        `will_retry: true` from the instance's `max_retries` alone. Such a run is re-run by running its
+        command again (the write is idempotent). A run that sets `dagster/max_retries` keeps its own.
+        """
+        if dagster_run.remote_job_origin is None and MAX_RETRIES_TAG not in dagster_run.tags:
+            dagster_run = dagster_run.with_tags({**dagster_run.tags, MAX_RETRIES_TAG: "0"})
+        return super().add_run(dagster_run)
 
     def handle_run_event(self, run_id, event, update_timestamp=None):
         if event.event_type == DagsterEventType.RUN_START and event.pid in (None, os.getpid()):
@@ -143,7 +162,7 @@ def local_run_health(run) -> CheckRunHealthResult:
         return CheckRunHealthResult(WorkerStatus.RUNNING, "no process recorded for this run")
     state = liveness(process)
     if state is Liveness.DEAD:
-        return CheckRunHealthResult(WorkerStatus.FAILED, dead_process_message(run, process))
+        return CheckRunHealthResult(WorkerStatus.FAILED, dead_process_message(process.describe()))
     return CheckRunHealthResult(WorkerStatus.RUNNING, f"{process.describe()} is {state.value}")
 
 
@@ -260,8 +279,7 @@ class ZipEtlRunLauncher(dg.DefaultRunLauncher):
         if run is None or run.is_finished:
             return
         process = run_process(run) or RunProcess.here(pid, started)
-        exit_ = f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exit code {code}"
-        message = f"{dead_process_message(run, process)} ({exit_})"
+        message = dead_process_message(process.describe(), how_it_ended(code))
         if run.status == dg.DagsterRunStatus.CANCELING:
             self._instance.report_run_canceled(run, message)
         else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
 from dataclasses import dataclass
 from enum import Enum
@@ -105,11 +106,24 @@ def run_process(run) -> RunProcess | None:
     return RunProcess.parse(run.tags.get(PROCESS_TAG))
 
 
-def dead_process_message(run, process: RunProcess) -> str:
+def how_it_ended(exit_code: int | None) -> str:
+    """A process's end from its exit code (negative: the signal that killed it), as a verb phrase."""
+    if exit_code is not None and exit_code < 0:
+        try:
+            return f"was killed by signal {-exit_code} ({signal.Signals(-exit_code).name})"
+        except ValueError:
+            return f"was killed by signal {-exit_code}"
+    return f"exited with code {exit_code}"
+
+
+def dead_process_message(process: str, ended: str = "was killed or crashed") -> str:
+    """Why a run whose `process` ("pid 123 on host") is gone failed, and what its zip codes show in
+    the UI: the one wording of the failure message and the docs."""
     return (
-        f"The process that ran this run ({process.describe()}) is gone: it was killed or crashed without "
-        f"recording how the run ended. The run's zip codes keep their previous rows (a partition write "
-        f"commits whole or not at all) and show as missing until they are run again."
+        f"The process that ran this run ({process}) is gone: it {ended} without recording how the run "
+        f"ended. Its zip codes keep their previous rows (a partition write commits whole or not at all) and "
+        f"show as failed until they are materialized again: by the automatic retry if the run is tagged "
+        f"dagster/will_retry=true, else by materializing them again."
     )
 
 

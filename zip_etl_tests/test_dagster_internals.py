@@ -334,3 +334,14 @@ def test_the_code_server_id_is_the_grpc_locations_property():
 
     assert internals.code_server_id(None, "zip_etl") is None
     assert internals.code_server_id(NoLocations(), "zip_etl") is None
+
+
+def test_run_retry_tags_are_the_documented_strings():
+    """zip_etl tags runs no daemon can re-launch `dagster/max_retries: 0` (zip_etl.instance) and the
+    tests read `dagster/will_retry`: Dagster's own names for them."""
+    from dagster._core.storage.tags import MAX_RETRIES_TAG, WILL_RETRY_TAG
+
+    from zip_etl.instance import MAX_RETRIES_TAG as ours
+
+    assert MAX_RETRIES_TAG == ours == "dagster/max_retries"
+    assert WILL_RETRY_TAG == "dagster/will_retry"
