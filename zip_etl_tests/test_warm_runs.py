@@ -19,7 +19,14 @@ import pytest
 
 from zip_etl.instance import RUN_WORKER_TAG, WARM, get_instance
 from zip_etl.run_liveness import Liveness, liveness, run_process
-from zip_etl.warm_runs import CodeFingerprint, WarmProcess, WarmProcessError, WarmTarget, fork_hazards
+from zip_etl.warm_runs import (
+    CodeFingerprint,
+    WarmProcess,
+    WarmProcessError,
+    WarmProcesses,
+    WarmTarget,
+    fork_hazards,
+)
 from zip_etl_tests.helpers import seed_raw
 from zip_etl_tests.test_dead_runs import launch_partition, raw_table_locked, wait_for
 from zip_etl_tools.dagster_dev import LAUNCH_RUN, running_dagster_dev
@@ -139,6 +146,23 @@ def test_a_warm_process_that_cannot_import_the_code_location_says_so(tmp_path):
         assert "SyntaxError" in warm.failed_imports["probe_syntax"]
     finally:
         warm.close()
+
+
+def test_a_warm_process_that_died_is_replaced_at_the_next_run(zip_etl_environment):
+    warm_processes = WarmProcesses(on_exit=lambda *a: None)
+    target = _target("zip_etl.definitions", ROOT)
+    try:
+        first = warm_processes.fork(target, None, "not-a-run-1", "{}")
+        assert warm_processes.fork(target, None, "not-a-run-2", "{}").parent is first.parent  # reused
+        first.parent.process.kill()
+        first.parent.process.wait(30)
+        replaced = warm_processes.fork(target, None, "not-a-run-3", "{}")
+        assert replaced.parent is not first.parent and replaced.parent.alive
+        assert replaced.parent.why == f"the previous one (pid {first.parent.process.pid}) had exited"
+        assert warm_processes.fork(target, "another-code-server", "not-a-run-4", "{}").parent.why == \
+            "code location probe was reloaded"
+    finally:
+        warm_processes.close()
 
 
 # -- under dagster dev: warm runs, terminate, a code change, a reload ------------------------------
