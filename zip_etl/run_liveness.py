@@ -3,9 +3,10 @@
 
 A Dagster run is STARTED until its own process records how it ended. A process killed outright
 records nothing, and a STARTED run counts against the run queue's `max_concurrent_runs` and makes
-the refresh sensor wait, forever. Dagster notices a dead run worker only where something launched
-it: the code server that started a daemon-launched run marks it failed when its process exits, and
-run monitoring asks the run launcher about runs whose launcher can tell. Runs started by
+the refresh sensor wait, forever. A dead run worker is noticed only where something launched it: the
+warm process that forked a daemon-launched run (zip_etl/warm_runs.py), or the code server that
+started one in a fresh process, reports its exit and the run is marked failed, and run monitoring
+asks the run launcher about runs whose launcher can tell. Runs started by
 `dagster asset materialize` or by the zip-etl CLI's pool (`execute_in_process`) have no launcher
 behind them.
 
