@@ -8,6 +8,7 @@ is started on demand. Credentials never appear in dagster.yaml.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -172,6 +173,8 @@ WARM = "warm"
 FRESH = "fresh"
 # terminate() waits this long for a warm run's process to record itself (it does when the run starts).
 TERMINATE_FIND_PROCESS_SECONDS = 10.0
+# A terminated run whose process still runs after this long is killed (see ZipEtlRunLauncher.terminate).
+TERMINATE_GRACE_SECONDS = 10.0
 
 
 def warm_start_message(forked: Forked) -> str:
@@ -288,7 +291,15 @@ class ZipEtlRunLauncher(dg.DefaultRunLauncher):
     # -- terminating -----------------------------------------------------------------------------
     def terminate(self, run_id: str) -> bool:
         """A warm run's process gets SIGTERM, which `dagster api execute_run` turns into Dagster's
-        interrupt: the run is canceled. Other runs go through the code server, as Dagster does."""
+        interrupt: the run is canceled. Other runs go through the code server, as Dagster does.
+
+        Dagster turns an interrupt that lands inside a step with a RetryPolicy into a retry of that
+        step (`op_execution_error_boundary`: "respect retry policy when interrupts occur"), and
+        cleaned_companies has one, so a run interrupted mid-step may go on. The signal is repeated
+        every second (one landing between steps or during the retry's wait cancels the run), and a
+        process still there after TERMINATE_GRACE_SECONDS is killed: the launcher that forked it then
+        marks the run canceled, and its zip codes keep their previous rows (a write commits whole or
+        not at all)."""
         run = self._instance.get_run_by_id(run_id)
         if run is None or run.is_finished:
             return False
@@ -303,7 +314,24 @@ class ZipEtlRunLauncher(dg.DefaultRunLauncher):
                 run, cls=type(self))
             return False
         os.kill(process.pid, signal.SIGTERM)
+        threading.Thread(target=self._end_terminated_run, args=(run_id, process), daemon=True,
+                         name=f"terminate-{run_id[:8]}").start()
         return True
+
+    def _end_terminated_run(self, run_id: str, process: RunProcess) -> None:
+        deadline = time.monotonic() + TERMINATE_GRACE_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            run = self._instance.get_run_by_id(run_id)
+            if run is None or run.is_finished or liveness(process) is not Liveness.ALIVE:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+        self._instance.report_engine_event(
+            f"The run's process ({process.describe()}) was still running {TERMINATE_GRACE_SECONDS:.0f} s after "
+            "Terminate: killed.", run, cls=type(self))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
 
     def _recorded_process(self, run_id: str) -> RunProcess | None:
         """The run's process, once it has recorded itself (when the run starts), waiting a bounded time."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from zip_etl.instance import RUN_WORKER_TAG, WARM, get_instance
+from zip_etl.instance import RUN_WORKER_TAG, TERMINATE_GRACE_SECONDS, WARM, get_instance
 from zip_etl.run_liveness import Liveness, liveness, run_process
 from zip_etl.warm_runs import (
     CodeFingerprint,
@@ -199,14 +199,33 @@ def test_ui_runs_are_forked_from_one_warm_process_and_can_be_terminated(zip_etl_
         assert warm_parent_pid(instance, first) == warm_parent_pid(instance, second)
 
         # The UI's Terminate sends terminateRun: the run's process gets SIGTERM and the run is canceled.
+        # A run waiting inside a database call (here on a lock) is interrupted when the call returns.
         with raw_table_locked(etl_url):
             run_id = launch_partition(dagster_dev, zip_codes[0])
             run = wait_for("the run to start", lambda: (lambda r: r if r.status == dg.DagsterRunStatus.STARTED
                            and run_process(r) else None)(instance.get_run_by_id(run_id)), timeout=240)
             result = dagster_dev.client()._execute(TERMINATE, {"runId": run_id})["terminateRun"]
             assert result["__typename"] == "TerminateRunSuccess", result
-            wait_for_status(instance, run_id, {dg.DagsterRunStatus.CANCELED}, timeout=60)
+            time.sleep(1)
+        assert wait_for_status(instance, run_id, {dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.SUCCESS},
+                               timeout=120).status == dg.DagsterRunStatus.CANCELED
         wait_for("the run's process to exit", lambda: liveness(run_process(run)) is Liveness.DEAD, timeout=30)
+
+        # A run that stays inside its database call past the grace period is killed, and canceled.
+        with raw_table_locked(etl_url):
+            run_id = launch_partition(dagster_dev, zip_codes[1])
+            run = wait_for("the run to start", lambda: (lambda r: r if r.status == dg.DagsterRunStatus.STARTED
+                           and run_process(r) else None)(instance.get_run_by_id(run_id)), timeout=240)
+            wait_for("its asset step to start", lambda: instance.all_logs(
+                run_id, of_type=dg.DagsterEventType.STEP_START), timeout=60)
+            time.sleep(1)  # now waiting on the lock
+            assert dagster_dev.client()._execute(TERMINATE, {"runId": run_id})["terminateRun"]["__typename"] == \
+                "TerminateRunSuccess"
+            ended = wait_for_status(instance, run_id, {dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.SUCCESS,
+                                                       dg.DagsterRunStatus.FAILURE}, timeout=TERMINATE_GRACE_SECONDS + 60)
+        assert ended.status == dg.DagsterRunStatus.CANCELED
+        assert any("after Terminate: killed" in m for m in run_events(instance, run_id))
+        assert liveness(run_process(run)) is Liveness.DEAD
 
 
 PROBE = '''
