@@ -22,10 +22,15 @@ Dagster's public one, proves that both paths store the same thing).
 6. An instance from a folder of our choosing (`InstanceRef.from_dir`), for the zip-etl CLI.
 7. The error of a failure event, from the structured metadata Dagster attaches to its log records
    (`dagster_meta`), so the terminal can show a Failure's one line (zip_etl/console_logger.py).
+8. A run executed in an already-started process, as `dagster api execute_run` executes it (the
+   arguments Dagster's launchers pass their run worker, and that command's body, which dagster-celery
+   calls the same way), and what a warm process needs to know first: the module and folder of the
+   run's code location, and the id of the code server it was launched from (zip_etl/warm_runs.py).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import cast
@@ -58,13 +63,19 @@ __all__ = [
     "CODE_VERSION_TAG",
     "DATA_VERSION_TAG",
     "PARTITION_NAME_TAG",
+    "RUN_EXECUTION_MODULES",
     "CheckRunHealthResult",
     "WorkerStatus",
     "batched_events",
+    "code_server_id",
+    "execute_run_args",
+    "execute_run_in_this_process",
     "failure_description",
+    "import_run_execution",
     "instance_from_folder",
     "logical_data_version",
     "provenance_tags",
+    "run_code_location",
     "store_planned_events_batch",
 ]
 
@@ -157,3 +168,84 @@ def failure_description(record: logging.LogRecord) -> str | None:
         return None
     first, _, rest = error.message.strip().partition(": ")  # "dagster...Failure: <description>"
     return (rest or first).strip()
+
+
+# --- 8. a run executed in an already-started process ---
+
+
+def execute_run_args(run: dg.DagsterRun, instance: dg.DagsterInstance) -> str:
+    """The serialized argument of `dagster api execute_run` for `run`: what Dagster's launchers that
+    start a process per run (docker, k8s, celery) hand their run worker."""
+    from dagster._grpc.types import ExecuteRunArgs
+
+    return dg.serialize_value(ExecuteRunArgs(
+        job_origin=run.job_code_origin, run_id=run.run_id, instance_ref=instance.get_ref(),
+        set_exit_code_on_failure=True,
+    ))
+
+
+# What `dagster api execute_run` imports on first use, beyond `import dagster` (the modules a run
+# worker forked from a process that had imported only Dagster and the code location imported itself,
+# Dagster 1.13.27): a warm process imports them once instead of every run.
+RUN_EXECUTION_MODULES = (
+    "dagster._cli.api",
+    "dagster._core.definitions.external_asset",
+    "dagster._core.definitions.repository_definition.repository_data_builder",
+    "dagster._core.execution.plan.active",
+    "dagster._core.executor.in_process",
+    "dagster._core.instance.factory",
+    "dagster._core.storage.legacy_storage",
+    "dagster._core.storage.local_compute_log_manager",
+    "dagster._core.storage.root",
+    "dagster._core.storage.sqlite_storage",
+    "dagster._core.system_config.composite_descent",
+    "dagster._core.utility_ops",
+    "dagster._core.workspace.autodiscovery",
+    "dagster._utils.temp_file",
+    "dagster._utils.test.definitions",  # read by the code pointer when it loads the definitions
+    "upath.implementations.local",  # the instance's state storage path
+    "watchdog.observers.polling",  # the compute log manager
+)
+
+
+def import_run_execution() -> None:
+    """Import what executing a run imports on first use (so that a warm process holds it)."""
+    for name in RUN_EXECUTION_MODULES:
+        importlib.import_module(name)
+
+
+def execute_run_in_this_process(serialized_args: str) -> int:
+    """Execute a run in this process exactly as `dagster api execute_run ARGS` does (its interrupt
+    handling, its instance from the arguments' instance ref, its engine events); the exit code."""
+    from dagster._cli.api import execute_run_command
+
+    try:
+        execute_run_command.main(args=[serialized_args], prog_name="dagster api execute_run", standalone_mode=False)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    return 0
+
+
+def run_code_location(run: dg.DagsterRun) -> tuple[str | None, str | None, str | None]:
+    """(module, working directory, Python executable) of the code location that `run` executes: the
+    module is None for code loaded from a file; all None for a run without a Python origin."""
+    origin = run.job_code_origin
+    if origin is None:
+        return None, None, None
+    repository = origin.repository_origin
+    pointer = repository.code_pointer
+    return getattr(pointer, "module", None), getattr(pointer, "working_directory", None), repository.executable_path
+
+
+def code_server_id(workspace, location_name: str) -> str | None:
+    """The id of the code server that serves `location_name` in `workspace` (a run launcher's
+    LaunchRunContext.workspace); it changes when the location is reloaded. None if not served by one."""
+    from dagster._core.remote_representation.code_location import GrpcServerCodeLocation
+
+    if workspace is None:
+        return None
+    try:
+        location = workspace.get_code_location(location_name)
+    except Exception:  # noqa: BLE001 - a location that fails to load has no server id
+        return None
+    return location.server_id if isinstance(location, GrpcServerCodeLocation) else None

@@ -8,9 +8,16 @@ is started on demand. Credentials never appear in dagster.yaml.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -21,7 +28,10 @@ from zip_etl import settings
 from zip_etl.dagster_internals import (
     CheckRunHealthResult,
     WorkerStatus,
+    code_server_id,
+    execute_run_args,
     instance_from_folder,
+    run_code_location,
     store_planned_events_batch,
 )
 from zip_etl.db.connection import (
@@ -31,7 +41,16 @@ from zip_etl.db.connection import (
     dagster_database_url,
     sqlalchemy_url,
 )
-from zip_etl.run_liveness import Liveness, dead_process_message, liveness, run_process, this_process_tag
+from zip_etl.run_liveness import (
+    Liveness,
+    RunProcess,
+    dead_process_message,
+    how_it_ended,
+    liveness,
+    run_process,
+    this_process_tag,
+)
+from zip_etl.warm_runs import Forked, WarmProcessError, WarmProcesses, WarmTarget, in_warm_run_worker
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +91,26 @@ def _storage_url(config_value: Mapping[str, Any]) -> str:
     return sqlalchemy_url(url)
 
 
+def _storage(cls, config_value: Mapping[str, Any], inst_data):
+    """One of dagster-postgres's storages at the configured URL.
+
+    In a run worker forked from a warm process (one process, one run) the storage keeps one
+    connection for the run instead of opening one per call: dagster-postgres opens a connection per
+    call (NullPool) so that processes creating many instances hold none, and here each costs ~5 ms
+    and a server backend, dozens of times per run (docs/BENCHMARKS.md). The tables exist already
+    (the daemon that launched the run uses them), so the worker does not inspect them either.
+    """
+    if not in_warm_run_worker():
+        return cls(postgres_url=_storage_url(config_value), inst_data=inst_data)
+    storage = cls(postgres_url=_storage_url(config_value), inst_data=inst_data, should_autocreate_tables=False)
+    storage.optimize_for_webserver(statement_timeout=0, pool_recycle=-1, max_overflow=4)
+    return storage
+
+
+# Dagster's documented run tag for the number of automatic retries of a run (docs: "Run retries").
+MAX_RETRIES_TAG = "dagster/max_retries"
+
+
 class ZipEtlRunStorage(PostgresRunStorage):
     """PostgresRunStorage that records, when a run starts, which process runs it (zip_etl/run_liveness.py).
 
@@ -87,7 +126,21 @@ class ZipEtlRunStorage(PostgresRunStorage):
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):
-        return cls(postgres_url=_storage_url(config_value), inst_data=inst_data)
+        return _storage(cls, config_value, inst_data)
+
+    def add_run(self, dagster_run):
+        """A run that Dagster's run retries cannot re-launch is created with `dagster/max_retries: 0`,
+        so that when it fails Dagster tags it `dagster/will_retry: false`, which is what happens.
+
+        The retry daemon re-launches a failed run from its code location (its remote origin); a run of
+        `dagster asset materialize` or of the zip-etl CLI has none, so the daemon only logs "Run does
+        not have an external job origin, unable to retry the run", while Dagster had tagged the run
+        `will_retry: true` from the instance's `max_retries` alone. Such a run is re-run by running its
+        command again (the write is idempotent). A run that sets `dagster/max_retries` keeps its own.
+        """
+        if dagster_run.remote_job_origin is None and MAX_RETRIES_TAG not in dagster_run.tags:
+            dagster_run = dagster_run.with_tags({**dagster_run.tags, MAX_RETRIES_TAG: "0"})
+        return super().add_run(dagster_run)
 
     def handle_run_event(self, run_id, event, update_timestamp=None):
         if event.event_type == DagsterEventType.RUN_START and event.pid in (None, os.getpid()):
@@ -110,14 +163,66 @@ def local_run_health(run) -> CheckRunHealthResult:
         return CheckRunHealthResult(WorkerStatus.RUNNING, "no process recorded for this run")
     state = liveness(process)
     if state is Liveness.DEAD:
-        return CheckRunHealthResult(WorkerStatus.FAILED, dead_process_message(run, process))
+        return CheckRunHealthResult(WorkerStatus.FAILED, dead_process_message(process.describe()))
     return CheckRunHealthResult(WorkerStatus.RUNNING, f"{process.describe()} is {state.value}")
 
 
+# Set on a run before its process is forked from a warm process: terminate() signals that process.
+RUN_WORKER_TAG = "zip_etl/run_worker"
+WARM = "warm"
+FRESH = "fresh"
+# terminate() waits this long for a warm run's process to record itself (it does when the run starts).
+TERMINATE_FIND_PROCESS_SECONDS = 10.0
+# A terminated run whose process still runs after this long is killed (see ZipEtlRunLauncher.terminate).
+TERMINATE_GRACE_SECONDS = 10.0
+
+
+def warm_start_message(forked: Forked) -> str:
+    """What the run's log says about where its process came from (and why it waited, if it did)."""
+    warm = forked.parent
+    imported_at = datetime.fromtimestamp(warm.started_at).strftime("%H:%M:%S")
+    message = (f"Run worker pid {forked.pid} forked from the warm process of code location {warm.target.location} "
+               f"(pid {warm.process.pid}, code imported at {imported_at}).")
+    if warm.forked == 1:
+        message += f" That warm process was started for this run: {warm.why}."
+        if warm.failed_imports:
+            message += " It could not import " + "; ".join(
+                f"{name} ({error})" for name, error in warm.failed_imports.items()) + ": the run imports it itself."
+    return message
+
+
 class ZipEtlRunLauncher(dg.DefaultRunLauncher):
-    """Dagster's DefaultRunLauncher (runs in local processes started by the code server), which
-    also answers run monitoring for every run on this machine, including those it did not launch
+    """Starts each run in a process forked from a warm process that has already imported Dagster,
+    pandas, pyarrow and the run's code location (zip_etl/warm_runs.py); Dagster's DefaultRunLauncher
+    (a fresh process started by the code server) when that cannot be done, with an engine event that
+    says why. Answers run monitoring for every run on this machine, including those it did not launch
     (`dagster asset materialize`, the zip-etl CLI's pool): see `local_run_health`."""
+
+    def __init__(self, inst_data=None, warm_processes: bool = True, preload_modules: Sequence[str] = ()):
+        super().__init__(inst_data=inst_data)
+        self._use_warm_processes = warm_processes
+        self._preload_modules = tuple(preload_modules)
+        self._warm: WarmProcesses | None = None
+        self._warm_lock = threading.Lock()
+
+    @classmethod
+    def config_type(cls):
+        return {
+            "warm_processes": Field(
+                bool, is_required=False, default_value=True,
+                description="Fork runs from a warm process per code location (false: a fresh process per "
+                            "run, Dagster's DefaultRunLauncher).",
+            ),
+            "preload_modules": Field(
+                [str], is_required=False, default_value=[],
+                description="Modules a warm process imports besides Dagster, the instance's storage and the "
+                            "code location: what a run would otherwise import on first use.",
+            ),
+        }
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(inst_data=inst_data, **config_value)
 
     @property
     def supports_check_run_worker_health(self) -> bool:
@@ -125,6 +230,125 @@ class ZipEtlRunLauncher(dg.DefaultRunLauncher):
 
     def check_run_worker_health(self, run) -> CheckRunHealthResult:
         return local_run_health(run)
+
+    # -- launching ----------------------------------------------------------------------------
+    def launch_run(self, context) -> None:
+        run = context.dagster_run
+        target = self._warm_target(run)
+        if target is not None:
+            try:
+                self._launch_warm(run, target, context.workspace)
+                return
+            except WarmProcessError as error:
+                self._instance.add_run_tags(run.run_id, {RUN_WORKER_TAG: FRESH})
+                self._instance.report_engine_event(
+                    f"Not started in a warm process: {error}. Starting the run in a fresh process, as "
+                    "Dagster does.", run, cls=type(self))
+        super().launch_run(context)
+
+    def _warm_target(self, run) -> WarmTarget | None:
+        """What to preload for `run`, or None when it cannot start warm: warm processes are off, the
+        run has no code location, or its code location runs another Python environment."""
+        if not self._use_warm_processes or run.remote_job_origin is None:
+            return None
+        module, working_directory, executable = run_code_location(run)
+        if not executable or Path(executable).absolute().parent != Path(sys.executable).absolute().parent:
+            return None
+        storages = (self._instance.run_storage, self._instance.event_log_storage)
+        return WarmTarget(
+            location=run.remote_job_origin.location_name,
+            module=module,
+            preload_modules=tuple(dict.fromkeys([*(type(storage).__module__ for storage in storages),
+                                                 *self._preload_modules])),
+            working_directory=working_directory,
+        )
+
+    def _warm_processes(self) -> WarmProcesses:
+        with self._warm_lock:
+            if self._warm is None:
+                self._warm = WarmProcesses(on_exit=self._run_worker_exited)
+            return self._warm
+
+    def _launch_warm(self, run, target: WarmTarget, workspace) -> None:
+        self._instance.add_run_tags(run.run_id, {RUN_WORKER_TAG: WARM})
+        forked = self._warm_processes().fork(
+            target, code_server_id(workspace, target.location), run.run_id, execute_run_args(run, self._instance))
+        self._run_ids.add(run.run_id)
+        self._instance.report_engine_event(warm_start_message(forked), run, cls=type(self))
+
+    def _run_worker_exited(self, run_id: str, pid: int, started: float, code: int) -> None:
+        """A run worker forked from a warm process exited: if its run has not ended, it never will."""
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return
+        process = run_process(run) or RunProcess.here(pid, started)
+        message = dead_process_message(process.describe(), how_it_ended(code))
+        if run.status == dg.DagsterRunStatus.CANCELING:
+            self._instance.report_run_canceled(run, message)
+        else:
+            self._instance.report_run_failed(run, message)
+
+    # -- terminating -----------------------------------------------------------------------------
+    def terminate(self, run_id: str) -> bool:
+        """A warm run's process gets SIGTERM, which `dagster api execute_run` turns into Dagster's
+        interrupt: the run is canceled. Other runs go through the code server, as Dagster does.
+
+        Dagster turns an interrupt that lands inside a step with a RetryPolicy into a retry of that
+        step (`op_execution_error_boundary`: "respect retry policy when interrupts occur"), and
+        cleaned_companies has one, so a run interrupted mid-step may go on. The signal is repeated
+        every second (one landing between steps or during the retry's wait cancels the run), and a
+        process still there after TERMINATE_GRACE_SECONDS is killed: the launcher that forked it then
+        marks the run canceled, and its zip codes keep their previous rows (a write commits whole or
+        not at all)."""
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return False
+        if run.tags.get(RUN_WORKER_TAG) != WARM:
+            return super().terminate(run_id)
+        self._instance.report_run_canceling(run)
+        process = self._recorded_process(run_id)
+        if process is None or liveness(process) is not Liveness.ALIVE:
+            self._instance.report_engine_event(
+                f"The run's process ({process.describe() if process else 'not recorded'}) cannot be signalled "
+                f"from this machine; run monitoring marks the run canceled after its cancel timeout.",
+                run, cls=type(self))
+            return False
+        os.kill(process.pid, signal.SIGTERM)
+        threading.Thread(target=self._end_terminated_run, args=(run_id, process), daemon=True,
+                         name=f"terminate-{run_id[:8]}").start()
+        return True
+
+    def _end_terminated_run(self, run_id: str, process: RunProcess) -> None:
+        deadline = time.monotonic() + TERMINATE_GRACE_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            run = self._instance.get_run_by_id(run_id)
+            if run is None or run.is_finished or liveness(process) is not Liveness.ALIVE:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+        self._instance.report_engine_event(
+            f"The run's process ({process.describe()}) was still running {TERMINATE_GRACE_SECONDS:.0f} s after "
+            "Terminate: killed.", run, cls=type(self))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+
+    def _recorded_process(self, run_id: str) -> RunProcess | None:
+        """The run's process, once it has recorded itself (when the run starts), waiting a bounded time."""
+        deadline = time.monotonic() + TERMINATE_FIND_PROCESS_SECONDS
+        while True:
+            run = self._instance.get_run_by_id(run_id)
+            process = run_process(run) if run else None
+            if process is not None or run is None or run.is_finished or time.monotonic() > deadline:
+                return process
+            time.sleep(0.2)
+
+    def dispose(self) -> None:
+        with self._warm_lock:
+            if self._warm is not None:
+                self._warm.close()
+                self._warm = None
+        super().dispose()
 
 
 class ZipEtlEventLogStorage(PostgresEventLogStorage):
@@ -143,7 +367,7 @@ class ZipEtlEventLogStorage(PostgresEventLogStorage):
     @classmethod
     def from_config_value(cls, inst_data, config_value):
         use_batched_event_writes()
-        return cls(postgres_url=_storage_url(config_value), inst_data=inst_data)
+        return _storage(cls, config_value, inst_data)
 
     def store_event_batch(self, events) -> None:
         if not store_planned_events_batch(self, events):
@@ -157,7 +381,7 @@ class ZipEtlScheduleStorage(PostgresScheduleStorage):
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):
-        return cls(postgres_url=_storage_url(config_value), inst_data=inst_data)
+        return _storage(cls, config_value, inst_data)
 
 
 def get_instance():

@@ -3,9 +3,10 @@
 
 A Dagster run is STARTED until its own process records how it ended. A process killed outright
 records nothing, and a STARTED run counts against the run queue's `max_concurrent_runs` and makes
-the refresh sensor wait, forever. Dagster notices a dead run worker only where something launched
-it: the code server that started a daemon-launched run marks it failed when its process exits, and
-run monitoring asks the run launcher about runs whose launcher can tell. Runs started by
+the refresh sensor wait, forever. A dead run worker is noticed only where something launched it: the
+warm process that forked a daemon-launched run (zip_etl/warm_runs.py), or the code server that
+started one in a fresh process, reports its exit and the run is marked failed, and run monitoring
+asks the run launcher about runs whose launcher can tell. Runs started by
 `dagster asset materialize` or by the zip-etl CLI's pool (`execute_in_process`) have no launcher
 behind them.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
 from dataclasses import dataclass
 from enum import Enum
@@ -67,7 +69,12 @@ class RunProcess:
 
     @classmethod
     def of(cls, pid: int) -> RunProcess:
-        return cls(socket.gethostname(), _machine_id(), pid, psutil.Process(pid).create_time())
+        return cls.here(pid, psutil.Process(pid).create_time())
+
+    @classmethod
+    def here(cls, pid: int, started: float) -> RunProcess:
+        """Process `pid` of this machine, started at `started` (for a process that may be gone)."""
+        return cls(socket.gethostname(), _machine_id(), pid, started)
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
@@ -100,11 +107,24 @@ def run_process(run) -> RunProcess | None:
     return RunProcess.parse(run.tags.get(PROCESS_TAG))
 
 
-def dead_process_message(run, process: RunProcess) -> str:
+def how_it_ended(exit_code: int | None) -> str:
+    """A process's end from its exit code (negative: the signal that killed it), as a verb phrase."""
+    if exit_code is not None and exit_code < 0:
+        try:
+            return f"was killed by signal {-exit_code} ({signal.Signals(-exit_code).name})"
+        except ValueError:
+            return f"was killed by signal {-exit_code}"
+    return f"exited with code {exit_code}"
+
+
+def dead_process_message(process: str, ended: str = "was killed or crashed") -> str:
+    """Why a run whose `process` ("pid 123 on host") is gone failed, and what its zip codes show in
+    the UI: the one wording of the failure message and the docs."""
     return (
-        f"The process that ran this run ({process.describe()}) is gone: it was killed or crashed without "
-        f"recording how the run ended. The run's zip codes keep their previous rows (a partition write "
-        f"commits whole or not at all) and show as missing until they are run again."
+        f"The process that ran this run ({process}) is gone: it {ended} without recording how the run "
+        f"ended. Its zip codes keep their previous rows (a partition write commits whole or not at all) and "
+        f"show as failed until they are materialized again: by the automatic retry if the run is tagged "
+        f"dagster/will_retry=true, else by materializing them again."
     )
 
 

@@ -173,6 +173,20 @@ class DagsterUI:
 
         self.poll(f"partition {key} to show {status}" + (f" from run {run_id[:8]}" if run_id else ""), shown, timeout, 1)
 
+    def wait_for_partition_failed(self, key: str, run_id: str, timeout: float = 120) -> None:
+        """Wait until the partition's page shows it failed: the red banner naming the run that failed
+        without materializing it (the partition list marks it red; "Failed (n)" counts it)."""
+        self.show_partition(key)
+        banner = self.page.get_by_text(re.compile(rf"Run {run_id[:8]} failed, and did not materialize this asset"))
+
+        def shown() -> bool:
+            if banner.count() and banner.first.is_visible():
+                return True
+            self.show_partition(key)
+            return False
+
+        self.poll(f"partition {key} to show the failure of run {run_id[:8]}", shown, timeout, 1)
+
     def run_status(self) -> str:
         header = self.page.get_by_text(re.compile(r"^(Queued|Starting|Started|Success|Failure|Canceled|Canceling)$"))
         return header.first.inner_text() if header.count() else ""

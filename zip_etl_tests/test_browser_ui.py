@@ -2,23 +2,33 @@
 
 `dagster dev` runs from the repository root on the test databases; the browser clicks what a person
 clicks and the test checks what the UI shows, then the database. Screenshots go to
-test-artifacts/browser/ (and a Playwright trace, on failure). Needs Debian's chromium; marked
-`browser` and `slow`, so `-m "not slow"` skips it locally; CI (`.ci/run`) runs it.
+test-artifacts/browser/ (and a Playwright trace, on failure). A second run of the same zip code is
+forked from the warm process the first started; a killed `dagster asset materialize` run's zip code
+shows failed, as the docs say. Needs Debian's chromium; marked `browser` and `slow`, so
+`-m "not slow"` skips it locally; CI (`.ci/run`) runs it.
 """
 
+import os
 import re
 import shutil
+import signal
 
+import dagster as dg
 import pytest
 
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
+from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES
+from zip_etl.run_liveness import run_process
 from zip_etl.transform import clean_companies
 from zip_etl_tests.conftest import ARTIFACTS
 from zip_etl_tests.dagster_ui import VIEWPORT, DagsterUI, chromium_page
 from zip_etl_tests.helpers import drop_written_partitions
+from zip_etl_tests.test_dead_runs import raw_table_locked, start_cli_run, started_runs_with_process, wait_for
 
 ONE = "10016"
+# A zip code whose `dagster asset materialize` run is killed mid-run (not retried: no daemon can re-launch it).
+KILLED = "10018"
 # Typing "1000" in the partition filter lists exactly these, a contiguous range: one batched run.
 BACKFILL_FILTER = "1000"
 BACKFILL = [z for z in ZIP_CODES if BACKFILL_FILTER in z]
@@ -39,20 +49,20 @@ def metadata_value(page, label: str) -> str:
 @pytest.mark.slow
 @pytest.mark.browser
 def test_materialize_backfill_and_checks_in_the_browser(zip_etl_environment, dagster_dev, query):
-    raw = generate_raw_companies(4000, [ONE, *BACKFILL], seed=6)
+    raw = generate_raw_companies(4000, [ONE, *BACKFILL, KILLED], seed=6)
     write_raw_companies(zip_etl_environment["etl_url"], raw)
     cleaned = clean_companies(raw)
     expected = cleaned.cleaned["zip_code"].astype(str).value_counts().to_dict()
     rejected = int((cleaned.rejected["zip_code"].astype(str) == ONE).sum())
-    assert all(expected.get(z, 0) > 0 for z in [ONE, *BACKFILL])  # every partition has rows to write
-    drop_written_partitions(zip_etl_environment["etl_url"], [ONE, *BACKFILL])
+    assert all(expected.get(z, 0) > 0 for z in [ONE, *BACKFILL, KILLED])  # every partition has rows to write
+    drop_written_partitions(zip_etl_environment["etl_url"], [ONE, *BACKFILL, KILLED])
     try:
-        check_ui_flow(dagster_dev, query, expected, rejected)
+        check_ui_flow(dagster_dev, query, expected, rejected, zip_etl_environment["etl_url"])
     finally:  # other suites read public.cleaned_companies
-        drop_written_partitions(zip_etl_environment["etl_url"], [ONE, *BACKFILL])
+        drop_written_partitions(zip_etl_environment["etl_url"], [ONE, *BACKFILL, KILLED])
 
 
-def check_ui_flow(dagster_dev, query, expected: dict[str, int], rejected_in_one: int) -> None:
+def check_ui_flow(dagster_dev, query, expected: dict[str, int], rejected_in_one: int, etl_url: str) -> None:
     def rows_in_table(zip_codes):
         return dict(query(
             "SELECT zip_code, count(*) FROM public.cleaned_companies WHERE zip_code = ANY(%s) GROUP BY 1",
@@ -81,6 +91,17 @@ def check_ui_flow(dagster_dev, query, expected: dict[str, int], rejected_in_one:
         assert rows_in_table([ONE]) == {ONE: expected[ONE]}
         quarantined = query("SELECT count(*) FROM public.cleaned_companies_quarantine WHERE zip_code = %s", (ONE,))
         assert quarantined[0][0] == rejected_in_one == int(metadata_value(page, "rows_rejected"))
+
+        # The same zip code again, as after a rule change: its run is forked from the warm process the
+        # first run started (the run's log says so), and replaces the rows.
+        again, _ = ui.materialize_partition(ONE)
+        assert ui.wait_for_run(again, timeout=600) == "Success"
+        show_run_events(page, "warm process")
+        page.get_by_text(re.compile(r"forked from the warm process of code location zip_etl")).first.wait_for()
+        assert page.get_by_text(re.compile(r"started for this run")).count() == 0  # the first run's warm process
+        ui.screenshot("03b_second_run_warm")
+        ui.wait_for_partition_status(ONE, "Materialized", run_id=again)
+        assert rows_in_table([ONE]) == {ONE: expected[ONE]}
 
         # A range: filter "1000" -> Select all (9) -> Launch backfill; the backfill completes.
         backfill_id = ui.launch_backfill(BACKFILL_FILTER, len(BACKFILL))
@@ -127,6 +148,42 @@ def check_ui_flow(dagster_dev, query, expected: dict[str, int], rejected_in_one:
         ui.poll("the rows_rejected plot", lambda: plots.count() > 1, timeout=60)
         plots.last.scroll_into_view_if_needed()
         ui.screenshot("07_metadata_plots")
+
+        check_killed_run_shows_failed(ui, page, etl_url)
+
+
+def show_run_events(page, text: str) -> None:
+    """Filter the run page's event log by `text` (its rows are rendered only when scrolled to)."""
+    page.get_by_placeholder(re.compile(r"^Filter")).fill(text)
+
+
+def check_killed_run_shows_failed(ui: DagsterUI, page, etl_url: str) -> None:
+    """docs/RELIABILITY.md: a killed run is marked failed; its zip codes keep their previous rows and
+    show as failed until they are materialized again; a `dagster asset materialize` run is not retried
+    (dagster/will_retry=false). The UI shows exactly that."""
+    with get_instance() as instance:
+        before = {r.run_id for r in instance.get_runs(limit=500)}
+        with raw_table_locked(etl_url):
+            cli = start_cli_run(KILLED)
+            try:
+                (run,) = wait_for("the CLI run to start", lambda: [
+                    r for r in started_runs_with_process(instance, before) if run_process(r).pid == cli.pid], 240)
+                os.kill(cli.pid, signal.SIGKILL)
+                cli.wait(30)
+            finally:
+                if cli.poll() is None:
+                    cli.kill()
+            wait_for("run monitoring to mark the killed run failed",
+                     lambda: instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE, 120)
+        assert wait_for("the retry decision", lambda: instance.get_run_by_id(run.run_id).tags.get(
+            "dagster/will_retry"), 30) == "false"
+    assert ui.wait_for_run(run.run_id, timeout=60) == "Failure"
+    show_run_events(page, "is gone")
+    page.get_by_text(re.compile(r"show as failed until they are materialized again")).first.wait_for()
+    ui.screenshot("08_killed_run_failed")
+    ui.wait_for_partition_failed(KILLED, run.run_id)
+    page.get_by_text(re.compile(r"^Failed \(1\)$")).first.wait_for()
+    ui.screenshot("09_killed_zip_code_failed", full_page=True)
 
 
 TEST_CHECKS = CHECKS | {"matches_truth"}

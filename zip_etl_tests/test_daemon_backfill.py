@@ -85,3 +85,58 @@ def test_a_failed_run_shows_its_zip_codes_as_failed(zip_etl_environment, query, 
     assert all(r["status"] == "SUCCESS" for r in backfill["runs"]), backfill
     statuses = partition_statuses(dagster_dev)
     assert set(keys) <= statuses["materializedPartitions"] and not statuses["failedPartitions"] & set(keys)
+
+
+@pytest.mark.slow
+def test_zip_etl_launch_queues_range_runs_without_the_backfill_daemon(
+    zip_etl_environment, query, dagster_dev, monkeypatch, capsys
+):
+    """`zip-etl launch FIRST LAST` submits the range's runs to the webserver at once (they exist when the
+    command returns, before any pass of the backfill daemon), tagged with their ranges as a backfill's
+    runs are; they run through the queue and the UI's API shows the zip codes materialized."""
+    import dagster as dg
+
+    from zip_etl.cli.launch import LAUNCH_TAG
+    from zip_etl.cli.main import main
+    from zip_etl.instance import get_instance
+    from zip_etl_tests.helpers import drop_written_partitions
+
+    keys = [z for z in ZIP_CODES if "1000" in z]  # 10001..10009, contiguous
+    write_raw_companies(zip_etl_environment["etl_url"], generate_raw_companies(900, keys, seed=23))
+    drop_written_partitions(zip_etl_environment["etl_url"], keys)
+    monkeypatch.setenv("ZIP_ETL_PARTITIONS_PER_RUN", "4")
+
+    assert main(["launch", keys[0], keys[-1], "--url", dagster_dev.url, "--no-wait"]) == 0
+    out = capsys.readouterr().out
+    group = out.split(f"{LAUNCH_TAG}=")[1].split(")")[0]
+    with get_instance() as instance:
+        runs = instance.get_runs(dg.RunsFilter(tags={LAUNCH_TAG: group}))
+        assert len(runs) == 3, out  # 4 + 4 + 1 zip codes, all created at once
+        ranges = sorted((r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+                        for r in runs)
+        assert ranges == [(keys[0], keys[3]), (keys[4], keys[7]), (keys[8], keys[8])]
+        assert all("dagster/backfill" not in r.tags for r in runs)
+
+    assert main(["launch", keys[0], keys[-1], "--url", dagster_dev.url]) == 0  # again, waiting this time
+    out = capsys.readouterr().out
+    assert "3 of 3 run(s) succeeded" in out, out
+    written = dict(query("SELECT zip_code, count(*) FROM public.cleaned_companies WHERE zip_code = ANY(%s) GROUP BY 1",
+                         (keys,)))
+    assert sorted(written) == keys
+    assert set(keys) <= partition_statuses(dagster_dev)["materializedPartitions"]
+    drop_written_partitions(zip_etl_environment["etl_url"], keys)
+
+
+def test_zip_etl_launch_says_in_one_line_what_is_wrong(capsys):
+    from zip_etl.cli.main import main
+
+    assert main(["launch", "1000", "10009"]) == 1
+    assert main(["launch", "10009", "10001"]) == 1
+    assert main(["launch", "10001", "10009", "--url", "http://127.0.0.1:1"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "Error: '1000': not an active US zip code (a partition of cleaned_companies is 5 digits, e.g. 10016)",
+        "Error: 10009 comes after 10001: give the range as FIRST LAST, in zip-code order",
+        "Error: cannot reach Dagster's webserver at http://127.0.0.1:1 (TransportConnectionFailed). Start "
+        "`dagster dev`, or pass its address with --url",
+    ]

@@ -243,3 +243,105 @@ def test_zip_code_partitions_answer_as_the_plain_static_partitions_the_webserver
         except dg.DagsterInvalidInvocationError:
             theirs = "invalid"
         assert list(ours) == list(theirs) if ours != "invalid" else theirs == "invalid"
+
+
+# --- 8. a run executed in an already-started process ---
+
+PROBE_LOCATION = '''
+import dagster as dg
+
+@dg.asset
+def probe_asset():
+    return 1
+
+@dg.asset_check(asset=probe_asset)
+def probe_check():
+    return dg.AssetCheckResult(passed=True)
+
+defs = dg.Definitions(assets=[probe_asset], asset_checks=[probe_check], executor=dg.in_process_executor)
+'''
+
+EXECUTE_IN_A_STARTED_PROCESS = '''
+import json, os, sys
+import dagster
+import zip_etl.instance
+from zip_etl.dagster_internals import execute_run_in_this_process, import_run_execution
+import_run_execution()
+import probe_location
+before = set(sys.modules)
+code = execute_run_in_this_process(sys.argv[1])
+print(json.dumps({"code": code, "pid": os.getpid(),
+                  "imported": sorted(m for m in set(sys.modules) - before if m.startswith("dagster"))}))
+'''
+
+
+def test_a_run_executes_in_a_started_process_as_dagster_api_execute_run_executes_it(fresh_dagster_storage, tmp_path):
+    """What a run worker forked from a warm process does (zip_etl/warm_runs.py): the run, created with
+    its code origin as Dagster's launchers create it, executes to success in a process that had
+    imported its code beforehand, with the engine events `dagster api execute_run` writes; and
+    executing it imports no Dagster module that `import_run_execution` had not imported (if an
+    upgrade adds one, list it in RUN_EXECUTION_MODULES: every warm run would import it again)."""
+    import json
+    import subprocess
+    import sys
+
+    from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+
+    from zip_etl.instance import get_instance
+
+    (tmp_path / "probe_location.py").write_text(PROBE_LOCATION)
+    origin = JobPythonOrigin("__ASSET_JOB", RepositoryPythonOrigin(
+        sys.executable, ModuleCodePointer("probe_location", "defs", str(tmp_path))))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import probe_location
+    finally:
+        sys.path.remove(str(tmp_path))
+    job = probe_location.defs.resolve_implicit_global_asset_job_def()
+    with get_instance() as instance:
+        run = instance.create_run_for_job(job, job_code_origin=origin, status=dg.DagsterRunStatus.STARTING)
+        assert internals.run_code_location(run) == ("probe_location", str(tmp_path), sys.executable)
+        done = subprocess.run([sys.executable, "-c", EXECUTE_IN_A_STARTED_PROCESS,
+                               internals.execute_run_args(run, instance)],
+                              cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["code"] == 0 and result["imported"] == [], result
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
+        messages = [e.message for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)]
+        assert f"Started process for run (pid: {result['pid']})." in messages
+        assert f"Process for run exited (pid: {result['pid']})." in messages
+        checks = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        assert len(checks) == 1
+
+
+def test_a_run_without_a_python_origin_has_no_code_location():
+    assert internals.run_code_location(dg.DagsterRun(job_name="j", run_id="r")) == (None, None, None)
+
+
+def test_the_code_server_id_is_the_grpc_locations_property():
+    """The id changes when a code location is reloaded (test_warm_runs.py reloads one under `dagster dev`
+    and sees a new warm process); here: where it is read, and no id without a workspace or location."""
+    from dagster._core.remote_representation.code_location import GrpcServerCodeLocation
+
+    assert isinstance(GrpcServerCodeLocation.server_id, property)
+
+    class NoLocations:
+        def get_code_location(self, name):
+            raise KeyError(name)
+
+    assert internals.code_server_id(None, "zip_etl") is None
+    assert internals.code_server_id(NoLocations(), "zip_etl") is None
+
+
+def test_run_retry_tags_are_the_documented_strings():
+    """zip_etl tags runs no daemon can re-launch `dagster/max_retries: 0` (zip_etl.instance) and the
+    tests read `dagster/will_retry`: Dagster's own names for them."""
+    from dagster._core.storage.tags import MAX_RETRIES_TAG, WILL_RETRY_TAG
+
+    from zip_etl.instance import MAX_RETRIES_TAG as ours
+
+    assert MAX_RETRIES_TAG == ours == "dagster/max_retries"
+    assert WILL_RETRY_TAG == "dagster/will_retry"

@@ -16,7 +16,7 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from zip_etl.instance import ZipEtlRunLauncher, get_instance, local_run_health
+from zip_etl.instance import RUN_WORKER_TAG, WARM, ZipEtlRunLauncher, get_instance, local_run_health
 from zip_etl.partitions import ZIP_CODES
 from zip_etl.run_liveness import PROCESS_TAG, Liveness, RunProcess, liveness, run_process
 from zip_etl_tests.helpers import seed_raw
@@ -26,6 +26,7 @@ MONITORING_POLL_SECONDS = 5  # dagster.yaml, run_monitoring.poll_interval_second
 # The bound documented in docs/RELIABILITY.md: one monitoring pass, plus slack for the daemon's own
 # loop on a loaded machine.
 MARKED_FAILED_WITHIN = 6 * MONITORING_POLL_SECONDS
+WILL_RETRY = "dagster/will_retry"  # Dagster's documented tag: whether the run retries daemon re-launches it
 
 
 def wait_for(what: str, condition, timeout: float, interval: float = 0.2):
@@ -168,6 +169,8 @@ def test_demo_worker_sigkilled_its_run_is_failed_at_once_and_the_rest_go_on(zip_
         seconds = failed_at(instance, victim.run_id) - killed_at
         print(f"demo worker: marked failed {seconds:.1f}s after the SIGKILL")
         assert seconds < 10
+        # The CLI's run has no code location a daemon could re-launch it from: not tagged to be retried.
+        assert instance.get_run_by_id(victim.run_id).tags[WILL_RETRY] == "false"
 
 
 def _parent(pid: int) -> int | None:
@@ -255,7 +258,12 @@ def test_cli_runs_sigkilled_are_failed_by_run_monitoring_and_the_queue_and_senso
             message = failure_message(instance, victim.run_id)
             print(f"CLI run {victim.run_id[:8]}: marked failed {seconds:.1f}s after the SIGKILL: {message}")
             assert f"({run_process(victim).describe()}) is gone" in message
+            assert "show as failed until they are materialized again" in message
             assert seconds < MARKED_FAILED_WITHIN
+            # No daemon can re-launch a CLI run (it has no code location): it says so, it is not retried.
+            tags = wait_for("the run's retry decision", lambda v=victim: (lambda t: t if WILL_RETRY in t else None)(
+                instance.get_run_by_id(v.run_id).tags), timeout=30)
+            assert tags[WILL_RETRY] == "false" and tags["dagster/max_retries"] == "0"
 
         # The queue goes on: the UI's run starts and succeeds.
         wait_for("the queued run to succeed",
@@ -265,6 +273,7 @@ def test_cli_runs_sigkilled_are_failed_by_run_monitoring_and_the_queue_and_senso
             planned = sensor(context)
         assert not (isinstance(planned, dg.SkipReason) and "in progress" in planned.skip_message), planned
         assert not started_runs_with_process(instance, before)
+        assert not instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": victims[0].run_id}))
 
 
 @pytest.mark.slow
@@ -285,8 +294,13 @@ def test_daemon_launched_run_sigkilled_is_failed_and_retried(zip_etl_environment
                      lambda: instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE,
                      timeout=MARKED_FAILED_WITHIN + 60)
         seconds = failed_at(instance, run_id) - killed_at
-        print(f"daemon-launched run: marked failed {seconds:.1f}s after the SIGKILL: {failure_message(instance, run_id)}")
+        message = failure_message(instance, run_id)
+        print(f"daemon-launched run: marked failed {seconds:.1f}s after the SIGKILL: {message}")
         assert seconds < MARKED_FAILED_WITHIN
+        assert f"({process.describe()}) is gone: it was killed by signal 9 (SIGKILL)" in message
+        # It ran in a process forked from the warm process, which heard it die.
+        assert run.tags[RUN_WORKER_TAG] == WARM
+        assert instance.get_run_by_id(run_id).tags[WILL_RETRY] == "true"
         retry = wait_for("the automatic retry", lambda: next(
             (r for r in instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))), None), timeout=120)
         wait_for("the retry to succeed",

@@ -189,7 +189,7 @@ class Worker:
     def start(self) -> None:
         argv = [_bin("dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
                 "-y", str(DEPLOY_DIR / "worker.yaml"), "-n", self.host.name, "--loglevel", "INFO",
-                "--", f"--concurrency={self.concurrency}"]
+                "--", f"--concurrency={self.concurrency}", "--max-tasks-per-child=1"]  # as docs/DEPLOYMENT.md
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 self.host.command(argv), env=self.env, cwd=settings.project_root(), stdout=out, stderr=subprocess.STDOUT,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import multiprocessing
-import signal
 import sys
 import time
 import uuid
@@ -19,6 +18,7 @@ from multiprocessing.connection import Connection, wait
 
 from zip_etl.cli.progress import Progress
 from zip_etl.instance import get_instance
+from zip_etl.run_liveness import dead_process_message, how_it_ended
 
 
 @dataclass
@@ -148,24 +148,11 @@ class _Worker:
     started: float
 
 
-def _how_it_ended(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        try:
-            return f"killed by signal {-exitcode} ({signal.Signals(-exitcode).name})"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exited with code {exitcode} without a result"
-
-
 def _worker_died(worker: _Worker) -> RangeResult:
     """The result of a worker that died mid-run (SIGKILL, the OOM killer): its run, if it was
     created, is marked failed at once, so it does not stay STARTED."""
-    how = _how_it_ended(worker.process.exitcode)
-    message = (
-        f"The pool worker running this run (pid {worker.process.pid}) was {how}. The zip codes "
-        f"{worker.keys[0]}..{worker.keys[-1]} keep their previous rows (a partition write commits whole or "
-        "not at all) and show as missing until they are run again."
-    )
+    how = how_it_ended(worker.process.exitcode)
+    message = dead_process_message(f"pool worker pid {worker.process.pid}", how)
     marked = ""
     with contextlib.suppress(Exception), get_instance() as instance:
         run = instance.get_run_by_id(worker.run_id)
@@ -176,7 +163,7 @@ def _worker_died(worker: _Worker) -> RangeResult:
             marked = f"; run {worker.run_id} marked failed"
     return RangeResult(
         worker.keys[0], worker.keys[-1], len(worker.keys), False, seconds=time.perf_counter() - worker.started,
-        error=f"worker process pid {worker.process.pid} was {how} mid-run{marked}",
+        error=f"worker process pid {worker.process.pid} {how} mid-run{marked}",
     )
 
 

@@ -20,6 +20,7 @@ warnings.filterwarnings("ignore", message=r".* is currently in (beta|preview)")
 from zip_etl.cli.check_raw import check_raw_command
 from zip_etl.cli.db import db_command
 from zip_etl.cli.demo import demo_command
+from zip_etl.cli.launch import launch_command
 from zip_etl.cli.refresh import refresh_command
 from zip_etl.cli.rules import rules_command
 from zip_etl.cli.seed import seed_command
@@ -34,8 +35,8 @@ def cli():
     """Scale a pandas ETL job over a big PostgreSQL table: cleaned_companies, one partition per US zip code."""
 
 
-for command in (seed_command, demo_command, refresh_command, sizing_command, check_raw_command, migrate_command,
-                load_fixtures_command, db_command, rules_command):
+for command in (seed_command, demo_command, launch_command, refresh_command, sizing_command, check_raw_command,
+                migrate_command, load_fixtures_command, db_command, rules_command):
     cli.add_command(command)
 for entry_point in entry_points(group=COMMANDS_ENTRY_POINT):
     cli.add_command(entry_point.load(), entry_point.name)
