@@ -21,7 +21,7 @@ from zip_etl.db.ddl import ensure_table
 from zip_etl.db.snapshot import TableSnapshot
 from zip_etl.definitions import EXECUTORS
 from zip_etl.defs.assets import cleaned_companies, raw_companies
-from zip_etl.defs.checks import QUALITY_CHECKS, check_scope
+from zip_etl.defs.checks import QUALITY_CHECKS, check_scope, coverage
 from zip_etl.defs.resources import resources
 from zip_etl.demo_data import insert_rows
 from zip_etl.resources import PostgresWriter
@@ -104,8 +104,9 @@ def matches_truth(
     context: dg.AssetCheckExecutionContext, postgres_writer: dg.ResourceParam[PostgresWriter]
 ) -> dg.AssetCheckResult:
     with check_scope(context, postgres_writer) as scope:
-        if scope is None:
-            return dg.AssetCheckResult(passed=False, description="the test table does not exist yet")
+        if not scope.exists:
+            return dg.AssetCheckResult(passed=False, description="the test table does not exist yet",
+                                       metadata=coverage(scope.keys))
         url = postgres_writer.postgres.url()
         truth = read_table(url, TRUTH_TABLE, None)
         keys = sorted(set(truth["zip_code"]) & set(scope.keys if scope.keys is not None else truth["zip_code"]))
@@ -116,6 +117,7 @@ def matches_truth(
         passed=not problems,
         description="; ".join(problems[:5]) if problems else None,
         metadata={
+            **coverage(scope.keys),
             "zip_codes_compared": dg.MetadataValue.json(keys),
             "rows_expected": len(truth),
             "rows_actual": len(actual),

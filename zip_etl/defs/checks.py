@@ -1,14 +1,17 @@
 """Data-quality checks on `cleaned_companies`, evaluated over the zip codes of the run that
 materialized them (one query per run, whatever its number of zip codes), or over the whole table
-when a check is launched on its own.
+when a check is launched on its own (the Checks tab's "Execute all" launches them without partitions).
 
 Blocking (a failure stops downstream assets in the same run): a table that does not match its
 declared schema, duplicate keys, missing required values or rows filed under a zip code that is not
-an active zip code would corrupt whatever reads the table. Non-blocking: the row reconciliation,
-which flags lost rows for a person to look at but does not make the written rows wrong.
-Each failing result names the zip codes concerned in its metadata, so the UI shows them per check.
+an active zip code would corrupt whatever reads the table. Non-blocking: the row reconciliation and
+the raw rows under no partition, which flag rows no run wrote for a person to look at but do not make
+the written rows wrong. Every result says in its metadata what it covered (`checked`: the run's zip
+codes as a range, or the whole table), and a failing one names the zip codes concerned, so the UI
+shows both per check: after a backfill, a check's latest result is its last run's range.
 """
 
+import bisect
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,9 +23,9 @@ from psycopg2 import sql
 from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
 from zip_etl.db.connection import transaction
 from zip_etl.db.ddl import column_differences, table_exists
-from zip_etl.defs.assets import cleaned_companies, raw_companies
+from zip_etl.defs.assets import cleaned_companies
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
-from zip_etl.resources.postgres import PostgresResource, failures_explained
+from zip_etl.resources.postgres import failures_explained
 from zip_etl.resources.writer import PostgresWriter
 from zip_etl.tables import MIGRATE_HINT, Table
 
@@ -47,6 +50,19 @@ def _where(table: Table, keys: Sequence[str] | None) -> tuple[sql.Composable, tu
     return sql.SQL("{} = ANY(%s)").format(sql.Identifier(table.partition_column)), (list(keys),)
 
 
+def coverage(keys: Sequence[str] | None) -> dict[str, str | int]:
+    """What a check covered, for its result's metadata: the run's zip codes as their range's first
+    and last key and their count (a run's zip codes are contiguous), or the whole table."""
+    if keys is None:
+        return {"checked": "the whole table"}
+    return {
+        "checked": f"zip code {keys[0]}" if len(keys) == 1 else f"zip codes {keys[0]}..{keys[-1]}",
+        "checked_first_zip_code": keys[0],
+        "checked_last_zip_code": keys[-1],
+        "checked_zip_codes": len(keys),
+    }
+
+
 def _missing_table(table: Table) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=False,
@@ -56,9 +72,11 @@ def _missing_table(table: Table) -> dg.AssetCheckResult:
 
 @dataclass
 class _Scope:
-    """What a check looks at: the table, the run's zip codes (None: all) as a WHERE clause, a cursor."""
+    """What a check looks at: the table (`exists`: it has been created), the run's zip codes (None:
+    all) as a WHERE clause, a cursor."""
 
     table: Table
+    exists: bool
     keys: list[str] | None
     where: sql.Composable
     params: tuple
@@ -66,26 +84,27 @@ class _Scope:
 
 
 @contextlib.contextmanager
-def check_scope(
-    context: dg.AssetCheckExecutionContext | None, writer: PostgresWriter
-) -> Iterator[_Scope | None]:
-    """The check's scope in one read transaction; None when the table does not exist yet."""
+def check_scope(context: dg.AssetCheckExecutionContext | None, writer: PostgresWriter) -> Iterator[_Scope]:
+    """The check's scope in one read transaction."""
     table = writer.target.table
     keys = run_zip_codes(context) if context is not None else None
     where, params = _where(table, keys)
     with transaction(writer.postgres.url()) as cursor:
-        exists = table_exists(cursor, table.schema, table.name)
-        yield _Scope(table, keys, where, params, cursor) if exists else None
+        yield _Scope(table, table_exists(cursor, table.schema, table.name), keys, where, params, cursor)
 
 
-def evaluate(context: dg.AssetCheckExecutionContext | None, writer: PostgresWriter,
-             body) -> dg.AssetCheckResult:
+def evaluate(context: dg.AssetCheckExecutionContext | None, writer: PostgresWriter, body,
+             *, needs_table: bool = True) -> dg.AssetCheckResult:
     """`body(scope, writer)` over the check's scope, in one read transaction (`context` None: the
-    whole table); a table that does not exist yet fails the check, saying so."""
+    whole table), with what it covered in its metadata; a table that does not exist yet fails the
+    check, saying so (unless the body reads only the raw table)."""
     with failures_explained(), check_scope(context, writer) as scope:
-        if scope is None:
-            return _missing_table(writer.target.table)
-        return body(scope, writer)
+        if needs_table and not scope.exists:
+            result = _missing_table(scope.table)
+        else:
+            result = body(scope, writer)
+    return dg.AssetCheckResult(passed=result.passed, severity=result.severity, description=result.description,
+                               metadata={**coverage(scope.keys), **result.metadata})
 
 
 def _schema_differences(scope: _Scope, _) -> dg.AssetCheckResult:
@@ -125,10 +144,7 @@ def _duplicate_keys(scope: _Scope, _) -> dg.AssetCheckResult:
     duplicates = scope.cursor.fetchall()
     return dg.AssetCheckResult(
         passed=not duplicates,
-        metadata={
-            "zip_codes_checked": len(scope.keys) if scope.keys is not None else "all",
-            "duplicate_keys": dg.MetadataValue.json([list(map(str, d)) for d in duplicates]),
-        },
+        metadata={"duplicate_keys": dg.MetadataValue.json([list(map(str, d)) for d in duplicates])},
     )
 
 
@@ -151,8 +167,7 @@ def _missing_required_values(scope: _Scope, _) -> dg.AssetCheckResult:
 def _unknown_zip_codes(scope: _Scope, _) -> dg.AssetCheckResult:
     if scope.keys is not None and ZIP_CODE_SET.issuperset(scope.keys):
         # A run's rows are those of its zip codes, every one of them a partition: none can be a stray.
-        return dg.AssetCheckResult(passed=True, metadata={"unknown_zip_codes": dg.MetadataValue.json([]),
-                                                          "zip_codes_checked": len(scope.keys)})
+        return dg.AssetCheckResult(passed=True, metadata={"unknown_zip_codes": dg.MetadataValue.json([])})
     scope.cursor.execute(
         sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {w} AND NOT ({c} = ANY(%s))").format(
             c=sql.Identifier(scope.table.partition_column), t=scope.table.identifier, w=scope.where
@@ -195,12 +210,64 @@ def _unreconciled_rows(scope: _Scope, writer: PostgresWriter) -> dg.AssetCheckRe
         severity=dg.AssetCheckSeverity.WARN,  # lost rows are for a person to look at; written rows stay right
         description="; ".join(problems[:5]) if problems else None,
         metadata={
-            "zip_codes_checked": len(keys),
+            "zip_codes_reconciled": len(keys),
             "rows_raw": sum(counts["raw"].get(k, 0) for k in keys),
             "rows_cleaned": sum(counts["cleaned"].get(k, 0) for k in keys),
             "rows_quarantined": sum(counts["quarantined"].get(k, 0) for k in keys),
             "problem_count": len(problems),
             "problems": dg.MetadataValue.json(problems[:20]),
+        },
+    )
+
+
+def _raw_share(column: sql.Identifier, keys: Sequence[str] | None) -> tuple[sql.Composable, tuple, str]:
+    """The raw zip_code values a run's contiguous zip codes answer for, as a WHERE clause, its
+    parameters and in words: from its first zip code up to the zip code after its last (a ZIP+4 or a
+    typo between two partitions falls to the run before it), the first partition's run also
+    everything before it and NULL, the last's everything after. Every value is in exactly one run's
+    share, whatever the server's collation (zip codes, five digits, sort alike in all)."""
+    if keys is None:
+        return sql.SQL("TRUE"), (), "all"
+    after = bisect.bisect_right(ZIP_CODES, keys[-1])
+    bounds, params, words = [], [], []
+    if keys[0] != ZIP_CODES[0]:
+        bounds.append(sql.SQL("{} >= %s").format(column))
+        params.append(keys[0])
+        words.append(f"from {keys[0]}")
+    if after < len(ZIP_CODES):
+        bounds.append(sql.SQL("{} < %s").format(column))
+        params.append(ZIP_CODES[after])
+        words.append(f"below {ZIP_CODES[after]}")
+    share = sql.SQL(" AND ").join(bounds) if bounds else sql.SQL("TRUE")
+    if keys[0] == ZIP_CODES[0]:
+        share = sql.SQL("({} IS NULL OR {})").format(column, share)
+        words.append("and NULL")
+    return share, tuple(params), " ".join(words) or "all"
+
+
+def _raw_rows_without_partition(scope: _Scope, writer: PostgresWriter) -> dg.AssetCheckResult:
+    table = writer.postgres.raw
+    if not table_exists(scope.cursor, table.schema, table.name):
+        return dg.AssetCheckResult(passed=False, description=f"{table.qualified_name} does not exist")
+    column = sql.Identifier(table.partition_column)
+    share, params, in_words = _raw_share(column, scope.keys)
+    # Inside a run's share the only partitions are the run's own zip codes.
+    partitions = scope.keys if scope.keys is not None else ZIP_CODES
+    scope.cursor.execute(
+        sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {share} AND ({c} IS NULL OR {c} <> ALL(%s)) "
+                "GROUP BY 1 ORDER BY 2 DESC").format(c=column, t=table.identifier, share=share),
+        (*params, list(partitions)),
+    )
+    strays = scope.cursor.fetchall()
+    rows = sum(n for _, n in strays)
+    return dg.AssetCheckResult(
+        passed=not strays,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{rows} raw row(s) under {len(strays)} value(s) that are not active zip codes" if strays else None,
+        metadata={
+            "raw_values_checked": in_words,
+            "rows_without_partition": rows,
+            "values": dg.MetadataValue.json([[value, n] for value, n in strays[:50]]),
         },
     )
 
@@ -240,34 +307,20 @@ def rows_reconcile(context: dg.AssetCheckExecutionContext, postgres_writer: Writ
 
 
 @dg.asset_check(
-    asset=raw_companies.key,
+    asset=cleaned_companies,
     description=(
-        "every raw row belongs to a partition: rows whose zip_code is not an active zip code (ZIP+4, "
-        "malformed, retired) are read by no run, so they are listed here rather than lost unseen"
+        "every raw row belongs to a partition: raw rows whose zip_code is not an active zip code (ZIP+4, "
+        "malformed, retired) are read by no run, so they are listed here rather than lost unseen (a run: the raw "
+        "values from its first zip code up to the next run's; launched alone, the whole raw table)"
     ),
 )
-def raw_rows_have_partitions(postgres: PostgresResource) -> dg.AssetCheckResult:
-    table = postgres.raw
-    with failures_explained(), transaction(postgres.url()) as cursor:
-        if not table_exists(cursor, table.schema, table.name):
-            return dg.AssetCheckResult(passed=False, description=f"{table.qualified_name} does not exist")
-        cursor.execute(
-            sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {c} IS NULL OR {c} <> ALL(%s) GROUP BY 1 ORDER BY 2 DESC").format(
-                c=sql.Identifier(table.partition_column), t=table.identifier
-            ),
-            (ZIP_CODES,),
-        )
-        strays = cursor.fetchall()
-    rows = sum(n for _, n in strays)
-    return dg.AssetCheckResult(
-        passed=not strays,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=f"{rows} raw row(s) under {len(strays)} value(s) that are not active zip codes" if strays else None,
-        metadata={
-            "rows_without_partition": rows,
-            "values": dg.MetadataValue.json([[value, n] for value, n in strays[:50]]),
-        },
-    )
+def raw_rows_have_partitions(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
+    """A check of cleaned_companies, run with every run of it, so a backfill or a refresh checks
+    the raw rows it leaves out as it goes, beside rows_reconcile (which counts the rows of its zip
+    codes): together they say that no raw row was lost. A run looks only at its share of the raw
+    zip_code values (`_raw_share`): an index range, not the whole raw table, which a backfill's 21
+    runs would otherwise each scan; the shares of a backfill's runs cover every value once."""
+    return evaluate(context, postgres_writer, _raw_rows_without_partition, needs_table=False)
 
 
 QUALITY_CHECKS = [schema_matches_declaration, key_is_unique, required_values_present, zip_codes_are_partitions,
