@@ -28,6 +28,9 @@ Dagster's public one, proves that both paths store the same thing).
    arguments Dagster's launchers pass their run worker, and that command's body, which dagster-celery
    calls the same way), and what a warm process needs to know first: the module and folder of the
    run's code location, and the id of the code server it was launched from (zip_etl/warm_runs.py).
+9. dagster-postgres's connection retries: it retries a failed connection to its storage
+   (`retry_pg_connection_fn`) and reports each retry only as a root-logger warning, which
+   zip_etl/storage_retries.py recognises to tell it in the run's event log.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ __all__ = [
     "provenance_tags",
     "run_code_location",
     "settled_asset_status",
+    "storage_connection_retry_cause",
     "store_asset_events",
     "with_latest_planned_materialization",
 ]
@@ -347,3 +351,20 @@ def code_server_id(workspace, location_name: str) -> str | None:
     except Exception:  # noqa: BLE001 - a location that fails to load has no server id
         return None
     return location.server_id if isinstance(location, GrpcServerCodeLocation) else None
+
+
+# --- 9. dagster-postgres's connection retries ---
+
+# What dagster_postgres.utils.retry_pg_connection_fn logs (through the root logger) before each retry.
+STORAGE_RETRY_MESSAGE = "Retrying failed database connection: %s"
+
+
+def storage_connection_retry_cause(record: logging.LogRecord) -> str | None:
+    """The first line of the error if `record` is dagster-postgres's warning that it retries a
+    failed connection to its storage; None for any other record."""
+    if record.funcName != "retry_pg_connection_fn" or record.msg != STORAGE_RETRY_MESSAGE or not record.args:
+        return None
+    error = record.args[0] if isinstance(record.args, tuple) else record.args
+    message = str(error).strip()
+    return message.splitlines()[0] if message else type(error).__name__
+

@@ -54,6 +54,7 @@ from zip_etl.run_liveness import (
     run_process,
     this_process_tag,
 )
+from zip_etl.storage_retries import RunLogRetries, watch_storage_retries
 from zip_etl.warm_runs import Forked, WarmProcessError, WarmProcesses, WarmTarget, in_warm_run_worker
 
 logger = logging.getLogger(__name__)
@@ -368,7 +369,15 @@ class ZipEtlEventLogStorage(PostgresEventLogStorage):
       reads it later, from a newer state of the storage than the record's).
     - The partition status of an asset is computed while none of its events is being written.
     zip_etl/dagster_internals.py has the details; the contract tests show what Dagster relies on.
+
+    A store that dagster-postgres had to retry (the server restarting) is told in the run's event
+    log once it succeeds (zip_etl/storage_retries.py), not only on the process's stderr.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        watch_storage_retries()
+        self._retries = RunLogRetries(super().store_event)
 
     @classmethod
     def config_type(cls):
@@ -380,18 +389,20 @@ class ZipEtlEventLogStorage(PostgresEventLogStorage):
         return _storage(cls, config_value, inst_data)
 
     def store_event(self, event) -> None:
-        groups, _ = asset_event_groups([event])
-        if groups:
-            store_asset_events(self, [event])
-        else:
-            super().store_event(event)
+        with self._retries.told_for([event]):
+            groups, _ = asset_event_groups([event])
+            if groups:
+                store_asset_events(self, [event])
+            else:
+                super().store_event(event)
 
     def store_event_batch(self, events) -> None:
-        groups, rest = asset_event_groups(events)
-        for group in groups:
-            store_asset_events(self, group)
-        if rest:
-            super().store_event_batch(rest)
+        with self._retries.told_for(events):
+            groups, rest = asset_event_groups(events)
+            for group in groups:
+                store_asset_events(self, group)
+            if rest:
+                super().store_event_batch(rest)
 
     @property
     def asset_records_have_last_planned_and_failed_materializations(self) -> bool:
