@@ -30,7 +30,8 @@ Dagster's public one, proves that both paths store the same thing).
    run's code location, and the id of the code server it was launched from (zip_etl/warm_runs.py).
 9. dagster-postgres's connection retries: it retries a failed connection to its storage
    (`retry_pg_connection_fn`) and reports each retry only as a root-logger warning, which
-   zip_etl/storage_retries.py recognises to tell it in the run's event log.
+   zip_etl/storage_retries.py recognises to tell it in the run's event log; and its pooled engine
+   (`_engine` after `optimize_for_webserver`), whose connections zip_etl checks before use.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import cast
 
 import dagster as dg
+import psycopg2
+import sqlalchemy
+import sqlalchemy.event
+import sqlalchemy.exc
 from dagster._core.definitions.data_version import (
     CODE_VERSION_TAG,
     DATA_VERSION_TAG,
@@ -86,6 +91,7 @@ __all__ = [
     "import_run_execution",
     "instance_from_folder",
     "logical_data_version",
+    "pool_storage_connections",
     "provenance_tags",
     "run_code_location",
     "settled_asset_status",
@@ -368,3 +374,23 @@ def storage_connection_retry_cause(record: logging.LogRecord) -> str | None:
     message = str(error).strip()
     return message.splitlines()[0] if message else type(error).__name__
 
+
+def pool_storage_connections(storage) -> None:
+    """dagster-postgres's storage keeping its connections open (`optimize_for_webserver`, as in the
+    webserver) with each connection checked as it is taken from the pool: one that the server closed
+    (a restart, a failover) is replaced by a new one, and a new one that cannot be had fails inside
+    dagster-postgres's connection retry. dagster-postgres's pool has no such check: after a restart
+    the next call failed at once ("server closed the connection unexpectedly"), with no retry."""
+    storage.optimize_for_webserver(statement_timeout=0, pool_recycle=-1, max_overflow=4)
+    sqlalchemy.event.listen(storage._engine, "checkout", _ping_pooled_connection)  # noqa: SLF001
+
+
+def _ping_pooled_connection(dbapi_connection, _record, _proxy) -> None:
+    """SQLAlchemy's pool discards a connection whose checkout raises DisconnectionError and takes a new one."""
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        if not dbapi_connection.autocommit:
+            dbapi_connection.rollback()
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+        raise sqlalchemy.exc.DisconnectionError(str(error).strip()) from error

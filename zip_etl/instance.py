@@ -33,6 +33,7 @@ from zip_etl.dagster_internals import (
     code_server_id,
     execute_run_args,
     instance_from_folder,
+    pool_storage_connections,
     run_code_location,
     settled_asset_status,
     store_asset_events,
@@ -103,12 +104,13 @@ def _storage(cls, config_value: Mapping[str, Any], inst_data):
     connection for the run instead of opening one per call: dagster-postgres opens a connection per
     call (NullPool) so that processes creating many instances hold none, and here each costs ~5 ms
     and a server backend, dozens of times per run (docs/BENCHMARKS.md). The tables exist already
-    (the daemon that launched the run uses them), so the worker does not inspect them either.
+    (the daemon that launched the run uses them), so the worker does not inspect them either. Each
+    pooled connection is checked before use, so that one a server restart closed is replaced.
     """
     if not in_warm_run_worker():
         return cls(postgres_url=_storage_url(config_value), inst_data=inst_data)
     storage = cls(postgres_url=_storage_url(config_value), inst_data=inst_data, should_autocreate_tables=False)
-    storage.optimize_for_webserver(statement_timeout=0, pool_recycle=-1, max_overflow=4)
+    pool_storage_connections(storage)
     return storage
 
 

@@ -353,6 +353,22 @@ def test_dagster_postgres_connection_retry_warnings_are_recognised_and_nothing_e
                       "(builtins.Exception) Connection refused"]
 
 
+def test_a_pooled_storage_checks_each_connection_it_hands_out(fresh_dagster_storage, monkeypatch):
+    """A warm run worker's storage connects through the engine whose connections zip_etl pings."""
+    import sqlalchemy.event
+
+    from zip_etl import warm_runs
+    from zip_etl.instance import get_instance
+
+    monkeypatch.setattr(warm_runs, "_in_run_worker", True)
+    with get_instance() as instance:
+        for storage, connect in ((instance.event_log_storage, instance.event_log_storage.index_connection),
+                                 (instance.run_storage, instance.run_storage.connect)):
+            with connect() as conn:
+                assert conn.engine is storage._engine  # noqa: SLF001
+            assert sqlalchemy.event.contains(storage._engine, "checkout", internals._ping_pooled_connection)  # noqa: SLF001
+
+
 def test_run_health_answer_types():
     for status in ("RUNNING", "FAILED", "UNKNOWN", "SUCCESS"):
         assert hasattr(internals.WorkerStatus, status)

@@ -164,11 +164,12 @@ def refuses_connections(url: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("worker", ["fresh"])
+@pytest.mark.parametrize("worker", ["fresh", "warm"])
 def test_a_storage_retry_inside_a_run_is_a_warning_in_its_event_log(worker, tcp_server, tmp_path, monkeypatch, caplog):
     """Dagster's storage restarts mid-run and is down for a second while the run logs: dagster-postgres
     retries the connection, the run succeeds, and its event log says so in one warning with the cause
-    and the retry count (it used to be only on stderr)."""
+    and the retry count (it used to be only on stderr). A warm run worker's pooled storage connection,
+    closed by the restart, is replaced (it used to fail at once: "server closed the connection")."""
     tcp_server.create_role("etl", "etl-pw")
     tcp_server.create_database("dagster", owner="etl")
     url = tcp_server.url("etl", "etl-pw", "dagster")
