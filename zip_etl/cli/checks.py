@@ -4,8 +4,6 @@ its results. Dagster's own CLI materializes assets only; it cannot run checks al
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from zip_etl.instance import get_instance
@@ -18,7 +16,7 @@ def checks_command(schema):
     raise SystemExit(run_checks(schema))
 
 
-def run_checks(schema: str, out=sys.stdout) -> int:
+def run_checks(schema: str) -> int:
     """Run the checks, print one line per check; 0 when all passed, 1 otherwise."""
     import dagster as dg
 
@@ -35,9 +33,9 @@ def run_checks(schema: str, out=sys.stdout) -> int:
     for evaluation in evaluations:
         verdict = "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value.lower()})"
         checked = evaluation.metadata.get("checked")
-        print(f"{verdict:17} {evaluation.check_name} (checked {checked.value if checked else '?'})"
-              f"{'' if evaluation.passed else ': ' + what_failed(evaluation)}", file=out)
-    print(f"Run {result.run_id}: the UI's Checks tab shows these results.", file=out)
+        click.echo(f"{verdict:17} {evaluation.check_name} (checked {checked.value if checked else '?'})"
+                   f"{'' if evaluation.passed else ': ' + what_failed(evaluation)}")
+    click.echo(f"Run {result.run_id}: the UI's Checks tab shows these results.")
     ran_all = len(evaluations) == len(QUALITY_CHECKS) and result.success
     return 0 if ran_all and all(e.passed for e in evaluations) else 1
 
