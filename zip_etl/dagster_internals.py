@@ -28,6 +28,10 @@ Dagster's public one, proves that both paths store the same thing).
    arguments Dagster's launchers pass their run worker, and that command's body, which dagster-celery
    calls the same way), and what a warm process needs to know first: the module and folder of the
    run's code location, and the id of the code server it was launched from (zip_etl/warm_runs.py).
+9. dagster-postgres's connection retries: it retries a failed connection to its storage
+   (`retry_pg_connection_fn`) and reports each retry only as a root-logger warning, which
+   zip_etl/storage_retries.py recognises to tell it in the run's event log; and its pooled engine
+   (`_engine` after `optimize_for_webserver`), whose connections zip_etl checks before use.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import cast
 
 import dagster as dg
+import psycopg2
+import sqlalchemy
+import sqlalchemy.event
+import sqlalchemy.exc
 from dagster._core.definitions.data_version import (
     CODE_VERSION_TAG,
     DATA_VERSION_TAG,
@@ -83,9 +91,11 @@ __all__ = [
     "import_run_execution",
     "instance_from_folder",
     "logical_data_version",
+    "pool_storage_connections",
     "provenance_tags",
     "run_code_location",
     "settled_asset_status",
+    "storage_connection_retry_cause",
     "store_asset_events",
     "with_latest_planned_materialization",
 ]
@@ -347,3 +357,40 @@ def code_server_id(workspace, location_name: str) -> str | None:
     except Exception:  # noqa: BLE001 - a location that fails to load has no server id
         return None
     return location.server_id if isinstance(location, GrpcServerCodeLocation) else None
+
+
+# --- 9. dagster-postgres's connection retries ---
+
+# What dagster_postgres.utils.retry_pg_connection_fn logs (through the root logger) before each retry.
+STORAGE_RETRY_MESSAGE = "Retrying failed database connection: %s"
+
+
+def storage_connection_retry_cause(record: logging.LogRecord) -> str | None:
+    """The first line of the error if `record` is dagster-postgres's warning that it retries a
+    failed connection to its storage; None for any other record."""
+    if record.funcName != "retry_pg_connection_fn" or record.msg != STORAGE_RETRY_MESSAGE or not record.args:
+        return None
+    error = record.args[0] if isinstance(record.args, tuple) else record.args
+    message = str(error).strip()
+    return message.splitlines()[0] if message else type(error).__name__
+
+
+def pool_storage_connections(storage) -> None:
+    """dagster-postgres's storage keeping its connections open (`optimize_for_webserver`, as in the
+    webserver) with each connection checked as it is taken from the pool: one that the server closed
+    (a restart, a failover) is replaced by a new one, and a new one that cannot be had fails inside
+    dagster-postgres's connection retry. dagster-postgres's pool has no such check: after a restart
+    the next call failed at once ("server closed the connection unexpectedly"), with no retry."""
+    storage.optimize_for_webserver(statement_timeout=0, pool_recycle=-1, max_overflow=4)
+    sqlalchemy.event.listen(storage._engine, "checkout", _ping_pooled_connection)  # noqa: SLF001
+
+
+def _ping_pooled_connection(dbapi_connection, _record, _proxy) -> None:
+    """SQLAlchemy's pool discards a connection whose checkout raises DisconnectionError and takes a new one."""
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        if not dbapi_connection.autocommit:
+            dbapi_connection.rollback()
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+        raise sqlalchemy.exc.DisconnectionError(str(error).strip()) from error

@@ -33,6 +33,7 @@ from zip_etl.dagster_internals import (
     code_server_id,
     execute_run_args,
     instance_from_folder,
+    pool_storage_connections,
     run_code_location,
     settled_asset_status,
     store_asset_events,
@@ -54,6 +55,7 @@ from zip_etl.run_liveness import (
     run_process,
     this_process_tag,
 )
+from zip_etl.storage_retries import RunLogRetries, watch_storage_retries
 from zip_etl.warm_runs import Forked, WarmProcessError, WarmProcesses, WarmTarget, in_warm_run_worker
 
 logger = logging.getLogger(__name__)
@@ -102,12 +104,13 @@ def _storage(cls, config_value: Mapping[str, Any], inst_data):
     connection for the run instead of opening one per call: dagster-postgres opens a connection per
     call (NullPool) so that processes creating many instances hold none, and here each costs ~5 ms
     and a server backend, dozens of times per run (docs/BENCHMARKS.md). The tables exist already
-    (the daemon that launched the run uses them), so the worker does not inspect them either.
+    (the daemon that launched the run uses them), so the worker does not inspect them either. Each
+    pooled connection is checked before use, so that one a server restart closed is replaced.
     """
     if not in_warm_run_worker():
         return cls(postgres_url=_storage_url(config_value), inst_data=inst_data)
     storage = cls(postgres_url=_storage_url(config_value), inst_data=inst_data, should_autocreate_tables=False)
-    storage.optimize_for_webserver(statement_timeout=0, pool_recycle=-1, max_overflow=4)
+    pool_storage_connections(storage)
     return storage
 
 
@@ -368,7 +371,15 @@ class ZipEtlEventLogStorage(PostgresEventLogStorage):
       reads it later, from a newer state of the storage than the record's).
     - The partition status of an asset is computed while none of its events is being written.
     zip_etl/dagster_internals.py has the details; the contract tests show what Dagster relies on.
+
+    A store that dagster-postgres had to retry (the server restarting) is told in the run's event
+    log once it succeeds (zip_etl/storage_retries.py), not only on the process's stderr.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        watch_storage_retries()
+        self._retries = RunLogRetries(super().store_event)
 
     @classmethod
     def config_type(cls):
@@ -380,18 +391,20 @@ class ZipEtlEventLogStorage(PostgresEventLogStorage):
         return _storage(cls, config_value, inst_data)
 
     def store_event(self, event) -> None:
-        groups, _ = asset_event_groups([event])
-        if groups:
-            store_asset_events(self, [event])
-        else:
-            super().store_event(event)
+        with self._retries.told_for([event]):
+            groups, _ = asset_event_groups([event])
+            if groups:
+                store_asset_events(self, [event])
+            else:
+                super().store_event(event)
 
     def store_event_batch(self, events) -> None:
-        groups, rest = asset_event_groups(events)
-        for group in groups:
-            store_asset_events(self, group)
-        if rest:
-            super().store_event_batch(rest)
+        with self._retries.told_for(events):
+            groups, rest = asset_event_groups(events)
+            for group in groups:
+                store_asset_events(self, group)
+            if rest:
+                super().store_event_batch(rest)
 
     @property
     def asset_records_have_last_planned_and_failed_materializations(self) -> bool:

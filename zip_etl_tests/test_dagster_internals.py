@@ -333,6 +333,42 @@ def test_an_assets_events_are_written_one_writer_at_a_time_and_never_while_its_s
             dg.AssetKey("locked").to_string(), dg.AssetKey("other").to_string()}
 
 
+def test_dagster_postgres_connection_retry_warnings_are_recognised_and_nothing_else(caplog):
+    """zip_etl tells a run about its storage retries from the warning dagster-postgres logs per retry."""
+    import sqlalchemy.exc
+    from dagster_postgres.utils import retry_pg_connection_fn
+
+    failures = ["the database system is shutting down\nmore detail", "Connection refused"]
+
+    def connect():
+        if failures:
+            raise sqlalchemy.exc.OperationalError("connect", {}, Exception(failures.pop(0)))
+        return "connected"
+
+    with caplog.at_level(logging.WARNING):
+        logging.warning("Retrying failed database connection: %s", "not dagster-postgres")
+        assert retry_pg_connection_fn(connect, retry_wait=0.01) == "connected"
+    causes = [internals.storage_connection_retry_cause(record) for record in caplog.records]
+    assert causes == [None, "(builtins.Exception) the database system is shutting down",
+                      "(builtins.Exception) Connection refused"]
+
+
+def test_a_pooled_storage_checks_each_connection_it_hands_out(fresh_dagster_storage, monkeypatch):
+    """A warm run worker's storage connects through the engine whose connections zip_etl pings."""
+    import sqlalchemy.event
+
+    from zip_etl import warm_runs
+    from zip_etl.instance import get_instance
+
+    monkeypatch.setattr(warm_runs, "_in_run_worker", True)
+    with get_instance() as instance:
+        for storage, connect in ((instance.event_log_storage, instance.event_log_storage.index_connection),
+                                 (instance.run_storage, instance.run_storage.connect)):
+            with connect() as conn:
+                assert conn.engine is storage._engine  # noqa: SLF001
+            assert sqlalchemy.event.contains(storage._engine, "checkout", internals._ping_pooled_connection)  # noqa: SLF001
+
+
 def test_run_health_answer_types():
     for status in ("RUNNING", "FAILED", "UNKNOWN", "SUCCESS"):
         assert hasattr(internals.WorkerStatus, status)

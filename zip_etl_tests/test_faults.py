@@ -1,10 +1,13 @@
 """Faults against real PostgreSQL servers: a writer killed mid-COPY, a server restarted mid-backfill,
 and the errors a person sees when the database is unreachable or refuses them."""
 
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,8 +16,10 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from zip_etl import settings
+from zip_etl import dagster_internals as internals
+from zip_etl import settings, warm_runs
 from zip_etl.defs.assets import cleaned_companies, raw_companies
+from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES
 from zip_etl_tests.helpers import failure_description, failure_message, pipeline_resources, retries, run_facts, seed_raw
 from zip_etl_tools.tcp_postgres import TcpPostgres, free_port
@@ -149,6 +154,61 @@ def test_server_restarted_mid_backfill_every_partition_is_retried_and_written_on
     assert len(counts) == raw["zip_code"].nunique() and all(raw == out + held for _, raw, out, held in counts)
     keys = tcp_server.admin("SELECT count(*), count(DISTINCT (zip_code, record_id)) FROM cleaned_companies", database="etl")
     assert keys[0][0] == keys[0][1]  # each row written once
+
+
+def refuses_connections(url: str) -> bool:
+    try:
+        psycopg2.connect(url, connect_timeout=2).close()
+    except psycopg2.OperationalError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("worker", ["fresh", "warm"])
+def test_a_storage_retry_inside_a_run_is_a_warning_in_its_event_log(worker, tcp_server, tmp_path, monkeypatch, caplog):
+    """Dagster's storage restarts mid-run and is down for a second while the run logs: dagster-postgres
+    retries the connection, the run succeeds, and its event log says so in one warning with the cause
+    and the retry count (it used to be only on stderr). A warm run worker's pooled storage connection,
+    closed by the restart, is replaced (it used to fail at once: "server closed the connection")."""
+    tcp_server.create_role("etl", "etl-pw")
+    tcp_server.create_database("dagster", owner="etl")
+    url = tcp_server.url("etl", "etl-pw", "dagster")
+    for setting in (settings.DATABASE_URL, settings.DAGSTER_DATABASE_URL):
+        monkeypatch.setenv(setting, url)
+    monkeypatch.setenv(settings.HOME, str(tmp_path))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with get_instance():  # Dagster's tables (a warm run worker expects them)
+        pass
+    monkeypatch.setattr(warm_runs, "_in_run_worker", worker == "warm")
+
+    @dg.op
+    def outlives_a_restart(context: dg.OpExecutionContext):
+        context.log.info("before the restart")
+        down = threading.Thread(target=tcp_server.restart, kwargs={"down_seconds": 1.0})
+        down.start()
+        deadline = time.time() + 30
+        while not refuses_connections(url):
+            assert time.time() < deadline, "the server never went down"
+            time.sleep(0.05)
+        context.log.info("logged while the server was down")
+        down.join()
+
+    caplog.set_level(logging.WARNING)
+    with get_instance() as instance:
+        job = dg.GraphDefinition(name="restart_probe", node_defs=[outlives_a_restart]).to_job()
+        result = job.execute_in_process(instance=instance)
+        entries = instance.all_logs(result.run_id)
+
+    assert result.success
+    retried = [r for r in caplog.records if internals.storage_connection_retry_cause(r) is not None]
+    assert retried, "dagster-postgres never retried: the server was not down while the run logged"
+    messages = [e.user_message for e in entries]
+    assert "logged while the server was down" in messages
+    warnings = [e.user_message for e in entries if e.level == logging.WARNING and "retried the connection" in e.user_message]
+    assert len(warnings) == 1, messages
+    print(warnings[0])
+    assert f"dagster-postgres retried the connection {len(retried)} time(s)" in warnings[0]
+    assert re.search(r"Cause: \(psycopg2\.OperationalError\) .*(Connection refused|shutting down|starting up)", warnings[0])
 
 
 def one_line(stderr: str) -> str:

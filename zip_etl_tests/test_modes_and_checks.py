@@ -133,6 +133,32 @@ def test_checks_launched_without_partitions_cover_the_whole_table(seeded):
     assert evaluations["rows_reconcile"].metadata["zip_codes_reconciled"].value == 1  # the zip codes written so far
 
 
+def test_zip_etl_checks_runs_every_check_over_the_whole_table_into_dagsters_storage(seeded, query, capsys):
+    """`zip-etl checks`: what "Execute all" runs, from a terminal; its run is in the UI's storage."""
+    from zip_etl.cli.main import main
+    from zip_etl.instance import get_instance
+
+    assert dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
+                          resources=pipeline_resources(seeded)).success
+    assert main(["checks", "--schema", seeded]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = sorted(c.check_key.name for c in QUALITY_CHECKS)
+    assert lines[:-1] == [f"{'passed':17} {name} (checked the whole table)" for name in names]
+    run_id = lines[-1].split()[1].rstrip(":")
+    with get_instance() as instance:
+        stored = [e.dagster_event.event_specific_data.asset_check_key.name for e in instance.all_logs(run_id)
+                  if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert sorted(stored) == names
+
+    table = sql.Identifier(seeded, "cleaned_companies")
+    query(sql.SQL("INSERT INTO {} SELECT '99999', 'X1', company_name, street_address, city, state, zip4, phone, "
+                  "employees, annual_revenue_usd, founded_year, industry, raw_id, source_updated_at "
+                  "FROM {} LIMIT 1").format(table, table))
+    assert main(["checks", "--schema", seeded]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED (error)    zip_codes_are_partitions (checked the whole table): unknown_zip_codes ['99999']" in out, out
+
+
 # Raw zip_code values that are no partition, each between two partitions (or beyond the last).
 STRAYS = {"00000": "before the first", "00501-1234": "00501..00544", "10016-1234": "10016..10017",
           "10017 ": "10017..10018", "ABCDE": "after the last"}

@@ -8,6 +8,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -50,8 +51,11 @@ class TcpPostgres:
         hba.write_text("local all all trust\n" + "".join(
             f"host all all {subnet} scram-sha-256\n" for subnet in ("127.0.0.1/32", *subnets)))
         listen = ",".join(dict.fromkeys(("127.0.0.1", *addresses)))
-        self._run(["-w", "-o", f"-h {listen} -p {self.port} -k {self.socket_dir} -c log_connections=on",
-                   "-l", str(self.data_dir / "log"), "start"])
+        self._options = f"-h {listen} -p {self.port} -k {self.socket_dir} -c log_connections=on"
+        self._start()
+
+    def _start(self) -> None:
+        self._run(["-w", "-o", self._options, "-l", str(self.data_dir / "log"), "start"])
 
     @property
     def _user(self) -> str | None:
@@ -60,9 +64,15 @@ class TcpPostgres:
     def _run(self, args: list[str]) -> None:
         self._pg_ctl(args, pgdata=self.data_dir, user=self._user)
 
-    def restart(self) -> None:
-        """A fast restart: every session is cut, as in a failover or a DBA's restart."""
-        self._run(["-w", "-m", "fast", "restart"])
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """A fast restart: every session is cut, as in a failover or a DBA's restart. With
+        `down_seconds`, the server refuses connections that long before it starts again."""
+        if not down_seconds:
+            self._run(["-w", "-m", "fast", "restart"])
+            return
+        self._run(["-w", "-m", "fast", "stop"])
+        time.sleep(down_seconds)
+        self._start()
 
     def stop(self) -> None:
         try:

@@ -18,6 +18,7 @@ import click
 warnings.filterwarnings("ignore", message=r".* is currently in (beta|preview)")
 
 from zip_etl.cli.check_raw import check_raw_command
+from zip_etl.cli.checks import checks_command
 from zip_etl.cli.db import db_command
 from zip_etl.cli.demo import demo_command
 from zip_etl.cli.launch import launch_command
@@ -35,8 +36,8 @@ def cli():
     """Scale a pandas ETL job over a big PostgreSQL table: cleaned_companies, one partition per US zip code."""
 
 
-for command in (seed_command, demo_command, launch_command, refresh_command, sizing_command, check_raw_command,
-                migrate_command, load_fixtures_command, db_command, rules_command):
+for command in (seed_command, demo_command, launch_command, refresh_command, sizing_command, checks_command,
+                check_raw_command, migrate_command, load_fixtures_command, db_command, rules_command):
     cli.add_command(command)
 for entry_point in entry_points(group=COMMANDS_ENTRY_POINT):
     cli.add_command(entry_point.load(), entry_point.name)
