@@ -199,6 +199,7 @@ def test_removed_raw_column_is_a_clear_error_not_retried(schema, etl_url, query)
     assert retries(result) == 0
 
 
+@pytest.mark.slow
 def test_removed_raw_column_from_the_readme_command_is_its_line_not_stack_traces(etl_url, query):
     """The README's `dagster asset materialize ... --partition 10016` on a raw table that lost a column:
     the failure's one line under the step's and the run's failure, not two stack traces in ~60 lines
@@ -256,6 +257,7 @@ def test_retyped_raw_columns_are_cast_or_refused(schema, etl_url, query):
 # --- memory: chunks, not zip codes ---
 
 
+@pytest.mark.slow
 def test_a_zip_code_larger_than_a_chunk_streams_through_and_gives_the_same_table(schema, etl_url, query):
     zips = ["00501", "00544", "01001", "01002", "01003"]
     raw = seed_raw(etl_url, schema, rows=1200, zip_codes=zips, seed=5)

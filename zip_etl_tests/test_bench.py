@@ -3,11 +3,14 @@ shape and writes a report section holding every row (the figures themselves mean
 
 import re
 
+import pytest
+
 from zip_etl.cli.main import main
 from zip_etl_tools.bench.command import MEMORY_LABELS, RATIO_LABELS, ROW_LABELS
 from zip_etl_tools.bench.shapes import SHAPES
 
 
+@pytest.mark.slow
 def test_bench_at_a_tiny_scale_reports_every_row(zip_etl_environment, tmp_path):
     report = tmp_path / "BENCHMARKS.md"
     report.write_text("# Benchmarks\n\nkept\n\n<!-- zip-etl bench: begin -->\nold\n<!-- zip-etl bench: end -->\n\nkept too\n")

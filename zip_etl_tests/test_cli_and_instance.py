@@ -25,6 +25,7 @@ def test_instance_stores_runs_in_postgres(zip_etl_environment):
         assert "postgresql+psycopg2://" in instance.run_storage.postgres_url
 
 
+@pytest.mark.slow
 def test_seed_then_demo_materializes_every_requested_zip_code(zip_etl_environment, query):
     seeded = zip_etl("seed", "--rows", "4000")
     assert seeded.returncode == 0, seeded.stderr
@@ -48,6 +49,7 @@ def test_seed_then_demo_materializes_every_requested_zip_code(zip_etl_environmen
         assert instance.get_materialized_partitions(dg.AssetKey("cleaned_companies")) >= set(first)
 
 
+@pytest.mark.slow
 def test_seed_and_demo_mean_the_same_zip_codes(zip_etl_environment, query):
     """`seed --zip-codes N` then `demo --zip-codes N` builds every seeded row (issue: they meant two sets)."""
     assert zip_etl("seed", "--rows", "2000", "--zip-codes", "40").returncode == 0
@@ -60,6 +62,7 @@ def test_seed_and_demo_mean_the_same_zip_codes(zip_etl_environment, query):
     assert built == 2000
 
 
+@pytest.mark.slow
 def test_debug_demo_writes_nothing(zip_etl_environment, query):
     seeded = zip_etl("seed", "--rows", "3000")
     assert seeded.returncode == 0, seeded.stderr
@@ -80,6 +83,7 @@ def table_fingerprint(query, table: str):
     return query(f"SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {table} t")[0]
 
 
+@pytest.mark.slow
 def test_debug_demo_summarizes_what_a_write_would_change(zip_etl_environment, query):
     """Built, then the stored rows edited as if older rules had built them: `zip-etl demo --debug`
     prints what a write would change, and leaves both tables as they were."""
@@ -167,6 +171,7 @@ def test_the_documented_quarantine_queries_return_rows_on_the_demo_data(zip_etl_
         assert rows, f"no rows on the demo data: {statement}"
 
 
+@pytest.mark.slow
 def test_sizing_measures_a_run_process_and_recommends_runs(zip_etl_environment, query):
     """`zip-etl sizing` reads and cleans real chunks in fresh processes: each sample's peak is above its
     baseline (its own high-water mark, not its parent's), and the recommendation follows from them."""

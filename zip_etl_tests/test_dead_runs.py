@@ -131,6 +131,7 @@ def test_run_monitoring_answer_for_each_kind_of_run(zip_etl_environment):
 # -- a zip-etl demo worker ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo_worker_sigkilled_its_run_is_failed_at_once_and_the_rest_go_on(zip_etl_environment, etl_url):
     keys = ZIP_CODES[:40]
     seed_raw(etl_url, "public", rows=2000, zip_codes=keys, seed=91)

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from zip_etl_tools.local_cluster import dagster_home
 
 
@@ -29,6 +31,7 @@ def test_celery_instance_hands_runs_to_celery_and_recovers_dead_workers(zip_etl_
         assert "pw-7f3a" not in (tmp_path / "home" / "dagster.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_executor_and_run_size_come_from_the_environment(zip_etl_environment):
     import os
 

@@ -51,6 +51,7 @@ def materialize_10016(schema, chunk_rows):
                           resources=pipeline_resources(schema, chunk_rows=chunk_rows))
 
 
+@pytest.mark.slow
 def test_writer_killed_mid_stream_leaves_the_old_rows_and_a_rerun_is_identical(schema, etl_url, query):
     """A zip code larger than a chunk streams into its transaction chunk by chunk: SIGKILL the run
     after its first chunks are in, and the partition still holds exactly its old rows; run it again
@@ -112,6 +113,7 @@ def server_env(url: str, dagster_url: str | None, home: Path) -> dict:
     return env
 
 
+@pytest.mark.slow
 def test_server_restarted_mid_backfill_every_partition_is_retried_and_written_once(tcp_server, tmp_path):
     tcp_server.create_role("etl", "etl-pw")
     for database in ("etl", "dagster"):

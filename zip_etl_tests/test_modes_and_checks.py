@@ -69,6 +69,7 @@ def test_the_writer_refuses_to_write_in_dry_run(seeded, query):
     assert query("SELECT to_regclass(%s)", (f"{seeded}.cleaned_companies",)) == [(None,)]
 
 
+@pytest.mark.slow
 def test_quality_checks_pass_on_a_batched_run(seeded):
     defs = definitions(seeded)
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(

@@ -92,6 +92,7 @@ def test_change_sets_are_deterministic(etl_url, query, schema):
     assert tables[0] == tables[1]
 
 
+@pytest.mark.slow
 def test_refresh_rebuilds_exactly_the_changed_zip_codes(schema, etl_url, query, fresh_dagster_storage):
     seed_raw(etl_url, schema, rows=1500, zip_codes=BLOCK, seed=5)
     target = target_for(schema)

@@ -40,6 +40,7 @@ def production_rows(query):
     return query("SELECT count(*), sum(hashtext(c::text)) FROM public.cleaned_companies c")[0] if exists else None
 
 
+@pytest.mark.slow
 def test_test_partitions_match_the_truth(fixtures_loaded, query):
     production_before = production_rows(query)
     result = run_test_partitions()
@@ -52,6 +53,7 @@ def test_test_partitions_match_the_truth(fixtures_loaded, query):
     assert production_rows(query) == production_before  # the production table is never touched
 
 
+@pytest.mark.slow
 def test_a_broken_rule_fails_the_truth_check_with_a_useful_message(fixtures_loaded, monkeypatch):
     phone = cleaning.RULES_BY_NAME["phone"]  # the phone rule forgets E.164's +1
     original = phone.function
