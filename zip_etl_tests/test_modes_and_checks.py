@@ -5,9 +5,8 @@ import pytest
 from psycopg2 import sql
 
 from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from zip_etl.defs.assets import cleaned_companies, raw_companies
-from zip_etl.defs.checks import QUALITY_CHECKS, key_is_unique, zip_codes_are_partitions
-from zip_etl.defs.jobs import MODE_TAG, cleaned_companies_debug
+from zip_etl.definitions import CHECKS, QUALITY_CHECKS, cleaned_companies, cleaned_companies_debug, raw_companies
+from zip_etl.defs.assets import MODE_TAG
 from zip_etl.partition_stream import CleanedChunk
 from zip_etl.resources import PostgresResource, PostgresWriter
 from zip_etl_tests.helpers import pipeline_resources, seed_raw
@@ -96,7 +95,7 @@ def test_checks_fail_naming_the_bad_rows(seeded, query):
                   "(SELECT company_name AS name, * FROM {} LIMIT 1) s").format(table, table))
     result = dg.materialize(
         [raw_companies, cleaned_companies, *QUALITY_CHECKS],
-        selection=dg.AssetSelection.checks(zip_codes_are_partitions, key_is_unique),
+        selection=dg.AssetSelection.checks(CHECKS["zip_codes_are_partitions"], CHECKS["key_is_unique"]),
         resources=defs.resources, instance=instance, raise_on_error=False,
     )
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}

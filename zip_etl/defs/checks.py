@@ -1,6 +1,8 @@
-"""Data-quality checks on `cleaned_companies`, evaluated over the zip codes of the run that
-materialized them (one query per run, whatever its number of zip codes), or over the whole table
-when a check is launched on its own.
+"""Data-quality checks on a cleaned table (`cleaned_companies`), evaluated over the zip codes of the run
+that materialized them (one query per run, whatever its number of zip codes), or over the whole table
+when a check is launched on its own. `build_checks` makes them for one `TableCleaning` (a component
+instance's YAML); the functions named after the checks are their bodies, run on that table's reads
+and writes.
 
 Blocking (a failure stops downstream assets in the same run): a table that does not match its
 declared schema, duplicate keys, missing required values or rows filed under a zip code that is not
@@ -10,6 +12,7 @@ Each failing result names the zip codes concerned in its metadata, so the UI sho
 """
 
 import contextlib
+import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,22 +23,22 @@ from psycopg2 import sql
 from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
 from zip_etl.db.connection import transaction
 from zip_etl.db.ddl import column_differences, table_exists
-from zip_etl.defs.assets import cleaned_companies, raw_companies
-from zip_etl.partitions import ZIP_CODES, zip_code_partitions
-from zip_etl.resources.postgres import PostgresResource, failures_explained
-from zip_etl.resources.writer import PostgresWriter
+from zip_etl.partitions import zip_code_partitions
+from zip_etl.resources.postgres import PostgresResource, RawReads, failures_explained
+from zip_etl.resources.writer import PostgresWriter, TargetWrites
+from zip_etl.table_cleaning import TableCleaning
 from zip_etl.tables import MIGRATE_HINT, Table
+from zip_etl.testmode import compare_with_truth, read_table
 
-ZIP_CODE_SET = frozenset(ZIP_CODES)
 
-
-def run_zip_codes(context: dg.AssetCheckExecutionContext) -> list[str] | None:
+def run_zip_codes(context: dg.AssetCheckExecutionContext,
+                  partitions: dg.StaticPartitionsDefinition = zip_code_partitions) -> list[str] | None:
     """The zip codes of the run the check belongs to; None means the whole table."""
     tags = context.run.tags
     if PARTITION_NAME_TAG in tags:
         return [tags[PARTITION_NAME_TAG]]
     if ASSET_PARTITION_RANGE_START_TAG in tags:
-        return zip_code_partitions.get_partition_keys_in_range(
+        return partitions.get_partition_keys_in_range(
             dg.PartitionKeyRange(tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG])
         )
     return None
@@ -50,7 +53,7 @@ def _where(table: Table, keys: Sequence[str] | None) -> tuple[sql.Composable, tu
 def _missing_table(table: Table) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=False,
-        description=f"{table.qualified_name} does not exist: materialize cleaned_companies first",
+        description=f"{table.qualified_name} does not exist: materialize {table.name} first",
     )
 
 
@@ -67,18 +70,18 @@ class _Scope:
 
 @contextlib.contextmanager
 def check_scope(
-    context: dg.AssetCheckExecutionContext | None, writer: PostgresWriter
+    context: dg.AssetCheckExecutionContext | None, writer: TargetWrites
 ) -> Iterator[_Scope | None]:
     """The check's scope in one read transaction; None when the table does not exist yet."""
     table = writer.target.table
-    keys = run_zip_codes(context) if context is not None else None
+    keys = run_zip_codes(context, writer.partitions) if context is not None else None
     where, params = _where(table, keys)
     with transaction(writer.postgres.url()) as cursor:
         exists = table_exists(cursor, table.schema, table.name)
         yield _Scope(table, keys, where, params, cursor) if exists else None
 
 
-def evaluate(context: dg.AssetCheckExecutionContext | None, writer: PostgresWriter,
+def evaluate(context: dg.AssetCheckExecutionContext | None, writer: TargetWrites,
              body) -> dg.AssetCheckResult:
     """`body(scope, writer)` over the check's scope, in one read transaction (`context` None: the
     whole table); a table that does not exist yet fails the check, saying so."""
@@ -148,8 +151,8 @@ def _missing_required_values(scope: _Scope, _) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=not bad, metadata={"rows_missing_a_required_value": dg.MetadataValue.json(bad)})
 
 
-def _unknown_zip_codes(scope: _Scope, _) -> dg.AssetCheckResult:
-    if scope.keys is not None and ZIP_CODE_SET.issuperset(scope.keys):
+def _unknown_zip_codes(scope: _Scope, writer: TargetWrites) -> dg.AssetCheckResult:
+    if scope.keys is not None and all(map(writer.partitions.has_partition_key, scope.keys)):
         # A run's rows are those of its zip codes, every one of them a partition: none can be a stray.
         return dg.AssetCheckResult(passed=True, metadata={"unknown_zip_codes": dg.MetadataValue.json([]),
                                                           "zip_codes_checked": len(scope.keys)})
@@ -157,7 +160,7 @@ def _unknown_zip_codes(scope: _Scope, _) -> dg.AssetCheckResult:
         sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {w} AND NOT ({c} = ANY(%s))").format(
             c=sql.Identifier(scope.table.partition_column), t=scope.table.identifier, w=scope.where
         ),
-        (*scope.params, ZIP_CODES),
+        (*scope.params, list(writer.partitions.get_partition_keys())),
     )
     strays = sorted(r[0] for r in scope.cursor.fetchall())
     return dg.AssetCheckResult(passed=not strays, metadata={"unknown_zip_codes": dg.MetadataValue.json(strays[:50])})
@@ -175,7 +178,7 @@ def _counts_by_partition(cursor, table: Table, where: sql.Composable, params: tu
     return dict(cursor.fetchall())
 
 
-def _unreconciled_rows(scope: _Scope, writer: PostgresWriter) -> dg.AssetCheckResult:
+def _unreconciled_rows(scope: _Scope, writer: TargetWrites) -> dg.AssetCheckResult:
     counts = {
         name: _counts_by_partition(scope.cursor, table, scope.where, scope.params)
         for name, table in (
@@ -205,48 +208,27 @@ def _unreconciled_rows(scope: _Scope, writer: PostgresWriter) -> dg.AssetCheckRe
     )
 
 
-Writer = dg.ResourceParam[PostgresWriter]
-
-
-@dg.asset_check(asset=cleaned_companies, blocking=True, description="columns and types are the declared ones")
-def schema_matches_declaration(postgres_writer: Writer) -> dg.AssetCheckResult:
+def schema_matches_declaration(postgres_writer: TargetWrites) -> dg.AssetCheckResult:
     return evaluate(None, postgres_writer, _schema_differences)  # the table as a whole
 
 
-@dg.asset_check(asset=cleaned_companies, blocking=True, description="one row per (zip_code, record_id)")
-def key_is_unique(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
+def key_is_unique(context: dg.AssetCheckExecutionContext, postgres_writer: TargetWrites) -> dg.AssetCheckResult:
     return evaluate(context, postgres_writer, _duplicate_keys)
 
 
-@dg.asset_check(asset=cleaned_companies, blocking=True, description="required columns have values")
-def required_values_present(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
+def required_values_present(context: dg.AssetCheckExecutionContext, postgres_writer: TargetWrites) -> dg.AssetCheckResult:
     return evaluate(context, postgres_writer, _missing_required_values)
 
 
-@dg.asset_check(asset=cleaned_companies, blocking=True, description="every row's zip code is an active zip code of the run")
-def zip_codes_are_partitions(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
+def zip_codes_are_partitions(context: dg.AssetCheckExecutionContext, postgres_writer: TargetWrites) -> dg.AssetCheckResult:
     return evaluate(context, postgres_writer, _unknown_zip_codes)
 
 
-@dg.asset_check(
-    asset=cleaned_companies,
-    description=(
-        "no row lost: per zip code, rows in the raw table = rows in the cleaned table + rows in its "
-        "quarantine (the run's zip codes; launched alone, every zip code written so far)"
-    ),
-)
-def rows_reconcile(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
+def rows_reconcile(context: dg.AssetCheckExecutionContext, postgres_writer: TargetWrites) -> dg.AssetCheckResult:
     return evaluate(context, postgres_writer, _unreconciled_rows)
 
 
-@dg.asset_check(
-    asset=raw_companies.key,
-    description=(
-        "every raw row belongs to a partition: rows whose zip_code is not an active zip code (ZIP+4, "
-        "malformed, retired) are read by no run, so they are listed here rather than lost unseen"
-    ),
-)
-def raw_rows_have_partitions(postgres: PostgresResource) -> dg.AssetCheckResult:
+def raw_rows_have_partitions(postgres: RawReads) -> dg.AssetCheckResult:
     table = postgres.raw
     with failures_explained(), transaction(postgres.url()) as cursor:
         if not table_exists(cursor, table.schema, table.name):
@@ -255,7 +237,7 @@ def raw_rows_have_partitions(postgres: PostgresResource) -> dg.AssetCheckResult:
             sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {c} IS NULL OR {c} <> ALL(%s) GROUP BY 1 ORDER BY 2 DESC").format(
                 c=sql.Identifier(table.partition_column), t=table.identifier
             ),
-            (ZIP_CODES,),
+            (list(postgres.partition_keys),),
         )
         strays = cursor.fetchall()
     rows = sum(n for _, n in strays)
@@ -270,5 +252,71 @@ def raw_rows_have_partitions(postgres: PostgresResource) -> dg.AssetCheckResult:
     )
 
 
-QUALITY_CHECKS = [schema_matches_declaration, key_is_unique, required_values_present, zip_codes_are_partitions,
-                  rows_reconcile, raw_rows_have_partitions]
+def matches_truth(context: dg.AssetCheckExecutionContext, postgres_writer: TargetWrites, truth_table: Table
+                  ) -> dg.AssetCheckResult:
+    with check_scope(context, postgres_writer) as scope:
+        if scope is None:
+            return dg.AssetCheckResult(passed=False, description="the test table does not exist yet")
+        url = postgres_writer.postgres.url()
+        truth = read_table(url, truth_table, None)
+        partition = scope.table.partition_column
+        keys = sorted(set(truth[partition]) & set(scope.keys if scope.keys is not None else truth[partition]))
+        actual = read_table(url, scope.table, keys)
+    truth = truth[truth[partition].isin(keys)]
+    problems = compare_with_truth(actual.astype(object), truth.astype(object), list(scope.table.primary_key))
+    return dg.AssetCheckResult(
+        passed=not problems,
+        description="; ".join(problems[:5]) if problems else None,
+        metadata={
+            "zip_codes_compared": dg.MetadataValue.json(keys),
+            "rows_expected": len(truth),
+            "rows_actual": len(actual),
+            "mismatches": len(problems),
+            "first_mismatches": dg.MetadataValue.json(problems[:20]),
+        },
+    )
+
+
+def build_checks(spec: TableCleaning, cleaned: dg.AssetsDefinition, raw: dg.AssetsDefinition
+                 ) -> list[dg.AssetChecksDefinition]:
+    """The checks of one cleaned table (and of its raw table), each body run on its reads and writes."""
+    key = ", ".join(spec.target.table.primary_key)
+
+    def of_cleaned(body, description: str, blocking: bool = False, **extra) -> dg.AssetChecksDefinition:
+        takes_context = "context" in inspect.signature(body).parameters
+
+        @dg.asset_check(asset=cleaned, name=body.__name__, blocking=blocking, description=description)
+        def check(context: dg.AssetCheckExecutionContext,
+                  postgres_writer: dg.ResourceParam[PostgresWriter]) -> dg.AssetCheckResult:
+            writes = spec.bind(postgres_writer.postgres, postgres_writer)[1]
+            return body(context, writes, **extra) if takes_context else body(writes, **extra)
+
+        return check
+
+    @dg.asset_check(
+        asset=raw,
+        name="raw_rows_have_partitions",
+        description=(
+            f"every raw row belongs to a partition: rows whose {spec.source.table.partition_column} is not an "
+            "active zip code (ZIP+4, malformed, retired) are read by no run, so they are listed here rather "
+            "than lost unseen"
+        ),
+    )
+    def raw_check(postgres: PostgresResource) -> dg.AssetCheckResult:
+        return raw_rows_have_partitions(spec.reads(postgres))
+
+    checks = [
+        of_cleaned(schema_matches_declaration, "columns and types are the declared ones", blocking=True),
+        of_cleaned(key_is_unique, f"one row per ({key})", blocking=True),
+        of_cleaned(required_values_present, "required columns have values", blocking=True),
+        of_cleaned(zip_codes_are_partitions, "every row's zip code is an active zip code of the run", blocking=True),
+        of_cleaned(rows_reconcile, (
+            "no row lost: per zip code, rows in the raw table = rows in the cleaned table + rows in its "
+            "quarantine (the run's zip codes; launched alone, every zip code written so far)"
+        )),
+        raw_check,
+    ]
+    if spec.truth is not None:
+        checks.append(of_cleaned(matches_truth, "test partitions equal the hand-written truth table",
+                                 truth_table=spec.truth))
+    return checks
