@@ -36,6 +36,8 @@ BODIES = {
     "zip_codes_are_partitions": checks._unknown_zip_codes,  # noqa: SLF001
     "rows_reconcile": checks._unreconciled_rows,  # noqa: SLF001
 }
+if hasattr(checks, "_raw_rows_without_partition"):  # a check of the raw table before this release
+    BODIES["raw_rows_have_partitions"] = checks._raw_rows_without_partition  # noqa: SLF001
 
 
 def main() -> None:

@@ -13,11 +13,13 @@ Dagster's public one, proves that both paths store the same thing).
 3. Asset events in one batch: `context.log_event` stores one event per INSERT; an Output's events
    are batched by Dagster, but carry the same tags for every partition. `batched_events` builds the
    DagsterEvents as `execute_step` does for an Output, with batch metadata.
-4. Planned materializations stored in batches: dagster-postgres batches materializations and
-   observations but stores ASSET_MATERIALIZATION_PLANNED events one connection each (~2,000 per
-   2,000-partition run). `store_planned_events_batch` stores them the way dagster-postgres stores a
-   batch of materializations, so the UI can show a run's partitions as materializing, then failed
-   or materialized, at the cost of one INSERT.
+4. An asset's events stored in order and its partition status read from one moment: dagster-postgres
+   stores planned materializations one connection each (~2,000 per 2,000-partition run), and
+   stores an event and its asset's record in two transactions with no order between writers, which
+   Dagster's partition status cache needs (issue 27). `store_asset_events` stores a batch of one
+   asset's events and its record in one transaction under the asset's lock; records carry the
+   latest planned materialization read with them; `settled_asset_status` computes an asset's
+   partition status while none of its events is being written.
 5. Run monitoring's answer types (`CheckRunHealthResult`, `WorkerStatus`): no public export.
 6. An instance from a folder of our choosing (`InstanceRef.from_dir`), for the zip-etl CLI.
 7. The error of a failure event, from the structured metadata Dagster attaches to its log records
@@ -30,9 +32,11 @@ Dagster's public one, proves that both paths store the same thing).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import cast
 
 import dagster as dg
@@ -55,6 +59,8 @@ from dagster._core.storage.tags import (
     BACKFILL_ID_TAG,
     PARTITION_NAME_TAG,
 )
+from dagster_shared.record import copy as record_copy
+from sqlalchemy import text
 
 __all__ = [
     "ASSET_PARTITION_RANGE_END_TAG",
@@ -64,8 +70,11 @@ __all__ = [
     "DATA_VERSION_TAG",
     "PARTITION_NAME_TAG",
     "RUN_EXECUTION_MODULES",
+    "STORED_IN_ORDER",
     "CheckRunHealthResult",
     "WorkerStatus",
+    "asset_event_groups",
+    "asset_events_settled",
     "batched_events",
     "code_server_id",
     "execute_run_args",
@@ -76,7 +85,9 @@ __all__ = [
     "logical_data_version",
     "provenance_tags",
     "run_code_location",
-    "store_planned_events_batch",
+    "settled_asset_status",
+    "store_asset_events",
+    "with_latest_planned_materialization",
 ]
 
 
@@ -126,26 +137,113 @@ def batched_events(
     return out
 
 
-# --- 4. planned materializations stored in batches ---
+# --- 4. an asset's events stored in order, its partition status read from one moment ---
+
+# The advisory lock of one asset's events in Dagster's storage: (hashtext of this, hashtext of the key).
+ASSET_EVENTS_LOCK = "zip_etl: asset events"
+# A lock that cannot be had in this long fails the statement instead of waiting forever.
+ASSET_EVENTS_LOCK_TIMEOUT = "60s"
+# The events zip_etl stores itself (dagster-postgres stores planned materializations one INSERT each).
+STORED_IN_ORDER = frozenset({
+    dg.DagsterEventType.ASSET_MATERIALIZATION,
+    dg.DagsterEventType.ASSET_OBSERVATION,
+    dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+})
+# The asset keys whose lock this thread holds (shared) while it reads their status.
+_settled: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("zip_etl_settled_assets", default=frozenset())
 
 
-def store_planned_events_batch(storage, events: Sequence) -> bool:
-    """Store a batch of ASSET_MATERIALIZATION_PLANNED events of one asset as dagster-postgres stores a
-    batch of materializations (one INSERT, the asset's index updated from the last event); False,
-    storing nothing, for any other batch."""
-    if not events:
-        return False
-    kinds = {event.get_dagster_event().event_type for event in events}
-    keys = {event.get_dagster_event().asset_key for event in events}
-    if kinds != {dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED} or len(keys) != 1:
-        return False
+def asset_event_groups(events: Sequence) -> tuple[list[list], list]:
+    """`events` (EventLogEntry) split into the groups zip_etl stores itself, one per asset key in the
+    order they came, and the rest (left to dagster-postgres)."""
+    groups: dict[dg.AssetKey, list] = {}
+    rest = []
+    for event in events:
+        dagster_event = event.dagster_event
+        if dagster_event is not None and dagster_event.event_type in STORED_IN_ORDER and dagster_event.asset_key:
+            groups.setdefault(dagster_event.asset_key, []).append(event)
+        else:
+            rest.append(event)
+    return list(groups.values()), rest
+
+
+def _lock_asset_events(conn, keys: Sequence[str], *, shared: bool) -> None:
+    """Take the advisory locks of `keys`' events in this transaction, in one order for every caller
+    (so that two of them never wait on each other)."""
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    conn.execute(text(f"SET LOCAL lock_timeout = '{ASSET_EVENTS_LOCK_TIMEOUT}'"))
+    conn.execute(
+        text(f"SELECT {function}(hashtext(:namespace), hashtext(k)) FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k"),
+        {"namespace": ASSET_EVENTS_LOCK, "keys": sorted(set(keys))},
+    )
+
+
+def store_asset_events(storage, events: Sequence) -> list[int]:
+    """Store events of ONE asset (materializations, observations, planned materializations) as
+    dagster-postgres stores a batch of materializations (one INSERT, the indexed tags, the asset's
+    record from the latest event of each kind), in ONE transaction that holds the asset's lock.
+
+    Dagster's partition status cache (`get_and_update_asset_status_cache_value`) reads an asset's
+    record, then its events after a cursor; it is exact only if the asset's events become visible in
+    storage-id order, each with its record. dagster-postgres inserts the events, then updates the
+    record in a second transaction, with no order between writers: a reader could see a run's planned
+    events (later ids) while the record still lacked another run's materializations (earlier ids),
+    move its cursor past them and never count those partitions materialized (issue 27)."""
+    key = events[0].get_dagster_event().asset_key.to_string()
     insert = storage.prepare_insert_event_batch(events)
-    with storage._connect() as conn:  # noqa: SLF001
-        ids = [cast("int", row[0]) for row in conn.execute(insert.returning(SqlEventLogStorageTable.c.id)).fetchall()]
     with storage.index_transaction() as conn:
+        _lock_asset_events(conn, [key], shared=False)
+        ids = [cast("int", row[0]) for row in conn.execute(insert.returning(SqlEventLogStorageTable.c.id)).fetchall()]
         storage._store_asset_event_tags(conn, events, ids)  # noqa: SLF001
-        storage._store_asset_event(conn, events[-1], ids[-1])  # noqa: SLF001
-    return True
+        latest = {event.get_dagster_event().event_type: (event, event_id) for event, event_id in zip(events, ids)}
+        for event, event_id in sorted(latest.values(), key=lambda pair: pair[1]):
+            storage._store_asset_event(conn, event, event_id)  # noqa: SLF001
+    return ids
+
+
+@contextlib.contextmanager
+def asset_events_settled(storage, keys: Sequence[str]) -> Iterator[None]:
+    """Inside, no write of `keys`' events is in flight and none begins (their locks, shared, on a
+    connection of their own). A thread that holds them already does not ask again: its request would
+    queue behind a waiting writer that waits on this very thread."""
+    wanted = frozenset(keys) - _settled.get()
+    if not wanted:
+        yield
+        return
+    with storage.index_transaction() as conn:
+        _lock_asset_events(conn, list(wanted), shared=True)
+        token = _settled.set(_settled.get() | wanted)
+        try:
+            yield
+        finally:
+            _settled.reset(token)
+
+
+def with_latest_planned_materialization(record, planned):
+    """`record` (an AssetRecord) carrying its asset's latest planned materialization (storage id and run),
+    as Dagster's status cache reads it when the storage says its records have it."""
+    entry = record_copy(
+        record.asset_entry,
+        last_planned_materialization_storage_id=planned.storage_id if planned else None,
+        last_planned_materialization_run_id=planned.run_id if planned else None,
+    )
+    return record_copy(record, asset_entry=entry)
+
+
+def settled_asset_status(storage, key: dg.AssetKey, partitions_def, context):
+    """Dagster's partition status of `key` (its AssetStatusCacheValue, updated in storage), computed
+    while none of the asset's events is being written, from its record read then: every query of the
+    computation sees the same events. (Through the webserver's loading context the record may have
+    been read earlier in the request: events written since would count as done in one query and not
+    yet in another, and the partition would show as missing.)"""
+    from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+    from dagster._core.workspace.context import BaseWorkspaceRequestContext
+
+    loader = context.dynamic_partitions_loader if isinstance(context, BaseWorkspaceRequestContext) else None
+    with asset_events_settled(storage, [key.to_string()]):
+        return get_and_update_asset_status_cache_value(
+            storage._instance, key, partitions_def, dynamic_partitions_loader=loader  # noqa: SLF001
+        )
 
 
 # --- 6. an instance from a folder ---

@@ -28,11 +28,15 @@ from zip_etl import settings
 from zip_etl.dagster_internals import (
     CheckRunHealthResult,
     WorkerStatus,
+    asset_event_groups,
+    asset_events_settled,
     code_server_id,
     execute_run_args,
     instance_from_folder,
     run_code_location,
-    store_planned_events_batch,
+    settled_asset_status,
+    store_asset_events,
+    with_latest_planned_materialization,
 )
 from zip_etl.db.connection import (
     DagsterStorageError,
@@ -56,11 +60,11 @@ logger = logging.getLogger(__name__)
 
 # Dagster's per-partition bookkeeping, not our data work, dominates a backfill of 41,749 small
 # partitions (docs/BENCHMARKS.md). Dagster stores the events a run writes per partition (its planned
-# materializations at run creation, its materializations, zip_etl's provenance observations) in
-# batches only when DAGSTER_EVENT_BATCH_SIZE is set, and dagster-postgres batches only
-# materializations and observations. Every process that loads this instance (webserver, daemon, run
-# workers, CLI) builds its event-log storage first, so that is where the switch is set (unless the
-# environment sets it) and where planned materializations are batched too (ZipEtlEventLogStorage).
+# materializations at run creation, its materializations) in batches only when
+# DAGSTER_EVENT_BATCH_SIZE is set, and dagster-postgres batches only materializations and
+# observations. Every process that loads this instance (webserver, daemon, run workers, CLI) builds
+# its event-log storage first, so that is where the switch is set (unless the environment sets it)
+# and where planned materializations are batched too (ZipEtlEventLogStorage).
 EVENT_BATCH_SIZE = "1000"
 
 
@@ -352,12 +356,18 @@ class ZipEtlRunLauncher(dg.DefaultRunLauncher):
 
 
 class ZipEtlEventLogStorage(PostgresEventLogStorage):
-    """PostgresEventLogStorage that also stores a run's planned materializations in one batch.
+    """PostgresEventLogStorage that stores an asset's events in order, and reads an asset's partition
+    status from one moment, so that the UI's partition statuses stay true while runs write (issue 27).
 
-    Dagster plans one materialization per partition of a run; the UI derives a partition's
-    "materializing" and "failed" status from them. dagster-postgres stores them one connection each
-    (a 2,000-partition run spent most of its creation there), so zip_etl stores them the way
-    dagster-postgres stores a batch of materializations (zip_etl/dagster_internals.py).
+    - A batch of one asset's materializations, observations or planned materializations (Dagster
+      plans one per partition when it creates a run) is stored in one INSERT and one transaction
+      with the asset's record, under the asset's lock: the asset's events become visible in the
+      order of their ids, each with its record. (dagster-postgres stores planned materializations one
+      connection each, and an event and its record in two transactions.)
+    - An asset's record carries its latest planned materialization, read with it (Dagster otherwise
+      reads it later, from a newer state of the storage than the record's).
+    - The partition status of an asset is computed while none of its events is being written.
+    zip_etl/dagster_internals.py has the details; the contract tests show what Dagster relies on.
     """
 
     @classmethod
@@ -369,9 +379,33 @@ class ZipEtlEventLogStorage(PostgresEventLogStorage):
         use_batched_event_writes()
         return _storage(cls, config_value, inst_data)
 
+    def store_event(self, event) -> None:
+        groups, _ = asset_event_groups([event])
+        if groups:
+            store_asset_events(self, [event])
+        else:
+            super().store_event(event)
+
     def store_event_batch(self, events) -> None:
-        if not store_planned_events_batch(self, events):
-            super().store_event_batch(events)
+        groups, rest = asset_event_groups(events)
+        for group in groups:
+            store_asset_events(self, group)
+        if rest:
+            super().store_event_batch(rest)
+
+    @property
+    def asset_records_have_last_planned_and_failed_materializations(self) -> bool:
+        return True
+
+    def get_asset_records(self, asset_keys=None):
+        keys = list(asset_keys) if asset_keys is not None else self.get_asset_keys()
+        with asset_events_settled(self, [key.to_string() for key in keys]):
+            planned = {key: self.get_latest_planned_materialization_info(key) for key in keys}
+            records = super().get_asset_records(asset_keys)
+        return [with_latest_planned_materialization(r, planned.get(r.asset_entry.asset_key)) for r in records]
+
+    def get_asset_status_cache_values(self, partitions_defs_by_key, context):
+        return [settled_asset_status(self, key, partitions_def, context) for key, partitions_def in partitions_defs_by_key]
 
 
 class ZipEtlScheduleStorage(PostgresScheduleStorage):

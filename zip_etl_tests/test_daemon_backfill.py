@@ -2,12 +2,15 @@
 and what the UI's API says meanwhile: partitions materializing while their run executes, failed when
 it fails, and the table's total rows on the asset."""
 
+import os
 import time
 
+import dagster as dg
 import pytest
 
+from zip_etl import settings
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
-from zip_etl.partitions import ZIP_CODES
+from zip_etl.partitions import ZIP_CODES, zip_code_partitions
 
 STATUSES = """
 { assetNodeOrError(assetKey: {path: ["cleaned_companies"]}) {
@@ -66,6 +69,57 @@ def test_ui_style_backfill_runs_in_batched_runs_and_reports_each_partition(zip_e
     assert set(keys) <= statuses["materializedPartitions"] and not statuses["materializingPartitions"] & set(keys)
     # The asset shows the table's total rows, not the last partition's.
     assert table_rows_shown(dagster_dev) == sum(out.values())
+
+
+# Run statuses whose zip codes must show as materialized, materializing or failed. Dagster creates a
+# run NOT_STARTED, stores its planned materializations (zip_etl: one statement), then queues it.
+LIVE_OR_DONE = {"QUEUED", "STARTING", "STARTED", "SUCCESS", "FAILURE", "CANCELING"}
+
+
+def zip_codes_of(run: dict) -> list[str]:
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    return zip_code_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(
+        tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]))
+
+
+@pytest.mark.slow
+def test_no_zip_code_of_a_backfill_shows_as_missing_while_its_run_lives(zip_etl_environment, fresh_dagster_storage):
+    """Issue 27: a backfill of 3,000 never-built zip codes in six runs of 500 (on Dagster storage of its
+    own: nothing built before), the UI's partition statuses polled from launch to the end. Whenever a
+    run is queued, running or done, each of its zip codes shows as materialized, materializing or
+    failed, never missing: neither while runs are created beside runs that write (Dagster's status
+    cache read past materializations it had not counted, for good) nor while a run's planned
+    materializations were stored one statement each (they were, when a run had fewer zip codes than a
+    batch, beside its checks' planned evaluations)."""
+    from zip_etl_tests.conftest import ARTIFACTS
+    from zip_etl_tests.helpers import drop_written_partitions
+    from zip_etl_tools.dagster_dev import BACKFILL_DONE, running_dagster_dev
+
+    keys = ZIP_CODES[5000:8000]
+    write_raw_companies(zip_etl_environment["etl_url"], generate_raw_companies(9000, keys, seed=27))
+    drop_written_partitions(zip_etl_environment["etl_url"], keys)
+    env = {**os.environ, settings.AUTO_REFRESH: "off", "ZIP_ETL_PARTITIONS_PER_RUN": "500"}
+    with running_dagster_dev(ARTIFACTS / "dagster-dev-partition-status.log", env=env) as dev:
+        backfill_id = dev.launch_backfill(keys)
+        started, polls, gaps = time.monotonic(), 0, []
+        while True:
+            backfill = dev.backfill(backfill_id)  # the runs first: each was live before the statuses are read
+            statuses = partition_statuses(dev)
+            polls += 1
+            live = {z for run in backfill["runs"] if run["status"] in LIVE_OR_DONE for z in zip_codes_of(run)}
+            missing = live - statuses["materializedPartitions"] - statuses["materializingPartitions"] - \
+                statuses["failedPartitions"]
+            if missing:
+                gaps.append((round(time.monotonic() - started, 1), len(missing), sorted(missing)[:3],
+                             sorted(r["status"] for r in backfill["runs"])))
+            if backfill["status"] in BACKFILL_DONE:
+                break
+            assert time.monotonic() - started < 600, "the backfill did not finish"
+            time.sleep(0.25)
+    runs = backfill["runs"]
+    assert backfill["status"] == "COMPLETED_SUCCESS" and len(runs) == 6, backfill
+    assert not gaps, f"zip codes of live runs shown as missing at {len(gaps)} of {polls} polls: {gaps[:5]}"
+    assert statuses["materializedPartitions"] >= set(keys) and polls > 10
 
 
 @pytest.mark.slow

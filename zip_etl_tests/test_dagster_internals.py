@@ -106,23 +106,23 @@ def test_batched_events_are_stored_when_built_without_being_yielded():
 
 
 def test_planned_events_in_one_batch_are_stored_as_dagster_stores_them_one_by_one(fresh_dagster_storage, monkeypatch):
-    """ZipEtlEventLogStorage stores a run's planned materializations in one batch; the rows are those
-    dagster-postgres writes one event at a time, and the UI's partition status reads them: in progress
-    while the run executes, failed for the partitions a failed run did not write."""
+    """ZipEtlEventLogStorage stores a run's planned materializations in one batch, also when Dagster's
+    batch mixes them with the planned evaluations of the asset's checks (a run of fewer partitions
+    than DAGSTER_EVENT_BATCH_SIZE); the rows are those dagster-postgres writes one event at a time, and
+    the UI's partition status reads them: in progress while the run executes, failed for the
+    partitions a failed run did not write."""
     from sqlalchemy import text
 
     from zip_etl.instance import ZipEtlEventLogStorage, get_instance
 
     statements = []
-    real = internals.store_planned_events_batch
+    real = internals.store_asset_events
 
     def spy(storage, events):
-        stored = real(storage, events)
-        if {e.get_dagster_event().event_type_value for e in events} == {"ASSET_MATERIALIZATION_PLANNED"}:
-            statements.append((len(events), stored))
-        return stored
+        statements.append({e.get_dagster_event().event_type_value for e in events} | {len(events)})
+        return real(storage, events)
 
-    monkeypatch.setattr("zip_etl.instance.store_planned_events_batch", spy)
+    monkeypatch.setattr("zip_etl.instance.store_asset_events", spy)
     keys = ZIP_CODES[:300]
     seen_in_progress = []
 
@@ -134,12 +134,17 @@ def test_planned_events_in_one_batch_are_stored_as_dagster_stores_them_one_by_on
                                                       for p in good])
         raise dg.Failure("the other 200 failed", allow_retries=False)
 
+    @dg.asset_check(asset=planned)
+    def planned_check():
+        return dg.AssetCheckResult(passed=True)
+
     with get_instance() as instance:
         assert isinstance(instance.event_log_storage, ZipEtlEventLogStorage)
-        result = dg.materialize([planned], instance=instance, raise_on_error=False, tags={
-            internals.ASSET_PARTITION_RANGE_START_TAG: keys[0], internals.ASSET_PARTITION_RANGE_END_TAG: keys[-1]})
+        result = dg.materialize([planned, planned_check], instance=instance, raise_on_error=False,
+                                tags={internals.ASSET_PARTITION_RANGE_START_TAG: keys[0],
+                                      internals.ASSET_PARTITION_RANGE_END_TAG: keys[-1]})
         assert not result.success
-        assert statements and all(stored for _, stored in statements) and sum(n for n, _ in statements) == 300
+        assert {"ASSET_MATERIALIZATION_PLANNED", 300} in statements  # one statement for the 300
         assert seen_in_progress == [set(keys)]
         materialized, failed, in_progress = _status(instance, planned.key)
         assert materialized == set(keys[:100]) and failed == set(keys[100:]) and not in_progress
@@ -159,23 +164,173 @@ def test_planned_events_in_one_batch_are_stored_as_dagster_stores_them_one_by_on
                 "WHERE dagster_event_type = 'ASSET_MATERIALIZATION_PLANNED' AND partition = :p ORDER BY id DESC LIMIT 1"
             ), {"p": event.dagster_event.event_specific_data.partition}).fetchall()
         assert len(ours) == 300 and theirs[0] in ours
+        checks = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED)
+        assert len(checks) == 1  # left to dagster-postgres, stored all the same
 
 
-def _status(instance, key):
+def _status(instance, key, partitions_def=zip_code_partitions):
     from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
-    value = get_and_update_asset_status_cache_value(instance, key, zip_code_partitions)
+    return _subsets(get_and_update_asset_status_cache_value(instance, key, partitions_def), partitions_def)
+
+
+def _subsets(value, partitions_def):
     return tuple(
         set(subset.get_partition_keys()) for subset in (
-            value.deserialize_materialized_partition_subsets(zip_code_partitions),
-            value.deserialize_failed_partition_subsets(zip_code_partitions),
-            value.deserialize_in_progress_partition_subsets(zip_code_partitions),
+            value.deserialize_materialized_partition_subsets(partitions_def),
+            value.deserialize_failed_partition_subsets(partitions_def),
+            value.deserialize_in_progress_partition_subsets(partitions_def),
         )
     )
 
 
-def test_store_planned_events_batch_leaves_other_batches_to_dagster():
-    assert internals.store_planned_events_batch(object(), []) is False
+def test_asset_event_groups_keep_each_assets_events_in_order_and_leave_the_rest():
+    from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent, EngineEventData
+    from dagster._core.events.log import EventLogEntry
+
+    def entry(asset, partition=None):
+        event = (DagsterEvent.build_asset_materialization_planned_event(
+            "job", "step", AssetMaterializationPlannedData(dg.AssetKey(asset), partition=partition))
+            if asset else DagsterEvent(dg.DagsterEventType.ENGINE_EVENT.value, "job",
+                                       event_specific_data=EngineEventData()))
+        return EventLogEntry(user_message="", level=10, job_name="job", run_id="r", error_info=None,
+                             timestamp=0.0, dagster_event=event)
+
+    events = [entry("a", "1"), entry("b", "1"), entry(None), entry("a", "2")]
+    groups, rest = internals.asset_event_groups(events)
+    assert groups == [[events[0], events[3]], [events[1]]] and rest == [events[2]]
+
+
+def _plain_dagster_instance(pg_server_url, tmp_path, name):
+    """An instance on dagster-postgres's own storage, in a database of its own."""
+    from zip_etl.db.connection import ensure_database, sqlalchemy_url
+
+    url = ensure_database(pg_server_url, name)
+    (tmp_path / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: \"{sqlalchemy_url(url)}\"\n"
+                                           "telemetry:\n  enabled: false\n")
+    return internals.instance_from_folder(str(tmp_path), config_dir=str(tmp_path))
+
+
+def _drop_database(pg_server_url, name):
+    import psycopg2
+    from psycopg2 import sql
+
+    conn = psycopg2.connect(pg_server_url)
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    conn.close()
+
+
+def test_dagsters_status_cache_loses_partitions_read_past_an_older_record_and_ours_does_not(
+        fresh_dagster_storage, pg_server_url, tmp_path):
+    """Dagster's partition status cache reads the asset's record (through a loading context: maybe
+    earlier in the webserver's request, or in the daemon's tick), then the latest planned
+    materialization, then the events after its cursor. When a run's materializations and another
+    run's planned materializations are written between the first read and the rest, dagster-postgres
+    loses the materialized partitions for good: the cursor moves past them, and the record's older
+    materialization says there was none (issue 27: partitions of a finished run shown as missing).
+    With ZipEtlEventLogStorage the webserver's status is computed from one moment (the partitions are
+    materialized, the other run's in progress), and a status computed from an older record (the
+    daemon's) is older, never wrong for good."""
+    import uuid
+
+    from dagster._core.loader import LoadingContext
+    from dagster._core.storage.event_log.base import AssetRecord
+    from dagster._core.storage.partition_status_cache import (
+        AssetStatusCacheValue,
+        get_and_update_asset_status_cache_value,
+    )
+
+    from zip_etl.instance import get_instance
+
+    class RequestContext(LoadingContext):
+        """What a webserver request or a daemon tick holds: records once loaded stay as they were read."""
+
+        def __init__(self, instance):
+            self._instance, self._loaders = instance, {}
+
+        @property
+        def instance(self):
+            return self._instance
+
+        @property
+        def loaders(self):
+            return self._loaders
+
+    letters = dg.StaticPartitionsDefinition(["a", "b", "c", "d"])
+
+    @dg.asset(partitions_def=letters)
+    def lettered():
+        return None
+
+    job = dg.Definitions(assets=[lettered]).resolve_implicit_global_asset_job_def()
+
+    def webserver(context):  # what the UI's partition statuses call
+        return _subsets(AssetStatusCacheValue.blocking_get(context, (lettered.key, letters)), letters)
+
+    def daemon(context):  # what the backfill daemon's queryer calls
+        return _subsets(get_and_update_asset_status_cache_value(
+            context.instance, lettered.key, letters, loading_context=context), letters)
+
+    def race(instance, reader):
+        """The status read by `reader` from a record read before the writes, and the status after."""
+        def run_of(first, last):  # created as a backfill creates it: its partitions planned, not started
+            return instance.create_run_for_job(job, tags={internals.ASSET_PARTITION_RANGE_START_TAG: first,
+                                                          internals.ASSET_PARTITION_RANGE_END_TAG: last})
+
+        instance.wipe_assets([lettered.key])
+        run_of("a", "b")
+        assert webserver(RequestContext(instance)) == (set(), set(), {"a", "b"})
+        context = RequestContext(instance)
+        AssetRecord.blocking_get(context, lettered.key)  # the record, read first
+        for partition in ("a", "b"):  # the first run's materializations, then the second run is created
+            instance.report_runless_asset_event(dg.AssetMaterialization(lettered.key, partition=partition))
+        run_of("c", "d")
+        return reader(context), webserver(RequestContext(instance))
+
+    name = f"dagster_plain_{uuid.uuid4().hex[:12]}"
+    try:
+        with _plain_dagster_instance(pg_server_url, tmp_path, name) as plain:
+            for reader in (webserver, daemon):
+                during, after = race(plain, reader)
+                assert during == after == (set(), set(), {"c", "d"})  # "a" and "b": missing, for good
+    finally:
+        _drop_database(pg_server_url, name)
+    with get_instance() as instance:
+        assert race(instance, webserver) == (({"a", "b"}, set(), {"c", "d"}),) * 2
+        assert race(instance, daemon)[1] == ({"a", "b"}, set(), {"c", "d"})
+
+
+def test_an_assets_events_are_written_one_writer_at_a_time_and_never_while_its_status_is_read(fresh_dagster_storage):
+    """What makes the status exact: a write of an asset's events waits while another transaction
+    writes that asset's events or reads its status (its lock), and does not wait for other assets."""
+    import threading
+
+    from zip_etl.instance import get_instance
+
+    with get_instance() as instance:
+        storage = instance.event_log_storage
+        written = []
+
+        def write(key):
+            instance.report_runless_asset_event(dg.AssetMaterialization(dg.AssetKey(key), partition="a"))
+            written.append(key)
+
+        def writer(key):
+            thread = threading.Thread(target=write, args=(key,))
+            thread.start()
+            return thread
+
+        with internals.asset_events_settled(storage, [dg.AssetKey("locked").to_string()]):
+            blocked, free = writer("locked"), writer("other")
+            free.join(30)
+            blocked.join(1.0)
+            assert written == ["other"] and blocked.is_alive()
+        blocked.join(30)
+        assert written == ["other", "locked"]
+        assert {r.asset_entry.asset_key.to_string() for r in storage.get_asset_records()} >= {
+            dg.AssetKey("locked").to_string(), dg.AssetKey("other").to_string()}
 
 
 def test_run_health_answer_types():

@@ -9,6 +9,7 @@ rows in PostgreSQL exactly once.
 """
 
 import os
+import re
 import time
 
 import pytest
@@ -122,3 +123,36 @@ def test_worker_killed_mid_run_its_range_is_rerun_elsewhere():
         # Every zip code's rows exactly once: the killed run's range was written by its retry alone
         # (or, had it committed before dying, replaced by it in one transaction).
         assert _written(cluster.etl_url) == expected
+
+
+def test_distributed_bench_at_a_tiny_scale_measures_each_worker_count(zip_etl_environment, tmp_path):
+    """`zip-etl bench --distributed --scale 0.02` (docs/BENCHMARKS.md's several-machines block, tiny):
+    each shape's backfill on 1 and 2 Celery workers, every row accounted for, the runs spread over the
+    workers, and CPU measured for the workers and the server (the figures themselves mean nothing here)."""
+    from zip_etl.cli.main import main
+    from zip_etl_tools.bench.distributed import DISTRIBUTED_SHAPES
+    from zip_etl_tools.local_cluster import namespaces_available
+
+    report = tmp_path / "BENCHMARKS.md"
+    report.write_text("# Benchmarks\n")
+    assert main(["bench", "--distributed", "--scale", "0.02", "--worker-counts", "1,2", "--output", str(report)]) == 0
+
+    text = report.read_text()
+    for shape in DISTRIBUTED_SHAPES:
+        section = text.split(f"### Celery deployment, {shape}:")[1].split("### Celery")[0]
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+                if re.match(r"\| \d+ \|", line)]
+        assert [r[0] for r in rows] == ["1", "2"], section
+        for workers, hosts, runs, spread, *figures in rows:
+            assert hosts == ("own netns each" if namespaces_available() else "loopback")
+            assert int(runs) >= 2, section
+            if hosts == "own netns each":  # one host name per worker: the spread is known
+                counts = [int(n) for n in spread.split(",")]
+                assert sum(counts) == int(runs) and len(counts) == int(workers), section
+            seconds, span, worker_cpu, server_cpu, control_cpu, worker_us, server_us, load = figures
+            assert 0 < float(span) <= float(seconds), section
+            assert all(float(v.replace(",", "")) > 0 for v in (worker_cpu, server_cpu, worker_us, server_us)), section
+        accounted = re.search(r"^- rows in = written \+ quarantined: (.*)$", section, re.M).group(1)
+        for rows_in, written, quarantined in re.findall(r"([\d,]+) = ([\d,]+) \+ ([\d,]+)", accounted):
+            rows_in, written, quarantined = (int(n.replace(",", "")) for n in (rows_in, written, quarantined))
+            assert rows_in == written + quarantined and written > 0, accounted

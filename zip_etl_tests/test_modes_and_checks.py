@@ -8,7 +8,9 @@ from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTI
 from zip_etl.definitions import CHECKS, QUALITY_CHECKS, cleaned_companies, cleaned_companies_debug, raw_companies
 from zip_etl.defs.assets import MODE_TAG
 from zip_etl.partition_stream import CleanedChunk
+from zip_etl.partitions import ZIP_CODES, zip_code_partitions
 from zip_etl.resources import PostgresResource, PostgresWriter
+from zip_etl.tables import RAW_COMPANIES
 from zip_etl_tests.helpers import pipeline_resources, seed_raw
 
 ZIPS = ["00501", "00544", "01001", "10016"]
@@ -77,7 +79,14 @@ def test_quality_checks_pass_on_a_batched_run(seeded):
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(evaluations) == {c.check_key.name for c in QUALITY_CHECKS if c.check_key.asset_key == cleaned_companies.key}
     assert all(e.passed for e in evaluations.values()), {k: e.metadata for k, e in evaluations.items() if not e.passed}
-    assert evaluations["rows_reconcile"].metadata["zip_codes_checked"].value > 1
+    # Every result says what it covered: the run's range, as its first and last zip code and count.
+    in_range = len(zip_code_partitions.get_partition_keys_in_range(dg.PartitionKeyRange("00501", "10016")))
+    for name, evaluation in evaluations.items():
+        covered = {k: evaluation.metadata[k].value for k in evaluation.metadata if k.startswith("checked")}
+        expected = {"checked": "zip codes 00501..10016", "checked_first_zip_code": "00501",
+                    "checked_last_zip_code": "10016", "checked_zip_codes": in_range}
+        assert covered == ({"checked": "the whole table"} if name == "schema_matches_declaration" else expected), name
+    assert evaluations["rows_reconcile"].metadata["zip_codes_reconciled"].value == in_range
     # The primary key makes duplicates impossible: the check says so instead of grouping every row.
     assert evaluations["key_is_unique"].metadata["enforced_by_unique_index"].value.endswith("cleaned_companies_pkey")
 
@@ -103,3 +112,65 @@ def test_checks_fail_naming_the_bad_rows(seeded, query):
     assert evaluations["zip_codes_are_partitions"].metadata["unknown_zip_codes"].value == ["99999"]
     assert not evaluations["key_is_unique"].passed
     assert evaluations["key_is_unique"].metadata["duplicate_keys"].value[0][0] == "10016"
+
+
+def test_checks_launched_without_partitions_cover_the_whole_table(seeded):
+    """What the Checks tab's "Execute all" launches: the checks alone, no partition. Each result says
+    it covered the whole table."""
+    defs = definitions(seeded)
+    instance = dg.DagsterInstance.ephemeral()
+    assert defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[cleaned_companies.key], partition_key="10016").success
+    result = dg.materialize([raw_companies, cleaned_companies, *QUALITY_CHECKS],
+                            selection=dg.AssetSelection.checks(*QUALITY_CHECKS), resources=defs.resources,
+                            instance=instance)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {c.check_key.name for c in QUALITY_CHECKS}
+    assert {name: e.metadata["checked"].value for name, e in evaluations.items()} == {
+        name: "the whole table" for name in evaluations}
+    assert all(e.passed for e in evaluations.values())
+    assert evaluations["rows_reconcile"].metadata["zip_codes_reconciled"].value == 1  # the zip codes written so far
+
+
+# Raw zip_code values that are no partition, each between two partitions (or beyond the last).
+STRAYS = {"00000": "before the first", "00501-1234": "00501..00544", "10016-1234": "10016..10017",
+          "10017 ": "10017..10018", "ABCDE": "after the last"}
+
+
+def test_raw_rows_without_partition_are_found_by_the_run_whose_share_holds_them(seeded, query):
+    """Each run's raw_rows_have_partitions looks at its own share of the raw zip_code values (from its
+    first zip code up to the next run's): the runs of a whole backfill find every stray value once,
+    and a check launched alone finds all of them."""
+    copied = [sql.SQL("%s") if c == "zip_code" else sql.SQL("max_id + 1") if c == "raw_id" else sql.Identifier(c)
+              for c in RAW_COMPANIES.column_names]
+    for value in STRAYS:  # a copy of a row of 10016, filed under `value`
+        query(sql.SQL("INSERT INTO {t} ({cols}) SELECT {copied} FROM {t}, (SELECT max(raw_id) AS max_id FROM {t}) m "
+                      "WHERE zip_code = '10016' LIMIT 1").format(
+            t=sql.Identifier(seeded, "raw_companies"), cols=sql.SQL(", ").join(map(sql.Identifier, RAW_COMPANIES.column_names)),
+            copied=sql.SQL(", ").join(copied)), (value,))
+    defs = definitions(seeded)
+    runs = [(ZIP_CODES[0], "10016"), ("10017", ZIP_CODES[-2]), (ZIP_CODES[-1], ZIP_CODES[-1]), ("10016", "10016")]
+    found = {}
+    for first, last in runs:
+        result = dg.materialize(
+            [raw_companies, cleaned_companies, CHECKS["raw_rows_have_partitions"]],
+            selection=dg.AssetSelection.checks(CHECKS["raw_rows_have_partitions"]), resources=defs.resources,
+            tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+        )
+        (evaluation,) = result.get_asset_check_evaluations()
+        assert evaluation.metadata["checked_first_zip_code"].value == first
+        assert evaluation.metadata["checked_last_zip_code"].value == last
+        found[(first, last)] = sorted(value for value, _ in evaluation.metadata["values"].value)
+        assert evaluation.passed == (not found[(first, last)])
+    assert found == {
+        (ZIP_CODES[0], "10016"): ["00000", "00501-1234", "10016-1234"],
+        ("10017", ZIP_CODES[-2]): ["10017 "],
+        (ZIP_CODES[-1], ZIP_CODES[-1]): ["ABCDE"],
+        ("10016", "10016"): ["10016-1234"],  # one zip code: up to the next one
+    }
+    alone = dg.materialize([raw_companies, cleaned_companies, CHECKS["raw_rows_have_partitions"]],
+                           selection=dg.AssetSelection.checks(CHECKS["raw_rows_have_partitions"]), resources=defs.resources)
+    (evaluation,) = alone.get_asset_check_evaluations()
+    assert evaluation.metadata["checked"].value == "the whole table"
+    assert sorted(v for v, _ in evaluation.metadata["values"].value) == sorted(STRAYS)
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN and not evaluation.passed

@@ -199,8 +199,8 @@ def test_ui_runs_are_forked_from_one_warm_process_and_can_be_terminated(zip_etl_
             assert run.tags[RUN_WORKER_TAG] == WARM
         assert warm_parent_pid(instance, first) == warm_parent_pid(instance, second)
 
-        # The UI's Terminate sends terminateRun: the run's process gets SIGTERM and the run is canceled.
-        # A run waiting inside a database call (here on a lock) is interrupted when the call returns.
+        # The UI's Terminate sends terminateRun: the run's process gets SIGTERM and the run is canceled,
+        # here while its reading thread waits on a lock.
         with raw_table_locked(etl_url):
             run_id = launch_partition(dagster_dev, zip_codes[0])
             run = wait_for("the run to start", lambda: (lambda r: r if r.status == dg.DagsterRunStatus.STARTED
@@ -212,38 +212,31 @@ def test_ui_runs_are_forked_from_one_warm_process_and_can_be_terminated(zip_etl_
                                timeout=120).status == dg.DagsterRunStatus.CANCELED
         wait_for("the run's process to exit", lambda: liveness(run_process(run)) is Liveness.DEAD, timeout=30)
 
-        # A run that stays inside its database call past the grace period is killed, and canceled.
-        with raw_table_locked(etl_url):
-            run_id = launch_partition(dagster_dev, zip_codes[1])
-            run = wait_for("the run to start", lambda: (lambda r: r if r.status == dg.DagsterRunStatus.STARTED
-                           and run_process(r) else None)(instance.get_run_by_id(run_id)), timeout=240)
-            wait_for("its asset step to start", lambda: instance.all_logs(
-                run_id, of_type=dg.DagsterEventType.STEP_START), timeout=60)
-            time.sleep(1)  # now waiting on the lock
-            assert dagster_dev.client()._execute(TERMINATE, {"runId": run_id})["terminateRun"]["__typename"] == \
-                "TerminateRunSuccess"
-            ended = wait_for_status(instance, run_id, {dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.SUCCESS,
-                                                       dg.DagsterRunStatus.FAILURE}, timeout=TERMINATE_GRACE_SECONDS + 60)
-        assert ended.status == dg.DagsterRunStatus.CANCELED
-        assert any("after Terminate: killed" in m for m in run_events(instance, run_id))
-        assert liveness(run_process(run)) is Liveness.DEAD
-
 
 PROBE = '''
+import signal
+import time
+
 import dagster as dg
 
 @dg.asset
 def probe():
     return dg.MaterializeResult(metadata={{"version": {version}}})
 
+@dg.asset
+def deaf_to_sigterm():
+    """Ignores SIGTERM for ten minutes, as a step stuck in a C call that never returns to Python does."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGTERM}})
+    time.sleep(600)
+
 # In the run's own process (as zip_etl's runs are): a step process would import the code afresh.
-defs = dg.Definitions(assets=[probe], executor=dg.in_process_executor)
+defs = dg.Definitions(assets=[probe, deaf_to_sigterm], executor=dg.in_process_executor)
 '''
 
 
-def launch_probe(server) -> str:
+def launch_probe(server, asset: str = "probe") -> str:
     params = {"selector": {"repositoryLocationName": "warm_probe", "repositoryName": "__repository__",
-                           "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["probe"]}]}}
+                           "jobName": "__ASSET_JOB", "assetSelection": [{"path": [asset]}]}}
     launched = server.client()._execute(LAUNCH_RUN, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     return launched["run"]["runId"]
@@ -330,3 +323,17 @@ def test_a_run_executes_the_code_as_of_its_launch(fresh_dagster_storage, tmp_pat
         assert warm_parent_pid(instance, reloaded) not in {warm, warm_parent_pid(instance, edited)}
         with pytest.raises(ProcessLookupError):
             os.kill(warm, signal.SIGCONT)  # the first warm process retired and exited
+
+        # A run that does not end on Terminate (SIGTERM, repeated every second) is killed after the
+        # grace period, and canceled.
+        stuck = launch_probe(server, "deaf_to_sigterm")
+        wait_for("its step to start", lambda: instance.all_logs(stuck, of_type=dg.DagsterEventType.STEP_START),
+                 timeout=120)
+        run = instance.get_run_by_id(stuck)
+        assert server.client()._execute(TERMINATE, {"runId": stuck})["terminateRun"]["__typename"] == \
+            "TerminateRunSuccess"
+        ended = wait_for_status(instance, stuck, {dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.SUCCESS,
+                                                  dg.DagsterRunStatus.FAILURE}, timeout=TERMINATE_GRACE_SECONDS + 60)
+        assert ended.status == dg.DagsterRunStatus.CANCELED
+        assert any("after Terminate: killed" in m for m in run_events(instance, stuck)), run_events(instance, stuck)
+        assert liveness(run_process(run)) is Liveness.DEAD

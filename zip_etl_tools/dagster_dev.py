@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from zip_etl import settings
@@ -56,11 +56,12 @@ README_COMMAND = [_dagster_executable(), "dev"]
 
 @dataclass(frozen=True)
 class DagsterDev:
-    """A running `dagster dev`: its URL, port and log file."""
+    """A running `dagster dev`: its URL, port, log file and process."""
 
     port: int
     log_path: Path
     host: str = "127.0.0.1"
+    pid: int | None = None  # the `dagster dev` process (webserver, daemon and code servers are its children)
 
     @property
     def url(self) -> str:
@@ -153,6 +154,7 @@ def running_dagster_dev(
             # that; `dagster dev` shuts its webserver and daemon down cleanly only on SIGINT.
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
+        dev = replace(dev, pid=server.pid)
         try:
             _wait_until_serving(server, dev, timeout)
             yield dev

@@ -140,7 +140,8 @@ class PartitionedTableCleaning(dg.Component, dg.Model, dg.Resolvable):
     )
     target: TargetTable
     partitions: Literal["zip_codes"] | list[str] = Field(
-        default="zip_codes", description="`zip_codes` (the 41,749 active US zip codes) or a list of partition keys"
+        default="zip_codes", description="`zip_codes` (the 41,749 active US zip codes) or a list of partition keys "
+        "(used in sorted order)"
     )
     chunk_rows: int = Field(default=DEFAULT_CHUNK_ROWS, gt=0, description=(
         "raw rows read and cleaned at once: a run's memory follows it (`zip-etl sizing`); the `postgres` "
@@ -162,7 +163,7 @@ class PartitionedTableCleaning(dg.Component, dg.Model, dg.Resolvable):
             observe, refresh = refresh_jobs(spec)
             jobs += [observe, refresh]
             sensors.append(build_refresh_sensor(spec, observe, refresh))
-        return dg.Definitions(assets=[raw, cleaned], asset_checks=build_checks(spec, cleaned, raw), jobs=jobs,
+        return dg.Definitions(assets=[raw, cleaned], asset_checks=build_checks(spec, cleaned), jobs=jobs,
                               sensors=sensors, resources=resources())
 
     def table_cleaning(self) -> TableCleaning:
@@ -192,8 +193,10 @@ class PartitionedTableCleaning(dg.Component, dg.Model, dg.Resolvable):
             source=source,
             target=Target.of(target_table, rejected_key=source.key),
             transform=transform,
+            # In sorted order: a run's partitions are a range, and raw_rows_have_partitions gives each
+            # run the raw values between its range and the next one's.
             partitions=(zip_code_partitions if self.partitions == "zip_codes"
-                        else dg.StaticPartitionsDefinition(list(self.partitions))),
+                        else dg.StaticPartitionsDefinition(sorted(set(self.partitions)))),
             chunk_rows=self.chunk_rows,
             partitions_per_run=per_run,
             code_version=_code_version(where, transform, (source_declared, target_declared)),

@@ -1,16 +1,19 @@
 """Data-quality checks on a cleaned table (`cleaned_companies`), evaluated over the zip codes of the run
 that materialized them (one query per run, whatever its number of zip codes), or over the whole table
-when a check is launched on its own. `build_checks` makes them for one `TableCleaning` (a component
+when a check is launched on its own (the Checks tab's "Execute all" launches them without partitions). `build_checks` makes them for one `TableCleaning` (a component
 instance's YAML); the functions named after the checks are their bodies, run on that table's reads
 and writes.
 
 Blocking (a failure stops downstream assets in the same run): a table that does not match its
 declared schema, duplicate keys, missing required values or rows filed under a zip code that is not
-an active zip code would corrupt whatever reads the table. Non-blocking: the row reconciliation,
-which flags lost rows for a person to look at but does not make the written rows wrong.
-Each failing result names the zip codes concerned in its metadata, so the UI shows them per check.
+an active zip code would corrupt whatever reads the table. Non-blocking: the row reconciliation and
+the raw rows under no partition, which flag rows no run wrote for a person to look at but do not make
+the written rows wrong. Every result says in its metadata what it covered (`checked`: the run's zip
+codes as a range, or the whole table), and a failing one names the zip codes concerned, so the UI
+shows both per check: after a backfill, a check's latest result is its last run's range.
 """
 
+import bisect
 import contextlib
 import inspect
 from collections.abc import Iterator, Sequence
@@ -24,7 +27,7 @@ from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTI
 from zip_etl.db.connection import transaction
 from zip_etl.db.ddl import column_differences, table_exists
 from zip_etl.partitions import zip_code_partitions
-from zip_etl.resources.postgres import PostgresResource, RawReads, failures_explained
+from zip_etl.resources.postgres import failures_explained
 from zip_etl.resources.writer import PostgresWriter, TargetWrites
 from zip_etl.table_cleaning import TableCleaning
 from zip_etl.tables import MIGRATE_HINT, Table
@@ -50,6 +53,19 @@ def _where(table: Table, keys: Sequence[str] | None) -> tuple[sql.Composable, tu
     return sql.SQL("{} = ANY(%s)").format(sql.Identifier(table.partition_column)), (list(keys),)
 
 
+def coverage(keys: Sequence[str] | None) -> dict[str, str | int]:
+    """What a check covered, for its result's metadata: the run's zip codes as their range's first
+    and last key and their count (a run's zip codes are contiguous), or the whole table."""
+    if keys is None:
+        return {"checked": "the whole table"}
+    return {
+        "checked": f"zip code {keys[0]}" if len(keys) == 1 else f"zip codes {keys[0]}..{keys[-1]}",
+        "checked_first_zip_code": keys[0],
+        "checked_last_zip_code": keys[-1],
+        "checked_zip_codes": len(keys),
+    }
+
+
 def _missing_table(table: Table) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=False,
@@ -59,9 +75,11 @@ def _missing_table(table: Table) -> dg.AssetCheckResult:
 
 @dataclass
 class _Scope:
-    """What a check looks at: the table, the run's zip codes (None: all) as a WHERE clause, a cursor."""
+    """What a check looks at: the table (`exists`: it has been created), the run's zip codes (None:
+    all) as a WHERE clause, a cursor."""
 
     table: Table
+    exists: bool
     keys: list[str] | None
     where: sql.Composable
     params: tuple
@@ -69,26 +87,27 @@ class _Scope:
 
 
 @contextlib.contextmanager
-def check_scope(
-    context: dg.AssetCheckExecutionContext | None, writer: TargetWrites
-) -> Iterator[_Scope | None]:
-    """The check's scope in one read transaction; None when the table does not exist yet."""
+def check_scope(context: dg.AssetCheckExecutionContext | None, writer: TargetWrites) -> Iterator[_Scope]:
+    """The check's scope in one read transaction."""
     table = writer.target.table
     keys = run_zip_codes(context, writer.partitions) if context is not None else None
     where, params = _where(table, keys)
     with transaction(writer.postgres.url()) as cursor:
-        exists = table_exists(cursor, table.schema, table.name)
-        yield _Scope(table, keys, where, params, cursor) if exists else None
+        yield _Scope(table, table_exists(cursor, table.schema, table.name), keys, where, params, cursor)
 
 
-def evaluate(context: dg.AssetCheckExecutionContext | None, writer: TargetWrites,
-             body) -> dg.AssetCheckResult:
+def evaluate(context: dg.AssetCheckExecutionContext | None, writer: TargetWrites, body,
+             *, needs_table: bool = True) -> dg.AssetCheckResult:
     """`body(scope, writer)` over the check's scope, in one read transaction (`context` None: the
-    whole table); a table that does not exist yet fails the check, saying so."""
+    whole table), with what it covered in its metadata; a table that does not exist yet fails the
+    check, saying so (unless the body reads only the raw table)."""
     with failures_explained(), check_scope(context, writer) as scope:
-        if scope is None:
-            return _missing_table(writer.target.table)
-        return body(scope, writer)
+        if needs_table and not scope.exists:
+            result = _missing_table(scope.table)
+        else:
+            result = body(scope, writer)
+    return dg.AssetCheckResult(passed=result.passed, severity=result.severity, description=result.description,
+                               metadata={**coverage(scope.keys), **result.metadata})
 
 
 def _schema_differences(scope: _Scope, _) -> dg.AssetCheckResult:
@@ -128,10 +147,7 @@ def _duplicate_keys(scope: _Scope, _) -> dg.AssetCheckResult:
     duplicates = scope.cursor.fetchall()
     return dg.AssetCheckResult(
         passed=not duplicates,
-        metadata={
-            "zip_codes_checked": len(scope.keys) if scope.keys is not None else "all",
-            "duplicate_keys": dg.MetadataValue.json([list(map(str, d)) for d in duplicates]),
-        },
+        metadata={"duplicate_keys": dg.MetadataValue.json([list(map(str, d)) for d in duplicates])},
     )
 
 
@@ -154,8 +170,7 @@ def _missing_required_values(scope: _Scope, _) -> dg.AssetCheckResult:
 def _unknown_zip_codes(scope: _Scope, writer: TargetWrites) -> dg.AssetCheckResult:
     if scope.keys is not None and all(map(writer.partitions.has_partition_key, scope.keys)):
         # A run's rows are those of its zip codes, every one of them a partition: none can be a stray.
-        return dg.AssetCheckResult(passed=True, metadata={"unknown_zip_codes": dg.MetadataValue.json([]),
-                                                          "zip_codes_checked": len(scope.keys)})
+        return dg.AssetCheckResult(passed=True, metadata={"unknown_zip_codes": dg.MetadataValue.json([])})
     scope.cursor.execute(
         sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {w} AND NOT ({c} = ANY(%s))").format(
             c=sql.Identifier(scope.table.partition_column), t=scope.table.identifier, w=scope.where
@@ -198,12 +213,67 @@ def _unreconciled_rows(scope: _Scope, writer: TargetWrites) -> dg.AssetCheckResu
         severity=dg.AssetCheckSeverity.WARN,  # lost rows are for a person to look at; written rows stay right
         description="; ".join(problems[:5]) if problems else None,
         metadata={
-            "zip_codes_checked": len(keys),
+            "zip_codes_reconciled": len(keys),
             "rows_raw": sum(counts["raw"].get(k, 0) for k in keys),
             "rows_cleaned": sum(counts["cleaned"].get(k, 0) for k in keys),
             "rows_quarantined": sum(counts["quarantined"].get(k, 0) for k in keys),
             "problem_count": len(problems),
             "problems": dg.MetadataValue.json(problems[:20]),
+        },
+    )
+
+
+def _raw_share(column: sql.Identifier, keys: Sequence[str] | None, partitions: Sequence[str]
+               ) -> tuple[sql.Composable, tuple, str]:
+    """The raw zip_code values a run's contiguous zip codes answer for, as a WHERE clause, its
+    parameters and in words: from its first zip code up to the zip code after its last (a ZIP+4 or a
+    typo between two partitions falls to the run before it), the first partition's run also
+    everything before it and NULL, the last's everything after. Every value is in exactly one run's
+    share, whatever the server's collation (zip codes, five digits, sort alike in all). `partitions`:
+    all the partition keys, in order (the component sorts a YAML's list of them)."""
+    if keys is None:
+        return sql.SQL("TRUE"), (), "all"
+    after = bisect.bisect_right(partitions, keys[-1])
+    bounds, params, words = [], [], []
+    if keys[0] != partitions[0]:
+        bounds.append(sql.SQL("{} >= %s").format(column))
+        params.append(keys[0])
+        words.append(f"from {keys[0]}")
+    if after < len(partitions):
+        bounds.append(sql.SQL("{} < %s").format(column))
+        params.append(partitions[after])
+        words.append(f"below {partitions[after]}")
+    share = sql.SQL(" AND ").join(bounds) if bounds else sql.SQL("TRUE")
+    if keys[0] == partitions[0]:
+        share = sql.SQL("({} IS NULL OR {})").format(column, share)
+        words.append("and NULL")
+    return share, tuple(params), " ".join(words) or "all"
+
+
+def _raw_rows_without_partition(scope: _Scope, writer: TargetWrites) -> dg.AssetCheckResult:
+    table = writer.postgres.raw
+    if not table_exists(scope.cursor, table.schema, table.name):
+        return dg.AssetCheckResult(passed=False, description=f"{table.qualified_name} does not exist")
+    column = sql.Identifier(table.partition_column)
+    partitions = list(writer.partitions.get_partition_keys())
+    share, params, in_words = _raw_share(column, scope.keys, partitions)
+    # Inside a run's share the only partitions are the run's own zip codes.
+    in_share = scope.keys if scope.keys is not None else partitions
+    scope.cursor.execute(
+        sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {share} AND ({c} IS NULL OR {c} <> ALL(%s)) "
+                "GROUP BY 1 ORDER BY 2 DESC").format(c=column, t=table.identifier, share=share),
+        (*params, list(in_share)),
+    )
+    strays = scope.cursor.fetchall()
+    rows = sum(n for _, n in strays)
+    return dg.AssetCheckResult(
+        passed=not strays,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{rows} raw row(s) under {len(strays)} value(s) that are not active zip codes" if strays else None,
+        metadata={
+            "raw_values_checked": in_words,
+            "rows_without_partition": rows,
+            "values": dg.MetadataValue.json([[value, n] for value, n in strays[:50]]),
         },
     )
 
@@ -228,35 +298,22 @@ def rows_reconcile(context: dg.AssetCheckExecutionContext, postgres_writer: Targ
     return evaluate(context, postgres_writer, _unreconciled_rows)
 
 
-def raw_rows_have_partitions(postgres: RawReads) -> dg.AssetCheckResult:
-    table = postgres.raw
-    with failures_explained(), transaction(postgres.url()) as cursor:
-        if not table_exists(cursor, table.schema, table.name):
-            return dg.AssetCheckResult(passed=False, description=f"{table.qualified_name} does not exist")
-        cursor.execute(
-            sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {c} IS NULL OR {c} <> ALL(%s) GROUP BY 1 ORDER BY 2 DESC").format(
-                c=sql.Identifier(table.partition_column), t=table.identifier
-            ),
-            (list(postgres.partition_keys),),
-        )
-        strays = cursor.fetchall()
-    rows = sum(n for _, n in strays)
-    return dg.AssetCheckResult(
-        passed=not strays,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=f"{rows} raw row(s) under {len(strays)} value(s) that are not active zip codes" if strays else None,
-        metadata={
-            "rows_without_partition": rows,
-            "values": dg.MetadataValue.json([[value, n] for value, n in strays[:50]]),
-        },
-    )
+def raw_rows_have_partitions(context: dg.AssetCheckExecutionContext, postgres_writer: TargetWrites
+                             ) -> dg.AssetCheckResult:
+    """A check of the cleaned table, run with every run of it, so a backfill or a refresh checks
+    the raw rows it leaves out as it goes, beside rows_reconcile (which counts the rows of its zip
+    codes): together they say that no raw row was lost. A run looks only at its share of the raw
+    partition values (`_raw_share`): an index range, not the whole raw table, which a backfill's 21
+    runs would otherwise each scan; the shares of a backfill's runs cover every value once."""
+    return evaluate(context, postgres_writer, _raw_rows_without_partition, needs_table=False)
 
 
 def matches_truth(context: dg.AssetCheckExecutionContext, postgres_writer: TargetWrites, truth_table: Table
                   ) -> dg.AssetCheckResult:
     with check_scope(context, postgres_writer) as scope:
-        if scope is None:
-            return dg.AssetCheckResult(passed=False, description="the test table does not exist yet")
+        if not scope.exists:
+            return dg.AssetCheckResult(passed=False, description="the test table does not exist yet",
+                                       metadata=coverage(scope.keys))
         url = postgres_writer.postgres.url()
         truth = read_table(url, truth_table, None)
         partition = scope.table.partition_column
@@ -268,6 +325,7 @@ def matches_truth(context: dg.AssetCheckExecutionContext, postgres_writer: Targe
         passed=not problems,
         description="; ".join(problems[:5]) if problems else None,
         metadata={
+            **coverage(scope.keys),
             "zip_codes_compared": dg.MetadataValue.json(keys),
             "rows_expected": len(truth),
             "rows_actual": len(actual),
@@ -277,9 +335,9 @@ def matches_truth(context: dg.AssetCheckExecutionContext, postgres_writer: Targe
     )
 
 
-def build_checks(spec: TableCleaning, cleaned: dg.AssetsDefinition, raw: dg.AssetsDefinition
-                 ) -> list[dg.AssetChecksDefinition]:
-    """The checks of one cleaned table (and of its raw table), each body run on its reads and writes."""
+def build_checks(spec: TableCleaning, cleaned: dg.AssetsDefinition) -> list[dg.AssetChecksDefinition]:
+    """The checks of one cleaned table, each body run on its reads and writes (raw_rows_have_partitions
+    too: a check of the cleaned table, so that it runs with every run of it)."""
     key = ", ".join(spec.target.table.primary_key)
 
     def of_cleaned(body, description: str, blocking: bool = False, **extra) -> dg.AssetChecksDefinition:
@@ -293,18 +351,6 @@ def build_checks(spec: TableCleaning, cleaned: dg.AssetsDefinition, raw: dg.Asse
 
         return check
 
-    @dg.asset_check(
-        asset=raw,
-        name="raw_rows_have_partitions",
-        description=(
-            f"every raw row belongs to a partition: rows whose {spec.source.table.partition_column} is not an "
-            "active zip code (ZIP+4, malformed, retired) are read by no run, so they are listed here rather "
-            "than lost unseen"
-        ),
-    )
-    def raw_check(postgres: PostgresResource) -> dg.AssetCheckResult:
-        return raw_rows_have_partitions(spec.reads(postgres))
-
     checks = [
         of_cleaned(schema_matches_declaration, "columns and types are the declared ones", blocking=True),
         of_cleaned(key_is_unique, f"one row per ({key})", blocking=True),
@@ -314,7 +360,12 @@ def build_checks(spec: TableCleaning, cleaned: dg.AssetsDefinition, raw: dg.Asse
             "no row lost: per zip code, rows in the raw table = rows in the cleaned table + rows in its "
             "quarantine (the run's zip codes; launched alone, every zip code written so far)"
         )),
-        raw_check,
+        of_cleaned(raw_rows_have_partitions, (
+            f"every raw row belongs to a partition: raw rows whose {spec.source.table.partition_column} is not a "
+            "partition (for zip codes: ZIP+4, malformed, retired) are read by no run, so they are listed here rather "
+            "than lost unseen (a run: the raw values from its first partition up to the next run's; launched alone, "
+            "the whole raw table)"
+        )),
     ]
     if spec.truth is not None:
         checks.append(of_cleaned(matches_truth, "test partitions equal the hand-written truth table",

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import click
 
-from zip_etl import settings
-
 
 @click.command("bench")
 @click.option("--shape", type=click.Choice(["many-small", "few-large", "skewed", "all"]), default="all", show_default=True)
@@ -24,22 +22,18 @@ from zip_etl import settings
               help="scale the shapes' rows and zip codes (smoke runs: 0.02 takes a few minutes)")
 @click.option("--reseed", is_flag=True, help="seed the shapes again even if an identical seed is there")
 @click.option("--distributed", is_flag=True,
-              help="instead: the same backfill on the Celery deployment (deploy/celery) with each of --worker-counts")
-@click.option("--worker-counts", default="1,2", show_default=True, help="--distributed: Celery workers to compare")
-@click.option("--rows", default=1_000_000, show_default=True, help="--distributed: rows")
-@click.option("--zip-codes", type=int, default=None, help="--distributed: the first N zip codes (default: all)")
-@click.option("--partitions-per-run", type=int, default=None, help="--distributed: zip codes per run")
-def bench_command(shape, workers, seed_sample, max_rows_per_run, output, scale, reseed, distributed,
-                  worker_counts, rows, zip_codes, partitions_per_run):
+              help="instead: each shape's backfill on the Celery deployment (deploy/celery) with each of --worker-counts "
+                   "(few-large and many-small unless --shape names one)")
+@click.option("--worker-counts", default="1,2,3", show_default=True, help="--distributed: Celery workers to compare")
+def bench_command(shape, workers, seed_sample, max_rows_per_run, output, scale, reseed, distributed, worker_counts):
     """Time zip_etl against the data and orchestration floors and the seed's approach; write docs/BENCHMARKS.md."""
     command = "zip-etl " + " ".join(sys.argv[1:])
     if distributed:
-        from zip_etl_tools.bench.distributed import bench_distributed
+        from zip_etl_tools.bench.distributed import DISTRIBUTED_SHAPES, bench_distributed
 
         raise SystemExit(bench_distributed(
-            [int(n) for n in worker_counts.split(",")], rows=rows, zip_codes=zip_codes,
-            partitions_per_run=partitions_per_run or settings.partitions_per_run(),
-            output=Path(output) if output else None, command=command,
+            [int(n) for n in worker_counts.split(",")], shapes=list(DISTRIBUTED_SHAPES) if shape == "all" else [shape],
+            scale=scale, reseed=reseed, output=Path(output) if output else None, command=command,
         ))
     from zip_etl_tools.bench.command import bench
 

@@ -53,9 +53,10 @@ def postmaster_pid(url: str) -> int | None:
     return None
 
 
-def server_cpu(pid: int | None) -> float | None:
-    """User + system seconds of the server's process tree: live processes, plus what the postmaster
-    has collected from the backends that ended."""
+def process_tree_cpu(pid: int | None) -> float | None:
+    """User + system seconds of a process and its live descendants, each with what it collected from
+    the children it has waited for (a PostgreSQL server's ended backends, a Celery worker's ended run
+    processes); None if the process is gone or not on this machine."""
     if pid is None:
         return None
     import psutil
@@ -63,12 +64,11 @@ def server_cpu(pid: int | None) -> float | None:
     try:
         main = psutil.Process(pid)
         total = 0.0
-        for child in main.children(recursive=True):
+        for process in [main, *main.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):
-                times = child.cpu_times()
-                total += times.user + times.system
-        times = main.cpu_times()
-        return total + times.user + times.system + times.children_user + times.children_system
+                times = process.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+        return total
     except psutil.Error:
         return None
 
@@ -80,7 +80,7 @@ class CpuMeter:
         self.pid = postmaster_pid(url)
 
     def now(self) -> CpuSeconds:
-        return CpuSeconds(client_cpu(), server_cpu(self.pid))
+        return CpuSeconds(client_cpu(), process_tree_cpu(self.pid))
 
     @contextlib.contextmanager
     def measure(self):

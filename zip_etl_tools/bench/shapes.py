@@ -75,26 +75,30 @@ SHAPES = {
 }
 
 
-def seed(shape: Shape, url: str, *, reseed: bool = False, out=print) -> dict[str, int]:
-    """The shape's raw table (`<schema>.raw_companies`), seeded unless an identical one is there;
-    returns the rows per zip code."""
+def seed(shape: Shape, url: str, *, reseed: bool = False, schema: str | None = None, out=print) -> dict[str, int]:
+    """The shape's raw table (`<schema>.raw_companies`, the shape's own schema unless `schema` names
+    another), seeded unless an identical one is there; returns the rows per zip code."""
     from psycopg2 import sql
 
     from zip_etl.db.connection import transaction
     from zip_etl.demo_data import generate_raw_companies, write_raw_companies, zip_code_counts
     from zip_etl.tables import RAW_COMPANIES
 
-    table = RAW_COMPANIES.with_name(shape.schema, "raw_companies")
+    schema = schema or shape.schema
+    table = RAW_COMPANIES.with_name(schema, "raw_companies")
     marker = f"zip-etl bench: {shape.description}, seed {SEED}"
     with transaction(url) as cursor:
-        cursor.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{shape.schema}.raw_companies",))
+        cursor.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (table.qualified_name,))
         found = cursor.fetchone()[0]
     if found == marker and not reseed:
-        out(f"  reusing {shape.schema}.raw_companies ({shape.description})")
+        out(f"  reusing {table.qualified_name} ({shape.description})")
     else:
-        out(f"  seeding {shape.description} into {shape.schema}.raw_companies ...")
+        out(f"  seeding {shape.description} into {table.qualified_name} ...")
         with transaction(url) as cursor:
-            cursor.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(shape.schema)))
+            if schema == shape.schema:  # the shape's own schema: whatever an earlier bench left in it goes
+                cursor.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            else:  # a schema of other tables (the Celery deployment's `public`): only the raw table
+                cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table.identifier))
         keys, big_keys = shape.keys(), shape.big_keys()
         small_keys = [k for k in keys if k not in big_keys]
         next_id, first = 1, True
