@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+import zip_etl.components  # noqa: F401 - imported before the loader, whose warning filters its module-level one would not outlive
 import zip_etl.console_logger  # noqa: F401 - a Failure on the terminal: its one line, not its stack trace
 
 defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
+import zip_etl.components  # noqa: F401 - imported before the loader, whose warning filters its module-level one would not outlive
 import zip_etl.console_logger  # noqa: F401 - a Failure on the terminal: its one line, not its stack trace
 from zip_etl import testmode_defs
 from zip_etl.defs import executor

@@ -17,6 +17,7 @@ YAML names must then be the declaration's (a difference stops the load, naming b
 from __future__ import annotations
 
 import importlib
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -35,8 +36,15 @@ from zip_etl.resources.postgres import DEFAULT_CHUNK_ROWS
 from zip_etl.table_cleaning import TableCleaning
 from zip_etl.tables import Column, Source, Table, Target
 
+# Dagster's component loader stores a component's checks as AssetsDefinitions (it stamps each
+# definition with its component's origin); resolving them back into checks passes the beta
+# `execution_type` parameter, which warns on every load of the definitions (`dg launch`, each run
+# worker): Dagster's own bookkeeping, nothing a user can act on, so it is not printed above every run.
+warnings.filterwarnings("ignore", message="Parameter `execution_type` of function `AssetsDefinition.__init__`",
+                        category=dg.BetaWarning)
 
-class ColumnDeclaration(dg.Model):
+
+class ColumnDeclaration(dg.Model, dg.Resolvable):
     """A column of a table declared in the YAML."""
 
     name: str
@@ -44,7 +52,7 @@ class ColumnDeclaration(dg.Model):
     nullable: bool = True
 
 
-class SourceTable(dg.Model):
+class SourceTable(dg.Model, dg.Resolvable):
     """The raw table: read a partition at a time, never written."""
 
     asset: str = Field(description="the raw table's asset key (an observable source): `raw_companies`, `test/raw_companies`")
@@ -61,7 +69,7 @@ class SourceTable(dg.Model):
     description: str | None = Field(default=None, description="the raw asset's description (Markdown)")
 
 
-class TargetTable(dg.Model):
+class TargetTable(dg.Model, dg.Resolvable):
     """The cleaned table, written a partition at a time with its quarantine and partition counts."""
 
     table: str = Field(description="where it goes: `schema.table` (`<table>_quarantine` and `<table>_partitions` beside it)")
