@@ -9,6 +9,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
+from zip_etl import settings
+from zip_etl_tests.conftest import ARTIFACTS
 from zip_etl_tests.helpers import drop_written_partitions, seed_raw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,3 +82,14 @@ def test_no_pyproject_block_hides_workspace_yaml_from_dagster_dev():
     dg_toml = tomllib.loads((ROOT / "dg.toml").read_text())
     assert dg_toml["directory_type"] == "project"
     assert dg_toml["project"]["code_location_target_module"] == "zip_etl.definitions"
+
+
+@pytest.mark.slow
+def test_dg_dev_with_the_workspace_serves_both_code_locations(zip_etl_environment):
+    """`dg dev` in a dg project serves that one project (zip_etl); `dg dev -w workspace.yaml` hands the
+    README's workspace to the same server, which then serves test mode's zip_etl_test too."""
+    from zip_etl_tools.dagster_dev import running_dagster_dev
+
+    env = {**os.environ, settings.AUTO_REFRESH: "off"}
+    with running_dagster_dev(ARTIFACTS / "dg-dev.log", env=env, command=[str(DG), "dev", "-w", "workspace.yaml"]) as server:
+        assert server.code_locations() == {"zip_etl": "LOADED", "zip_etl_test": "LOADED"}
