@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import dagster as dg
 from pydantic import Field
@@ -117,6 +117,12 @@ attributes:
 """
 
 
+def _partition_keys(context: dg.ResolutionContext, keys: str | list[str]) -> str | list[str]:
+    """The partition keys as the YAML writes them: rendered as templates, `"10016"` would become the
+    number 10016."""
+    return keys if isinstance(keys, str) else [str(key) for key in keys]
+
+
 class PartitionedTableCleaningScaffolder(dg.Scaffolder):
     """`dg scaffold defs zip_etl.components.PartitionedTableCleaning <folder>`: a defs.yaml to fill in,
     named after the folder (`cleaned_contacts`: raw table `public.raw_contacts`)."""
@@ -147,7 +153,8 @@ class PartitionedTableCleaning(dg.Component, dg.Model, dg.Resolvable):
         "`detail`); contract in zip_etl/table_cleaning.py"
     )
     target: TargetTable
-    partitions: Literal["zip_codes"] | list[str] = Field(
+    partitions: Annotated[Literal["zip_codes"] | list[str],
+                          dg.Resolver(_partition_keys, model_field_type=Literal["zip_codes"] | list[str])] = Field(
         default="zip_codes", description="`zip_codes` (the 41,749 active US zip codes) or a list of partition keys "
         "(used in sorted order)"
     )
