@@ -201,7 +201,7 @@ def test_removed_raw_column_is_a_clear_error_not_retried(schema, etl_url, query)
 
 
 def test_removed_raw_column_from_the_readme_command_is_its_line_not_stack_traces(etl_url, query):
-    """The README's `dagster asset materialize ... --partition 10016` on a raw table that lost a column:
+    """The README's `dg launch --assets cleaned_companies --partition 10016` on a raw table that lost a column:
     the failure's one line under the step's and the run's failure, not two stack traces in ~60 lines
     (the stack trace stays in Dagster's event log, for the UI)."""
     import os
@@ -212,10 +212,8 @@ def test_removed_raw_column_from_the_readme_command_is_its_line_not_stack_traces
     seed_raw(etl_url, "public", rows=300, zip_codes=["10016"])
     try:
         query("ALTER TABLE public.raw_companies DROP COLUMN phone")
-        dagster = Path(sys.executable).parent / "dagster"
         result = subprocess.run(
-            [str(dagster), "asset", "materialize", "-m", "zip_etl.definitions", "--select", "cleaned_companies",
-             "--partition", "10016"],
+            [str(Path(sys.executable).parent / "dg"), "launch", "--assets", "cleaned_companies", "--partition", "10016"],
             cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
             env={k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"},
         )
