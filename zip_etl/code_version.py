@@ -15,7 +15,6 @@ everything anyway (say, after upgrading pyarrow), materialize all partitions fro
 from __future__ import annotations
 
 import ast
-import functools
 import hashlib
 import inspect
 from pathlib import Path
@@ -58,7 +57,6 @@ NOT_CLEANING = {"examples.py"}
 """Modules of zip_etl/transform/ that clean nothing: running and showing the rules' examples."""
 
 
-@functools.cache
 def cleaning_code_version(transform_dir: Path | None = None,
                           tables: tuple[Table, ...] = (RAW_COMPANIES, CLEANED_COMPANIES)) -> str:
     """A short hash of the transform's code (the modules of its folder) and of the declarations of the
