@@ -69,8 +69,8 @@ class PostgresResource(dg.ConfigurableResource):
         """Reads of `source` (as declared, partitioned by `partitions`) in chunks of `chunk_rows`, this
         resource's settings applied."""
         table = source.table
-        schema = validate_identifier(self.raw_schema, "raw_schema") if self.raw_schema else table.schema
-        name = validate_identifier(self.raw_table, "raw_table") if self.raw_table else table.name
+        schema = validate_identifier(self.raw_schema, "raw_schema") if self.raw_schema is not None else table.schema
+        name = validate_identifier(self.raw_table, "raw_table") if self.raw_table is not None else table.name
         return RawReads(self, source.located(schema, name), self.chunk_rows or chunk_rows, partitions)
 
     @property

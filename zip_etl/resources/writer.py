@@ -71,7 +71,7 @@ class PostgresWriter(dg.ConfigurableResource):
     def writes(self, target: Target = CLEANED_TARGET, postgres: RawReads | None = None) -> TargetWrites:
         """Writes of `target` (as declared), this resource's settings applied; `postgres`: the reads
         that go with them (the target's source; `raw_companies`' by default)."""
-        located = target.in_schema(self.target_schema) if self.target_schema else target
+        located = target.in_schema(self.target_schema) if self.target_schema is not None else target
         return TargetWrites(self, located, postgres or self.postgres.reads())
 
     @property
