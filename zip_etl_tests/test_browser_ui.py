@@ -33,7 +33,7 @@ KILLED = "10018"
 BACKFILL_FILTER = "1000"
 BACKFILL = [z for z in ZIP_CODES if BACKFILL_FILTER in z]
 CHECKS = {"key_is_unique", "required_values_present", "rows_reconcile", "schema_matches_declaration",
-          "zip_codes_are_partitions"}
+          "zip_codes_are_partitions", "raw_rows_have_partitions"}
 BACKFILL_PARTITIONS = """
 query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { partitionNames } } }"""
 MATERIALIZED = """
