@@ -146,13 +146,13 @@ def automation_comparison(args, postgres, table) -> None:
 
 
 def _raw():
-    from zip_etl.defs.assets import raw_companies
+    from zip_etl.definitions import raw_companies
 
     return raw_companies
 
 
 def _cleaned_eager():
-    from zip_etl.defs.assets import cleaned_companies
+    from zip_etl.definitions import cleaned_companies
 
     return cleaned_companies.with_attributes(automation_condition=dg.AutomationCondition.eager())
 

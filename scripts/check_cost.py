@@ -48,6 +48,7 @@ def main() -> None:
     url = etl_database_url()
     meter = CpuMeter(url)
     writer = Writer(postgres=PostgresResource(raw_schema=args.schema), target_schema=args.schema)
+    writer = writer.writes() if hasattr(writer, "writes") else writer  # cleaned_companies' writes (this release)
     with transaction(url) as cursor:
         cursor.execute(sql.SQL("SELECT zip_code, rows FROM {} ORDER BY 1").format(
             sql.Identifier(args.schema, "cleaned_companies_partitions")))

@@ -87,7 +87,7 @@ def main() -> None:
 
     def stream() -> int:
         postgres = PostgresResource(raw_schema=args.schema)
-        return sum(len(f) for f in PartitionStream(postgres.raw_snapshot(), keys, postgres.chunk_rows).raw_frames())
+        return sum(len(f) for f in PartitionStream(postgres.raw_snapshot(), keys, postgres.reads().chunk_rows).raw_frames())
 
     variants = {
         "join": lambda: read(joined, keys),

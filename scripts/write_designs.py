@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--schema", default="bench_few_large", help="the bench shape whose rows are written")
     parser.add_argument("--designs", default=",".join(DESIGNS))
     parser.add_argument("--repeat", type=int, default=1, help="rounds, the designs interleaved in each")
-    parser.add_argument("--chunk-rows", type=int, default=PostgresResource().chunk_rows)
+    parser.add_argument("--chunk-rows", type=int, default=PostgresResource().reads().chunk_rows)
     args = parser.parse_args()
     meter = CpuMeter(etl_database_url())
     chunks, _ = cleaned_chunks(args.schema, args.chunk_rows)

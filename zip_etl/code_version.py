@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import inspect
 from pathlib import Path
 
 from zip_etl import transform
@@ -56,14 +57,22 @@ NOT_CLEANING = {"examples.py"}
 """Modules of zip_etl/transform/ that clean nothing: running and showing the rules' examples."""
 
 
-def cleaning_code_version(transform_dir: Path | None = None) -> str:
-    """A short hash of the transform's code and of the tables it reads and writes."""
+def cleaning_code_version(transform_dir: Path | None = None,
+                          tables: tuple[Table, ...] = (RAW_COMPANIES, CLEANED_COMPANIES)) -> str:
+    """A short hash of the transform's code (the modules of its folder) and of the declarations of the
+    tables it reads and writes."""
     folder = transform_dir or Path(transform.__file__).parent
     digest = hashlib.sha256()
     digest.update(code_digest(sorted(p for p in folder.glob("*.py") if p.name not in NOT_CLEANING)).encode())
-    digest.update(_declaration(RAW_COMPANIES).encode())
-    digest.update(_declaration(CLEANED_COMPANIES).encode())
+    for table in tables:
+        digest.update(_declaration(table).encode())
     return digest.hexdigest()[:16]
+
+
+def transform_code_version(function, tables: tuple[Table, ...]) -> str:
+    """The code version of a transform, as `cleaning_code_version` gives zip_etl's own: its module's
+    folder (every module there, as zip_etl's transform is a package) and the tables' declarations."""
+    return cleaning_code_version(Path(inspect.getfile(function)).resolve().parent, tables)
 
 
 CLEANING_CODE_VERSION = cleaning_code_version()

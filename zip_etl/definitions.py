@@ -1,33 +1,31 @@
-"""What Dagster loads for zip_etl (workspace.yaml): the assets, checks, jobs and sensors of the
-`zip_etl.defs` package, with their resources and executor, listed here in one place."""
+"""What Dagster loads for the zip_etl code location (workspace.yaml, and `dg` through dg.toml's
+`code_location_target_module`): everything in the `zip_etl/defs/` folder, through Dagster's
+`load_from_defs_folder`, as a project made by `create-dagster` loads its own. Each table is a
+component instance there (`cleaned_companies/defs.yaml`), the executor is `defs/executor.py`.
+
+The objects of the cleaned_companies instance are also here by name, for Python callers that build
+Definitions of their own (tests, benchmarks)."""
+
+from pathlib import Path
 
 import dagster as dg
 
+import zip_etl.components  # noqa: F401 - imported before the loader, whose warning filters its module-level one would not outlive
 import zip_etl.console_logger  # noqa: F401 - a Failure on the terminal: its one line, not its stack trace
-from zip_etl import settings
-from zip_etl.defs.assets import cleaned_companies, raw_companies
-from zip_etl.defs.checks import QUALITY_CHECKS
-from zip_etl.defs.jobs import cleaned_companies_debug, observe_raw_companies, refresh_cleaned_companies
-from zip_etl.defs.resources import resources
-from zip_etl.defs.sensors import refresh_changed_zip_codes
 
-# How a run executes its steps (ZIP_ETL_EXECUTOR): the README says why the default is what it is,
-# docs/BENCHMARKS.md has the measurements.
-# `multiprocess` is the design card's executor: each step (the asset, then its five checks side by
-# side) in a process forked from a forkserver that has imported Dagster and zip_etl once per run.
-EXECUTORS = {
-    "in_process": dg.in_process_executor,
-    "multiprocess": dg.multiprocess_executor.configured(
-        {"start_method": {"forkserver": {"preload_modules": ["dagster", "zip_etl.definitions"]}}},
-        name="multiprocess_forkserver",
-    ),
-}
+defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
 
-defs = dg.Definitions(
-    assets=[raw_companies, cleaned_companies],
-    asset_checks=QUALITY_CHECKS,
-    jobs=[cleaned_companies_debug, observe_raw_companies, refresh_cleaned_companies],
-    sensors=[refresh_changed_zip_codes],
-    resources=resources(),
-    executor=EXECUTORS[settings.executor()],
-)
+
+def _named(key: str):
+    """The asset (or observable source asset) `key` of `defs`, as built (not resolved into a repository)."""
+    (found,) = [a for a in defs.assets if dg.AssetKey.from_user_string(key) in getattr(a, "keys", {a.key})]
+    return found
+
+
+cleaned_companies = _named("cleaned_companies")
+raw_companies = _named("raw_companies")
+QUALITY_CHECKS = [c for c in defs.asset_checks if {k.asset_key for k in c.check_keys} & {cleaned_companies.key, raw_companies.key}]
+"""The data-quality checks of cleaned_companies and raw_companies (zip_etl/defs/checks.py)."""
+CHECKS = {key.name: check for check in QUALITY_CHECKS for key in check.check_keys}
+"""The same, by name: `CHECKS["key_is_unique"]`."""
+(cleaned_companies_debug,) = [job for job in defs.jobs if job.name == "cleaned_companies_debug"]

@@ -37,9 +37,8 @@ from zip_etl.transform import REJECTION_REASONS, CleaningResult, clean_companies
 from zip_etl.transform.cleaning import duplicate_detail
 from zip_etl.transform.isolation import clean_isolating_failures
 
-# Columns of a cleaned row that decide between duplicates.
+# Columns of a cleaned row that decide between duplicates (clean_companies' duplicate rule).
 _ZIP, _KEY, _UPDATED, _ID = "zip_code", "record_id", "source_updated_at", "raw_id"
-_STAT_COLUMNS = ["rows_in", "rows_out", *[f"rejected_{r}" for r in REJECTION_REASONS], "rows_rejected"]
 
 
 @dataclass
@@ -147,6 +146,12 @@ class PartitionStream:
     `snapshot` is a `zip_etl.db.snapshot.TableSnapshot` (not yet entered). After iteration: `stats` (per
     zip code that was written), `failures` (zip code -> message), `raw_versions`, timings and sizes.
     `read_seconds` is the reading thread's busy time, which overlaps `transform_seconds`.
+
+    `clean` is the transform (a frame of raw rows in, a `CleaningResult` out); `stats` has a
+    `rejected_<reason>` column per one of `rejection_reasons` (None: per reason rows were rejected for).
+    `settle_duplicates`: `clean` is clean_companies (or wraps it), whose duplicate rule the stream
+    settles across the parts of a zip code larger than a chunk (see the module's docstring); any other
+    transform cleans such a zip code's parts one at a time, each on its own.
     """
 
     def __init__(
@@ -158,6 +163,8 @@ class PartitionStream:
         clean: Callable[[pd.DataFrame], CleaningResult] = clean_companies,
         id_column: str = "raw_id",
         updated_column: str = "updated_at",
+        rejection_reasons: Sequence[str] | None = REJECTION_REASONS,
+        settle_duplicates: bool = True,
     ):
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
@@ -166,6 +173,8 @@ class PartitionStream:
         self.chunk_rows = chunk_rows
         self.clean = clean
         self._id_column, self._updated_column = id_column, updated_column
+        self._reasons = list(rejection_reasons) if rejection_reasons is not None else None
+        self._settle_duplicates = settle_duplicates
         self.failures: dict[str, str] = {}
         self.raw_versions: dict[str, str] = {}
         self.unparseable: dict[str, int] = {}
@@ -184,11 +193,11 @@ class PartitionStream:
     def stats(self) -> pd.DataFrame:
         """Rows in, out and rejected by reason per zip code that was cleaned, in run order."""
         good = [z for z in self.zip_codes if z not in self.failures]
-        if self._stats:
-            stats = pd.concat(self._stats).groupby(level=0).sum()
-        else:
-            stats = pd.DataFrame(columns=_STAT_COLUMNS, dtype="int64")
-        stats = stats.reindex(good, fill_value=0).astype("int64")
+        stats = pd.concat(self._stats).groupby(level=0).sum() if self._stats else pd.DataFrame(dtype="int64")
+        reasons = self._reasons if self._reasons is not None else sorted(
+            c.removeprefix("rejected_") for c in stats.columns if c.startswith("rejected_"))
+        columns = ["rows_in", "rows_out", *[f"rejected_{r}" for r in reasons], "rows_rejected"]
+        stats = stats.reindex(index=good, columns=columns, fill_value=0).fillna(0).astype("int64")
         for zip_code, moved in self._adjust.items():
             if zip_code in stats.index:
                 stats.loc[zip_code, "rows_out"] -= moved
@@ -375,7 +384,7 @@ class PartitionStream:
 
     def _count(self, raw: pd.DataFrame, result: CleaningResult) -> None:
         self.chunks += 1
-        self._stats.append(partition_stats(raw, result))
+        self._stats.append(partition_stats(raw, result, self.snapshot.table.partition_column, self._reasons))
         self.cleaned_bytes += frame_bytes(result.cleaned)
         for column, n in result.unparseable.items():
             self.unparseable[column] = self.unparseable.get(column, 0) + n
@@ -384,10 +393,11 @@ class PartitionStream:
         raw = item.raw if item.raw is not None else snap.empty_frame()
         group = item.zip_codes
         started = time.perf_counter()
-        result, failures = clean_isolating_failures(raw, group, self.clean)
+        partition_column = self.snapshot.table.partition_column
+        result, failures = clean_isolating_failures(raw, group, self.clean, partition_column)
         self.transform_seconds += time.perf_counter() - started
         self.failures.update(failures)
-        good_raw = raw[~raw["zip_code"].isin(list(failures))] if failures else raw
+        good_raw = raw[~raw[partition_column].isin(list(failures))] if failures else raw
         self._count(good_raw, result)
         return CleanedChunk(
             replace=[z for z in group if z not in failures], cleaned=result.cleaned, rejected=result.rejected
@@ -411,6 +421,11 @@ class PartitionStream:
                 assert isinstance(part, _Part) and part.zip_code == zip_code, "a zip code's parts came apart"
 
         parts = streamed_parts()
+        if not self._settle_duplicates:
+            yield from self._large_zip_code_in_parts(zip_code, parts)
+            for _ in parts:  # a zip code that failed to clean is not read further, but its version is
+                pass
+            return
         for attempt in range(3):
             stats_start, unparseable = len(self._stats), dict(self.unparseable)
             begun = False
@@ -430,6 +445,29 @@ class PartitionStream:
                     pass
                 parts = snap.side.rows([zip_code], self.chunk_rows)
         raise RuntimeError(f"zip code {zip_code}: record id hashes collided with three hash keys")
+
+    def _large_zip_code_in_parts(self, zip_code: str, parts: Iterator[pd.DataFrame]) -> Iterator[CleanedChunk]:
+        """A zip code larger than a chunk, each part cleaned on its own (a transform other than
+        clean_companies), between a savepoint and its release: if a part fails to clean, the zip code
+        fails alone and its previous rows come back."""
+        stats_start, first = len(self._stats), True
+        for raw in parts:
+            started = time.perf_counter()
+            try:
+                result = self.clean(raw)
+            except Exception as error:  # noqa: BLE001 - this zip code fails alone
+                self.transform_seconds += time.perf_counter() - started
+                self.failures[zip_code] = f"{type(error).__name__}: {error}"
+                del self._stats[stats_start:]
+                if not first:
+                    yield CleanedChunk(aborts=zip_code)
+                return
+            self.transform_seconds += time.perf_counter() - started
+            self._count(raw, result)
+            yield CleanedChunk(replace=[zip_code] if first else [], begins=zip_code if first else None,
+                               cleaned=result.cleaned, rejected=result.rejected)
+            first = False
+        yield CleanedChunk(replace=[zip_code]) if first else CleanedChunk(ends=zip_code)
 
     def _large_zip_code_once(self, snap, zip_code: str, parts: Iterator[pd.DataFrame], hash_key: str
                              ) -> Iterator[CleanedChunk]:

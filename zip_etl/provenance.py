@@ -15,8 +15,7 @@ from collections.abc import Mapping, Sequence
 import dagster as dg
 
 from zip_etl.dagster_internals import DATA_VERSION_TAG, logical_data_version, provenance_tags
-from zip_etl.partitions import ZIP_CODES
-from zip_etl.resources.postgres import PostgresResource
+from zip_etl.resources.postgres import PostgresResource, RawReads
 from zip_etl.tables import EMPTY_RAW_VERSION
 
 
@@ -48,14 +47,17 @@ def latest_data_versions(
     return {partition: values[DATA_VERSION_TAG] for partition, values in tags.items() if DATA_VERSION_TAG in values}
 
 
-def current_raw_versions(postgres: PostgresResource, partition_keys: Sequence[str] = ZIP_CODES) -> dict[str, str]:
-    """Every partition's raw data version now (EMPTY_RAW_VERSION where the zip code has no rows)."""
+def current_raw_versions(postgres: PostgresResource | RawReads, partition_keys: Sequence[str] | None = None
+                         ) -> dict[str, str]:
+    """Every partition's raw data version now (EMPTY_RAW_VERSION where the zip code has no rows);
+    `partition_keys`: the raw table's partitions by default."""
     versions = postgres.raw_data_versions()
-    return {key: versions.get(key, EMPTY_RAW_VERSION) for key in partition_keys}
+    return {key: versions.get(key, EMPTY_RAW_VERSION) for key in partition_keys or postgres.partition_keys}
 
 
 def changed_raw_versions(
-    instance: dg.DagsterInstance, raw_key: dg.AssetKey, postgres: PostgresResource, partition_keys: Sequence[str] = ZIP_CODES
+    instance: dg.DagsterInstance, raw_key: dg.AssetKey, postgres: PostgresResource | RawReads,
+    partition_keys: Sequence[str] | None = None,
 ) -> dict[str, str]:
     """Raw versions that differ from the last observed ones (all of them on the first observation)."""
     observed = latest_data_versions(instance, raw_key, dg.DagsterEventType.ASSET_OBSERVATION)

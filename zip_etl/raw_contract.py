@@ -93,8 +93,8 @@ def contract_markdown(table: Table = RAW_COMPANIES) -> str:
         )
     required = [c.name for c in table.columns if not c.nullable]
     return "\n".join([
-        f"Table `{table.qualified_name}` by default (the `raw_schema` and `raw_table` settings of the "
-        "`postgres` resource point elsewhere). Column order does not matter; columns beyond these are ignored "
+        f"Table `{table.qualified_name}` by default (`source.table` in zip_etl/defs/cleaned_companies/defs.yaml "
+        "points elsewhere). Column order does not matter; columns beyond these are ignored "
         "(with a warning).",
         "",
         *rows,

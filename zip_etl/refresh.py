@@ -28,9 +28,8 @@ import dagster as dg
 from zip_etl import settings
 from zip_etl.code_version import CLEANING_CODE_VERSION
 from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from zip_etl.partitions import ZIP_CODES
 from zip_etl.provenance import cleaned_data_version, current_raw_versions, latest_data_versions
-from zip_etl.resources.postgres import PostgresResource
+from zip_etl.resources.postgres import PostgresResource, RawReads
 
 REFRESH_TAG = "zip_etl/refresh"
 RAW_KEY = dg.AssetKey("raw_companies")
@@ -74,17 +73,19 @@ class RefreshPlan:
 
 def plan_refresh(
     instance: dg.DagsterInstance,
-    postgres: PostgresResource,
+    postgres: PostgresResource | RawReads,
     *,
     raw_key: dg.AssetKey = RAW_KEY,
     cleaned_key: dg.AssetKey = CLEANED_KEY,
     code_version: str | None = None,
-    partition_keys: Sequence[str] = ZIP_CODES,
+    partition_keys: Sequence[str] | None = None,
     max_per_run: int | None = None,
     everything: bool = False,
 ) -> RefreshPlan:
-    """Compare every zip code's raw version now with what its cleaned partition was built from."""
+    """Compare every zip code's raw version now with what its cleaned partition was built from
+    (`partition_keys`: the raw table's partitions by default)."""
     code_version = code_version or CLEANING_CODE_VERSION
+    partition_keys = partition_keys or postgres.partition_keys
     raw_versions = current_raw_versions(postgres, partition_keys)
     observed = latest_data_versions(instance, raw_key, dg.DagsterEventType.ASSET_OBSERVATION)
     recorded = latest_data_versions(instance, cleaned_key, dg.DagsterEventType.ASSET_OBSERVATION)

@@ -96,7 +96,8 @@ RAW_COMPANIES = Table(
     partition_column="zip_code",
 )
 
-# The data version of a zip code's raw rows. It relies on two columns of the raw table:
+# The data version of a zip code's raw rows. It relies on two columns of the raw table (a `Source`'s
+# `key` and `updated_at`; RAW_COMPANIES's are these):
 # - `raw_id`: unique per row, never reused (a deleted row's id does not come back);
 # - `updated_at`: set by upstream whenever a row is inserted or changed.
 # Version = row count + md5 of the zip code's (raw_id, updated_at) pairs in raw_id order, so an
@@ -104,6 +105,40 @@ RAW_COMPANIES = Table(
 # change it. A zip code with no rows (never had any, or all deleted) has EMPTY_RAW_VERSION.
 # An update that does not bump `updated_at` is not seen: upstream must maintain that column.
 EMPTY_RAW_VERSION = "0-empty"
+
+_ROW_ID_TYPES = ("smallint", "integer", "bigint")
+_TIME_TYPES = ("timestamptz", "timestamp")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A raw table zip_etl reads a partition at a time: its declaration, and the two columns its data
+    versions are made of (see EMPTY_RAW_VERSION above): `key`, a whole-number row id that is never
+    reused (rejected rows are known by it in the quarantine), and `updated_at`, the time upstream
+    last changed the row."""
+
+    table: Table
+    key: str
+    updated_at: str
+
+    def __post_init__(self):
+        types = self.table.column_types
+        where = self.table.qualified_name
+        if not self.table.partition_column:
+            raise ValueError(f"{where} has no partition column: zip_etl reads a partition at a time")
+        for role, column, allowed in (("key", self.key, _ROW_ID_TYPES), ("updated_at", self.updated_at, _TIME_TYPES)):
+            if column not in types:
+                raise ValueError(f"{where}: its {role} column {column!r} is not one of its columns {list(types)}")
+            if types[column] not in allowed:
+                raise ValueError(f"{where}: its {role} column {column!r} is {types[column]}, expected one of "
+                                 f"{list(allowed)}")
+
+    def located(self, schema: str, name: str) -> Source:
+        """The same declaration, read from `schema`.`name` (test mode's sample, a test's schema)."""
+        return Source(self.table.with_name(schema, name), self.key, self.updated_at)
+
+
+RAW_SOURCE = Source(RAW_COMPANIES, key="raw_id", updated_at="updated_at")
 
 CLEANED_COMPANIES = Table(
     schema="public",
@@ -175,25 +210,31 @@ class Target:
     """A partitioned table zip_etl writes, declared with the two tables every write of it keeps in
     the same transaction: its quarantine (rejected rows, so per partition rows in = rows in `table` +
     rows in `quarantine`, at any moment) and its partition counts. A write resolves and ensures the
-    three together, from this one declaration."""
+    three together, from this one declaration. `rejected_key` is the raw table's row id, which names a
+    rejected row among its original values (`raw_values`) in the quarantine."""
 
     table: Table
     quarantine: Table
     counts: Table
+    rejected_key: str = "raw_id"
 
     @classmethod
-    def of(cls, table: Table) -> Target:
+    def of(cls, table: Table, rejected_key: str = "raw_id") -> Target:
         if not table.partition_column:
             raise ValueError(f"{table.qualified_name} has no partition column: zip_etl writes partitioned tables")
-        return cls(table, quarantine_table(table), partition_counts_table(table))
+        return cls(table, quarantine_table(table), partition_counts_table(table), rejected_key)
 
     def in_schema(self, schema: str) -> Target:
         """The same three tables in another schema (test mode, the benchmarks, the tests)."""
-        return Target.of(self.table.with_name(validate_identifier(schema, "target_schema"), self.table.name))
+        return self.located(validate_identifier(schema, "target_schema"), self.table.name)
+
+    def located(self, schema: str, name: str) -> Target:
+        """The same declaration written as `schema`.`name` (with its quarantine and counts beside it)."""
+        return Target.of(self.table.with_name(schema, name), self.rejected_key)
 
     @property
     def tables(self) -> tuple[Table, Table, Table]:
         return self.table, self.quarantine, self.counts
 
 
-CLEANED_TARGET = Target.of(CLEANED_COMPANIES)
+CLEANED_TARGET = Target.of(CLEANED_COMPANIES, rejected_key=RAW_SOURCE.key)

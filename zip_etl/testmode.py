@@ -1,30 +1,23 @@
-"""Test mode: the same asset code on a small sample table, written to a test schema, and compared
-with a hand-written source of truth (zip_etl/fixtures/, loaded by `zip-etl load-fixtures`).
+"""Test mode's data: a small sample table and a hand-written source of truth (zip_etl/fixtures/, loaded
+by `zip-etl load-fixtures`), and the comparison of a cleaned table with that truth.
 
-Test mode is its own code location (`zip_etl_test` in workspace.yaml) with the same asset code under
-the key prefix `test/` (so its materializations never count as production's): its resources read
-`public.raw_companies_sample` and write `zip_etl_test.cleaned_companies`, never the production
-tables, and it adds the `matches_truth` check. In the UI open `test/cleaned_companies`, materialize
-partitions 10016 and 00501, and watch the checks.
+Test mode itself is a second instance of the cleaned_companies component
+(zip_etl/testmode_defs/cleaned_companies/defs.yaml), its own code location (`zip_etl_test`,
+zip_etl/testmode_definitions.py) under the key prefix `test/` (so its materializations never count as
+production's): it reads `public.raw_companies_sample`, writes `zip_etl_test.cleaned_companies`, never
+the production tables, and has the `matches_truth` check (zip_etl/defs/checks.py), which compares
+with the truth table here.
 """
 
 import json
 from pathlib import Path
 
-import dagster as dg
 import pandas as pd
 from psycopg2 import sql
 
-import zip_etl.console_logger  # noqa: F401 - a Failure on the terminal: its one line, not its stack trace
-from zip_etl import settings
 from zip_etl.db.ddl import ensure_table
 from zip_etl.db.snapshot import TableSnapshot
-from zip_etl.definitions import EXECUTORS
-from zip_etl.defs.assets import cleaned_companies, raw_companies
-from zip_etl.defs.checks import QUALITY_CHECKS, check_scope, coverage
-from zip_etl.defs.resources import resources
 from zip_etl.demo_data import insert_rows
-from zip_etl.resources import PostgresWriter
 from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, Table
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -89,47 +82,3 @@ def compare_with_truth(actual: pd.DataFrame, truth: pd.DataFrame, key: list[str]
                 where = "/".join(str(row[k]) for k in key)
                 problems.append(f"{where}: {column} expected {expected!r}, got {got!r}")
     return problems
-
-
-TEST_KEYS = {
-    cleaned_companies.key: dg.AssetKey(["test", "cleaned_companies"]),
-    raw_companies.key: dg.AssetKey(["test", "raw_companies"]),
-}
-test_cleaned_companies = cleaned_companies.with_attributes(asset_key_replacements=TEST_KEYS)
-test_raw_companies = raw_companies.with_attributes(key=TEST_KEYS[raw_companies.key])
-
-
-@dg.asset_check(asset=test_cleaned_companies, description="test partitions equal the hand-written truth table")
-def matches_truth(
-    context: dg.AssetCheckExecutionContext, postgres_writer: dg.ResourceParam[PostgresWriter]
-) -> dg.AssetCheckResult:
-    with check_scope(context, postgres_writer) as scope:
-        if not scope.exists:
-            return dg.AssetCheckResult(passed=False, description="the test table does not exist yet",
-                                       metadata=coverage(scope.keys))
-        url = postgres_writer.postgres.url()
-        truth = read_table(url, TRUTH_TABLE, None)
-        keys = sorted(set(truth["zip_code"]) & set(scope.keys if scope.keys is not None else truth["zip_code"]))
-        actual = read_table(url, scope.table, keys)
-    truth = truth[truth["zip_code"].isin(keys)]
-    problems = compare_with_truth(actual.astype(object), truth.astype(object), list(CLEANED_COMPANIES.primary_key))
-    return dg.AssetCheckResult(
-        passed=not problems,
-        description="; ".join(problems[:5]) if problems else None,
-        metadata={
-            **coverage(scope.keys),
-            "zip_codes_compared": dg.MetadataValue.json(keys),
-            "rows_expected": len(truth),
-            "rows_actual": len(actual),
-            "mismatches": len(problems),
-            "first_mismatches": dg.MetadataValue.json(problems[:20]),
-        },
-    )
-
-
-defs = dg.Definitions(
-    assets=[test_raw_companies, test_cleaned_companies],
-    asset_checks=[*(c.with_attributes(asset_key_replacements=TEST_KEYS) for c in QUALITY_CHECKS), matches_truth],
-    resources=resources(raw_schema=SAMPLE_TABLE.schema, raw_table=SAMPLE_TABLE.name, target_schema=TEST_SCHEMA),
-    executor=EXECUTORS[settings.executor()],
-)

@@ -9,8 +9,10 @@ all of that once, and forks a child per run; the child executes the run exactly 
 
 **Code as of the launch.** A child runs what its warm process imported, so before every fork the
 warm process checks that nothing it imported has changed since: each imported file's size and
-modification time, and the Python files of each imported package's folder (a module added). When
-something changed it forks nothing, says which file, and exits once its running children are done;
+modification time, the Python files of each imported package's folder (a module added), and the YAML
+files of the code location's definitions folders (a component's `defs.yaml` edited, added or
+removed: Dagster reads them as the definitions load, not as modules). When something changed it
+forks nothing, says which file, and exits once its running children are done;
 the launcher starts a new warm process, which imports the code as it is now, and forks the run from
 that one. The launcher also replaces a warm process when its code location was reloaded (`dagster
 dev` restarted the code server, which then has a new id): a reload also picks up what the code
@@ -70,16 +72,22 @@ RETRY_START_AFTER_SECONDS = 300.0
 
 class CodeFingerprint:
     """The files of every module imported in this process (size, modification time) and the Python
-    files of their folders, to tell whether the code on disk is still the code in memory."""
+    files of their folders, and the YAML files of definitions folders, to tell whether the code on
+    disk is still the code in memory."""
 
     def __init__(self) -> None:
         self.files: dict[str, tuple[int, int] | None] = {}
         self.folders: dict[str, tuple[int, frozenset[str]] | None] = {}
+        self.definitions_folders: dict[str, frozenset[str]] = {}
 
     @classmethod
-    def of_imported_modules(cls, also: Iterable[str] = ()) -> CodeFingerprint:
-        """The fingerprint of every imported module's file, and of the files `also`."""
+    def of_imported_modules(cls, also: Iterable[str] = (), definitions_folders: Iterable[str] = ()) -> CodeFingerprint:
+        """The fingerprint of every imported module's file, of the files `also`, and of the YAML files
+        under `definitions_folders` (a component tree's defs folders)."""
         fingerprint = cls()
+        for folder in definitions_folders:
+            fingerprint.definitions_folders[folder] = _yaml_files(folder)
+            also = [*also, *fingerprint.definitions_folders[folder]]
         paths = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
         for path in [*paths, *also]:
             if isinstance(path, str) and path not in fingerprint.files and not path.startswith("<"):
@@ -92,6 +100,7 @@ class CodeFingerprint:
     def changed(self, limit: int = 5) -> list[str]:
         """Up to `limit` files or folders that differ from when the fingerprint was taken."""
         found = [path for path, state in self.files.items() if _file_state(path) != state]
+        found += [folder for folder, files in self.definitions_folders.items() if _yaml_files(folder) != files]
         for folder, state in self.folders.items():
             mtime = _folder_mtime(folder)
             if state is None or mtime is None:
@@ -120,6 +129,25 @@ def _folder_mtime(folder: str) -> int | None:
         return os.stat(folder).st_mtime_ns
     except OSError:
         return None
+
+
+def _yaml_files(folder: str) -> frozenset[str]:
+    """The YAML files anywhere under `folder` (a definitions folder: a few, in a few subfolders)."""
+    return frozenset(os.path.join(root, name) for root, _, names in os.walk(folder)
+                     for name in names if name.endswith((".yaml", ".yml")))
+
+
+def definitions_folders(modules: Iterable[str]) -> list[str]:
+    """The definitions folders of the component trees that the Definitions of `modules` were loaded from."""
+    import dagster as dg
+
+    folders = []
+    for module in filter(None, map(sys.modules.get, modules)):
+        for value in vars(module).values():
+            tree = value.component_tree if isinstance(value, dg.Definitions) else None
+            if tree is not None:
+                folders.append(str(tree.defs_module_path))
+    return folders
 
 
 def _folder_state(folder: str) -> tuple[int, frozenset[str]] | None:
@@ -190,7 +218,7 @@ def serve(control_fd: int, modules: Sequence[str], working_directory: str | None
             involved.update(frame.filename for frame in traceback.extract_tb(error.__traceback__))
             if isinstance(getattr(error, "filename", None), str):
                 involved.add(error.filename)
-    fingerprint = CodeFingerprint.of_imported_modules(also=involved)
+    fingerprint = CodeFingerprint.of_imported_modules(also=involved, definitions_folders=definitions_folders(modules))
 
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_read, False)

@@ -5,8 +5,9 @@ done, per zip code, against the target table and its quarantine:
 
 - cleaned rows, keyed by the table's primary key (zip code, record id): rows that would appear,
   disappear, or change (counted per column);
-- rejected rows, keyed by raw id (`raw_values->>'raw_id'` in the quarantine): rows that would be
-  newly rejected, no longer rejected, or rejected for another reason.
+- rejected rows, keyed by the raw table's row id (`raw_values->>'raw_id'` in the quarantine; the
+  target's `rejected_key`): rows that would be newly rejected, no longer rejected, or rejected for
+  another reason.
 
 How: the run's chunks are applied, as the writer applies them, to temporary tables on a connection of
 the comparison's own (one REPEATABLE READ snapshot of the target tables). A zip code is compared once
@@ -209,8 +210,8 @@ class WhatIf:
         )
         # The quarantine keeps every original value as JSON; the raw id is the rejected row's key.
         old_rejected = (
-            sql.SQL("SELECT t.{part} AS {part}, t.raw_values->>'raw_id' AS raw_id, t.reason FROM {q} t {in_zips}").format(
-                part=part, q=quarantine.identifier, in_zips=in_zips)
+            sql.SQL("SELECT t.{part} AS {part}, t.raw_values->>{key} AS raw_id, t.reason FROM {q} t {in_zips}").format(
+                part=part, key=sql.Literal(self.target.rejected_key), q=quarantine.identifier, in_zips=in_zips)
             if self.quarantine_exists else sql.SQL("SELECT * FROM {} WHERE false").format(ident(_STAGED_REJECTED))
         )
         compare_rejected = sql.SQL(
@@ -272,7 +273,7 @@ class WhatIf:
         part = self.table.partition_column
         return pa.table({
             part: pa.array(rejected[part].astype(str).tolist(), pa.string()),
-            "raw_id": pc.cast(pa.array(rejected["raw_id"].astype("int64").to_numpy()), pa.string()),
+            "raw_id": pc.cast(pa.array(rejected[self.target.rejected_key].astype("int64").to_numpy()), pa.string()),
             "reason": pa.array(rejected["reason"].astype(str).tolist(), pa.string()),
         })
 
@@ -349,7 +350,7 @@ class WhatIf:
                                                    pc.fill_null(pc.not_equal(new, old), False)),
         }
         def where(row: dict) -> str:
-            return f"{row[part]}/raw_id {row['raw_id']}"
+            return f"{row[part]}/{self.target.rejected_key} {row['raw_id']}"
 
         self._note_examples(batch, "newly_rejected", flags["newly_rejected"],
                             lambda row: f"{where(row)}: would be rejected ({row['new_reason']})")

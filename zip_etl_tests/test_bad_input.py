@@ -11,8 +11,7 @@ from psycopg2 import sql
 
 from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from zip_etl.db.connection import _with_database
-from zip_etl.defs.assets import cleaned_companies, raw_companies
-from zip_etl.defs.checks import QUALITY_CHECKS, raw_rows_have_partitions, rows_reconcile
+from zip_etl.definitions import CHECKS, QUALITY_CHECKS, cleaned_companies, raw_companies
 from zip_etl.partition_stream import CleanedChunk
 from zip_etl.resources import PostgresResource, PostgresWriter
 from zip_etl.transform.cleaning import RAW_COLUMNS
@@ -141,7 +140,8 @@ def test_corpus_rows_are_cleaned_or_quarantined_never_lost(schema, etl_url, quer
 
     # Rows filed under no partition (ZIP+4, malformed) are read by no run: the raw check lists them.
     checked = dg.materialize(
-        [raw_companies, cleaned_companies, raw_rows_have_partitions], selection=dg.AssetSelection.checks(raw_rows_have_partitions),
+        [raw_companies, cleaned_companies, CHECKS["raw_rows_have_partitions"]],
+        selection=dg.AssetSelection.checks(CHECKS["raw_rows_have_partitions"]),
         resources=pipeline_resources(schema),
     )
     evaluation = checked.get_asset_check_evaluations()[0]
@@ -167,7 +167,8 @@ def test_rows_reconcile_fails_when_a_row_goes_missing(schema, etl_url, query):
     seed_raw(etl_url, schema, corpus_frame())
     assert materialize(schema).success
     query(sql.SQL("DELETE FROM {} WHERE record_id = 'WS1'").format(sql.Identifier(schema, "cleaned_companies")))
-    result = dg.materialize([raw_companies, cleaned_companies, rows_reconcile], selection=dg.AssetSelection.checks(rows_reconcile),
+    result = dg.materialize([raw_companies, cleaned_companies, CHECKS["rows_reconcile"]],
+                            selection=dg.AssetSelection.checks(CHECKS["rows_reconcile"]),
                             resources=pipeline_resources(schema))
     evaluation = result.get_asset_check_evaluations()[0]
     assert not evaluation.passed
@@ -201,7 +202,7 @@ def test_removed_raw_column_is_a_clear_error_not_retried(schema, etl_url, query)
 
 @pytest.mark.slow
 def test_removed_raw_column_from_the_readme_command_is_its_line_not_stack_traces(etl_url, query):
-    """The README's `dagster asset materialize ... --partition 10016` on a raw table that lost a column:
+    """The README's `dg launch --assets cleaned_companies --partition 10016` on a raw table that lost a column:
     the failure's one line under the step's and the run's failure, not two stack traces in ~60 lines
     (the stack trace stays in Dagster's event log, for the UI)."""
     import os
@@ -212,10 +213,8 @@ def test_removed_raw_column_from_the_readme_command_is_its_line_not_stack_traces
     seed_raw(etl_url, "public", rows=300, zip_codes=["10016"])
     try:
         query("ALTER TABLE public.raw_companies DROP COLUMN phone")
-        dagster = Path(sys.executable).parent / "dagster"
         result = subprocess.run(
-            [str(dagster), "asset", "materialize", "-m", "zip_etl.definitions", "--select", "cleaned_companies",
-             "--partition", "10016"],
+            [str(Path(sys.executable).parent / "dg"), "launch", "--assets", "cleaned_companies", "--partition", "10016"],
             cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
             env={k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"},
         )

@@ -36,7 +36,7 @@ def test_executor_and_run_size_come_from_the_environment(zip_etl_environment):
     import os
 
     code = (
-        "from zip_etl.definitions import defs; from zip_etl.defs.assets import cleaned_companies; "
+        "from zip_etl.definitions import cleaned_companies, defs; "
         "print(defs.resolve_implicit_global_asset_job_def().executor_def.name, "
         "cleaned_companies.backfill_policy.max_partitions_per_run)"
     )

@@ -6,7 +6,7 @@ import pytest
 from psycopg2 import sql
 
 from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from zip_etl.defs.assets import cleaned_companies, raw_companies
+from zip_etl.definitions import cleaned_companies, raw_companies
 from zip_etl.demo_data import generate_raw_companies
 from zip_etl.partitions import ZIP_CODES
 from zip_etl.transform import cleaning

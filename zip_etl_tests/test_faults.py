@@ -18,7 +18,7 @@ from psycopg2 import sql
 
 from zip_etl import dagster_internals as internals
 from zip_etl import settings, warm_runs
-from zip_etl.defs.assets import cleaned_companies, raw_companies
+from zip_etl.definitions import cleaned_companies, raw_companies
 from zip_etl.instance import get_instance
 from zip_etl.partitions import ZIP_CODES
 from zip_etl_tests.helpers import failure_description, failure_message, pipeline_resources, retries, run_facts, seed_raw
@@ -27,7 +27,7 @@ from zip_etl_tools.tcp_postgres import TcpPostgres, free_port
 ROOT = Path(__file__).resolve().parents[1]
 WRITE_ONE_PARTITION = """
 import sys, dagster as dg
-from zip_etl.defs.assets import cleaned_companies, raw_companies
+from zip_etl.definitions import cleaned_companies, raw_companies
 from zip_etl_tests.helpers import pipeline_resources
 dg.materialize([raw_companies, cleaned_companies], selection=[cleaned_companies], partition_key="10016",
                resources=pipeline_resources(sys.argv[1], chunk_rows=int(sys.argv[2])))
@@ -253,7 +253,7 @@ def test_missing_raw_table_is_one_line_naming_the_setting(schema):
     description = failure_description(result)
     assert description == (
         f"The raw table {schema}.raw_companies does not exist. Load it (`zip-etl seed` for demo data) or point the "
-        "`raw_table`/`raw_schema` settings of the `postgres` resource at it.")
+        "component's `source` (its defs.yaml) at it.")
     assert retries(result) == 0
 
 

@@ -5,9 +5,8 @@ import pytest
 from psycopg2 import sql
 
 from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from zip_etl.defs.assets import cleaned_companies, raw_companies
-from zip_etl.defs.checks import QUALITY_CHECKS, key_is_unique, raw_rows_have_partitions, zip_codes_are_partitions
-from zip_etl.defs.jobs import MODE_TAG, cleaned_companies_debug
+from zip_etl.definitions import CHECKS, QUALITY_CHECKS, cleaned_companies, cleaned_companies_debug, raw_companies
+from zip_etl.defs.assets import MODE_TAG
 from zip_etl.partition_stream import CleanedChunk
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
 from zip_etl.resources import PostgresResource, PostgresWriter
@@ -106,7 +105,7 @@ def test_checks_fail_naming_the_bad_rows(seeded, query):
                   "(SELECT company_name AS name, * FROM {} LIMIT 1) s").format(table, table))
     result = dg.materialize(
         [raw_companies, cleaned_companies, *QUALITY_CHECKS],
-        selection=dg.AssetSelection.checks(zip_codes_are_partitions, key_is_unique),
+        selection=dg.AssetSelection.checks(CHECKS["zip_codes_are_partitions"], CHECKS["key_is_unique"]),
         resources=defs.resources, instance=instance, raise_on_error=False,
     )
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
@@ -181,8 +180,8 @@ def test_raw_rows_without_partition_are_found_by_the_run_whose_share_holds_them(
     found = {}
     for first, last in runs:
         result = dg.materialize(
-            [raw_companies, cleaned_companies, raw_rows_have_partitions],
-            selection=dg.AssetSelection.checks(raw_rows_have_partitions), resources=defs.resources,
+            [raw_companies, cleaned_companies, CHECKS["raw_rows_have_partitions"]],
+            selection=dg.AssetSelection.checks(CHECKS["raw_rows_have_partitions"]), resources=defs.resources,
             tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
         )
         (evaluation,) = result.get_asset_check_evaluations()
@@ -196,8 +195,8 @@ def test_raw_rows_without_partition_are_found_by_the_run_whose_share_holds_them(
         (ZIP_CODES[-1], ZIP_CODES[-1]): ["ABCDE"],
         ("10016", "10016"): ["10016-1234"],  # one zip code: up to the next one
     }
-    alone = dg.materialize([raw_companies, cleaned_companies, raw_rows_have_partitions],
-                           selection=dg.AssetSelection.checks(raw_rows_have_partitions), resources=defs.resources)
+    alone = dg.materialize([raw_companies, cleaned_companies, CHECKS["raw_rows_have_partitions"]],
+                           selection=dg.AssetSelection.checks(CHECKS["raw_rows_have_partitions"]), resources=defs.resources)
     (evaluation,) = alone.get_asset_check_evaluations()
     assert evaluation.metadata["checked"].value == "the whole table"
     assert sorted(v for v, _ in evaluation.metadata["values"].value) == sorted(STRAYS)

@@ -5,8 +5,7 @@ import pytest
 from psycopg2 import sql
 
 from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from zip_etl.definitions import defs
-from zip_etl.defs.assets import cleaned_companies, raw_companies
+from zip_etl.definitions import cleaned_companies, defs, raw_companies
 from zip_etl.partitions import ZIP_CODES, zip_code_partitions
 from zip_etl_tests.helpers import failure_message, pipeline_resources, run_facts, seed_raw
 

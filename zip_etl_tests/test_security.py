@@ -8,8 +8,7 @@ from psycopg2 import sql
 from zip_etl import settings
 from zip_etl.db.connection import transaction
 from zip_etl.db.roles import dagster_role_statements, etl_role_grants
-from zip_etl.defs.assets import cleaned_companies, raw_companies
-from zip_etl.defs.checks import QUALITY_CHECKS
+from zip_etl.definitions import QUALITY_CHECKS, cleaned_companies, raw_companies
 from zip_etl.demo_data import generate_raw_companies, write_raw_companies
 from zip_etl.instance import get_instance
 from zip_etl.resources import PostgresResource, PostgresWriter

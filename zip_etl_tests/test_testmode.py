@@ -1,5 +1,6 @@
-"""Test mode: the sample table through the real pipeline equals the hand-written truth, and a broken
-cleaning rule makes the truth check fail naming the zip code, column and values."""
+"""Test mode (a second instance of the cleaned_companies component): the sample table through the real
+pipeline equals the hand-written truth, and a broken cleaning rule makes the truth check fail naming
+the zip code, column and values."""
 
 import dagster as dg
 import pyarrow.compute as pc
@@ -7,7 +8,8 @@ import pytest
 
 from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from zip_etl.db.connection import transaction
-from zip_etl.testmode import SAMPLE_TABLE, TEST_SCHEMA, defs, load_fixtures, test_cleaned_companies
+from zip_etl.testmode import SAMPLE_TABLE, TEST_SCHEMA, load_fixtures
+from zip_etl.testmode_definitions import defs
 from zip_etl.transform import cleaning
 
 
@@ -23,7 +25,7 @@ def run_test_partitions():
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(),
-        asset_selection=[test_cleaned_companies.key],
+        asset_selection=[dg.AssetKey(["test", "cleaned_companies"])],
         tags={ASSET_PARTITION_RANGE_START_TAG: "00501", ASSET_PARTITION_RANGE_END_TAG: "10016"},
         raise_on_error=False,
     )

@@ -25,6 +25,7 @@ from zip_etl.warm_runs import (
     WarmProcessError,
     WarmProcesses,
     WarmTarget,
+    definitions_folders,
     fork_hazards,
 )
 from zip_etl_tests.helpers import seed_raw
@@ -245,6 +246,29 @@ def probe_version(instance, run_id: str) -> int:
     wait_for_status(instance, run_id, {dg.DagsterRunStatus.SUCCESS})
     event = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)[0]
     return event.asset_materialization.metadata["version"].value
+
+
+def test_fingerprint_sees_a_components_yaml_edited_added_or_removed(tmp_path):
+    """A component's defs.yaml is read as the definitions load, not imported: the definitions folders of
+    the code location's component tree are watched for YAML files (zip_etl's own: zip_etl/defs/)."""
+    import zip_etl.definitions  # noqa: F401 - the code location's module, as a warm process imports it
+
+    assert definitions_folders(["zip_etl.definitions"]) == [str(ROOT / "zip_etl" / "defs")]
+    instance = tmp_path / "defs" / "cleaned_things"
+    instance.mkdir(parents=True)
+    yaml = instance / "defs.yaml"
+    yaml.write_text("type: a.Component\n")
+    fingerprint = CodeFingerprint.of_imported_modules(definitions_folders=[str(tmp_path / "defs")])
+    assert fingerprint.changed() == []
+    yaml.write_text("type: a.Component\nattributes: {}\n")
+    assert fingerprint.changed() == [str(yaml)]
+    fingerprint = CodeFingerprint.of_imported_modules(definitions_folders=[str(tmp_path / "defs")])
+    (tmp_path / "defs" / "cleaned_others").mkdir()
+    (tmp_path / "defs" / "cleaned_others" / "defs.yaml").write_text("type: a.Component\n")
+    assert fingerprint.changed() == [str(tmp_path / "defs")]
+    fingerprint = CodeFingerprint.of_imported_modules(definitions_folders=[str(tmp_path / "defs")])
+    yaml.unlink()
+    assert str(tmp_path / "defs") in fingerprint.changed()
 
 
 RELOAD = """

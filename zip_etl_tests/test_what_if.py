@@ -12,8 +12,7 @@ import pytest
 from psycopg2 import sql
 
 from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from zip_etl.defs.assets import cleaned_companies, raw_companies
-from zip_etl.defs.jobs import cleaned_companies_debug
+from zip_etl.definitions import cleaned_companies, cleaned_companies_debug, raw_companies
 from zip_etl.transform import cleaning, rules
 from zip_etl_tests.helpers import pipeline_resources, run_facts, seed_raw
 

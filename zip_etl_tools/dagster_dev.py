@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -129,12 +129,15 @@ def running_dagster_dev(
     cwd: Path | None = None,
     timeout: float = 240,
     dagster_home: Path | None = None,
+    command: Sequence[str] | None = None,
 ) -> Iterator[DagsterDev]:
     """Start `dagster dev` (webserver + daemon) from the repository root, as the README does, on a
     free 127.0.0.1 port; yield once it serves; stop it and its children afterwards.
 
     Without `dagster_home`, DAGSTER_HOME is removed from the environment so that dagster.yaml in the
     checkout is used; with it, that instance (e.g. a deployment's, deploy/celery/dagster.yaml).
+    `command`: another command that starts the same server (`dg dev -w workspace.yaml`), given the
+    host and port as options.
     """
     environment = {k: v for k, v in (env if env is not None else os.environ).items() if k != "DAGSTER_HOME"}
     if dagster_home is not None:
@@ -147,7 +150,7 @@ def running_dagster_dev(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         server = subprocess.Popen(
-            README_COMMAND,
+            README_COMMAND if command is None else [*command, "--host", dev.host, "--port", str(dev.port)],
             cwd=cwd or settings.project_root(), env=environment, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopping it stops the daemon and run workers too
             # A shell that starts us in the background ignores SIGINT, and the child would inherit

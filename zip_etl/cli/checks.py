@@ -10,24 +10,26 @@ from zip_etl.instance import get_instance
 
 
 @click.command("checks")
-@click.option("--schema", default="public", show_default=True, help="schema of the raw and cleaned tables")
+@click.option("--schema", default=None, help="schema of the raw and cleaned tables  [default: cleaned_companies' defs.yaml]")
 def checks_command(schema):
     """Run every check of cleaned_companies over the whole table (as the Checks tab's "Execute all")."""
     raise SystemExit(run_checks(schema))
 
 
-def run_checks(schema: str) -> int:
+def run_checks(schema: str | None) -> int:
     """Run the checks, print one line per check; 0 when all passed, 1 otherwise."""
     import dagster as dg
 
-    from zip_etl.defs.assets import cleaned_companies, raw_companies
-    from zip_etl.defs.checks import QUALITY_CHECKS
-    from zip_etl.defs.resources import resources
+    from zip_etl.definitions import QUALITY_CHECKS, cleaned_companies, raw_companies
+    from zip_etl.resources import PostgresResource, PostgresWriter
+
+    postgres = PostgresResource(raw_schema=schema)
+    resources = {"postgres": postgres, "postgres_writer": PostgresWriter(postgres=postgres, target_schema=schema)}
 
     with get_instance() as instance:
         result = dg.materialize(
             [raw_companies, cleaned_companies, *QUALITY_CHECKS], selection=dg.AssetSelection.checks(*QUALITY_CHECKS),
-            resources=resources(raw_schema=schema, target_schema=schema), instance=instance, raise_on_error=False,
+            resources=resources, instance=instance, raise_on_error=False,
         )
     evaluations = sorted(result.get_asset_check_evaluations(), key=lambda e: e.check_name)
     for evaluation in evaluations:

@@ -84,7 +84,7 @@ def sizing_command(memory_gb, samples, chunk_rows):
     from zip_etl.resources import PostgresResource
 
     budget = memory_gb or 0.8 * psutil.virtual_memory().total / 2**30
-    raise SystemExit(sizing(budget, samples, chunk_rows or PostgresResource().chunk_rows))
+    raise SystemExit(sizing(budget, samples, chunk_rows or PostgresResource().reads().chunk_rows))
 
 
 CHUNKS_PER_SAMPLE = 4

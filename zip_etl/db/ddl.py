@@ -145,14 +145,16 @@ FROM {table} {where} GROUP BY {zip}
 """
 
 
-def raw_data_versions(cursor, table: Table, zip_codes: Sequence[str] | None = None) -> dict[str, str]:
-    """Data version per zip code of `table` (shaped like RAW_COMPANIES), for every zip code (or
-    `zip_codes`) in ONE grouped query; zip codes without rows get EMPTY_RAW_VERSION."""
+def raw_data_versions(cursor, table: Table, zip_codes: Sequence[str] | None = None, *, key: str = "raw_id",
+                      updated_at: str = "updated_at") -> dict[str, str]:
+    """Data version per zip code of `table` (a raw table: its row id `key` and update time `updated_at`,
+    RAW_COMPANIES's by default), for every zip code (or `zip_codes`) in ONE grouped query; zip codes
+    without rows get EMPTY_RAW_VERSION."""
     zip_column = sql.Identifier(table.partition_column)
     statement = sql.SQL(_RAW_VERSIONS).format(
         zip=zip_column,
-        id=sql.Identifier("raw_id"),
-        updated=sql.Identifier("updated_at"),
+        id=sql.Identifier(key),
+        updated=sql.Identifier(updated_at),
         table=table.identifier,
         where=sql.SQL("WHERE {} = ANY(%s)").format(zip_column) if zip_codes is not None else sql.SQL(""),
     )

@@ -1,15 +1,7 @@
-"""What Dagster loads: assets, checks, jobs, sensors and the resources they use (zip_etl/definitions.py
-lists them).
-
-Dagster flags `observable_source_asset` and `backfill_policy` as beta each time the definitions
-load (every CLI command, run worker and code server): a notice for developers, not a problem a user
-can act on, so it is not printed above every run's output.
+"""What Dagster loads for the zip_etl code location, through `dg.load_from_defs_folder`
+(zip_etl/definitions.py): each folder with a `defs.yaml` is a component instance
+(`cleaned_companies/`: a `PartitionedTableCleaning`, zip_etl/components/), `executor.py` the code
+location's executor. The other modules here are what those instances are made of (`build_assets`,
+`build_checks`, the jobs, the sensor, the resources) and define nothing at module level, so the
+folder's loader finds nothing else in them.
 """
-
-import warnings
-
-import dagster as dg
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", dg.BetaWarning)
-    from zip_etl.defs import assets  # noqa: F401

@@ -1,22 +1,24 @@
-"""The company assets: the raw table from upstream, and its cleaned copy partitioned by zip code."""
+"""The assets of a table cleaned per partition: the raw table from upstream (an observable source),
+and its cleaned copy partitioned by zip code. `build_assets` makes both for one `TableCleaning` (a
+component instance's YAML: zip_etl/components/); `raw_companies` and `cleaned_companies` are their
+bodies, run on that table's reads and writes."""
 
 import os
 import resource
 import socket
+import warnings
 from collections.abc import Iterator
 
 import dagster as dg
 
-from zip_etl import settings
 from zip_etl.code_version import CLEANING_CODE_VERSION
 from zip_etl.dagster_internals import DATA_VERSION_TAG, batched_events
 from zip_etl.partition_stream import PartitionStream
-from zip_etl.partitions import zip_code_partitions
 from zip_etl.provenance import changed_raw_versions, latest_data_versions, partition_provenance, raw_dependency
-from zip_etl.resources.postgres import PostgresResource, failures_explained
-from zip_etl.resources.writer import PostgresWriter, WriteResult
-from zip_etl.tables import CLEANED_COMPANIES, RAW_COMPANIES, Table, Target
-from zip_etl.transform import REJECTION_REASONS
+from zip_etl.resources.postgres import PostgresResource, RawReads, failures_explained
+from zip_etl.resources.writer import PostgresWriter, TargetWrites, WriteResult
+from zip_etl.table_cleaning import TableCleaning
+from zip_etl.tables import Table, Target
 from zip_etl.what_if import WhatIf, WhatIfReport
 
 # Run tag selecting debug mode (run everything, write nothing); see zip_etl/defs/jobs.py.
@@ -34,21 +36,20 @@ def dagster_table_schema(table: Table) -> dg.TableSchema:
     ])
 
 
-@dg.observable_source_asset(
-    partitions_def=zip_code_partitions,
-    description=(
-        "Company records as they arrive from upstream: text columns, dirty. Loaded outside Dagster "
-        "(`zip-etl seed` writes demo data). Each row's `zip_code` is its partition. Observing it "
-        "computes every zip code's data version (row count + md5 of raw_id/updated_at) in one query "
-        "and records the zip codes whose version changed since the last observation."
-    ),
-    group_name="companies",
-    metadata={
-        TABLE_NAME: RAW_COMPANIES.qualified_name,
-        "dagster/column_schema": dagster_table_schema(RAW_COMPANIES),
-    },
-)
-def raw_companies(context: dg.OpExecutionContext, postgres: PostgresResource) -> dg.DataVersionsByPartition:
+RAW_COMPANIES_DESCRIPTION = """\
+Company records as they arrive from upstream: text columns, dirty. Loaded outside Dagster (`zip-etl seed`
+writes demo data). Each row's `zip_code` is its partition. Observing it computes every zip code's data
+version (row count + md5 of raw_id/updated_at) in one query and records the zip codes whose version
+changed since the last observation."""
+
+
+@dg.template_var
+def raw_companies_description() -> str:
+    """`{{ raw_companies_description }}` in a defs.yaml (zip_etl/defs/cleaned_companies/defs.yaml)."""
+    return RAW_COMPANIES_DESCRIPTION
+
+
+def raw_companies(context: dg.OpExecutionContext, postgres: RawReads) -> dg.DataVersionsByPartition:
     """Only changed versions are recorded: Dagster keeps the latest observation per partition, so
     re-recording 41,749 unchanged versions on every observation would add nothing but events. They
     are recorded here as one batch (returned, Dagster would store them one INSERT at a time: minutes
@@ -108,30 +109,66 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-@dg.asset(
-    partitions_def=zip_code_partitions,
-    deps=[raw_companies],
-    output_required=False,  # a debug (dry-run) run records observations and materializes nothing
-    group_name="companies",
-    kinds={"pandas", "postgres"},
-    code_version=CLEANING_CODE_VERSION,
-    # A backfill's zip codes in runs of contiguous ranges: one run reads its range from one snapshot and
-    # writes it in one transaction, so Dagster's per-run cost is paid once per range, not per zip code.
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=settings.partitions_per_run()),
-    # A lost connection or a restarting server is worth another try: 2 s, 4 s, 8 s later. Errors that
-    # cannot fix themselves (bad credentials, missing table, bad data) raise Failure(allow_retries=False).
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
-    description=CLEANED_COMPANIES_DESCRIPTION,
-    metadata={
-        "dagster/column_schema": dagster_table_schema(CLEANED_COMPANIES),
-        "partition_expr": CLEANED_COMPANIES.partition_column,
-        "primary_key": list(CLEANED_COMPANIES.primary_key),
-    },
-)
+@dg.template_var
+def cleaned_companies_description() -> str:
+    """`{{ cleaned_companies_description }}` in a defs.yaml (zip_etl/defs/cleaned_companies/defs.yaml)."""
+    return CLEANED_COMPANIES_DESCRIPTION
+
+
+def build_assets(spec: TableCleaning) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
+    """The raw table's observable source asset and the cleaned table's partitioned asset. Dagster flags
+    `observable_source_asset` and `backfill_policy` as beta each time they are built (every CLI
+    command, run worker and code server): a notice for developers, not a problem a user can act on,
+    so it is not printed above every run's output."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+
+        @dg.observable_source_asset(
+            key=spec.source_key,
+            partitions_def=spec.partitions,
+            description=spec.source_description,
+            group_name=spec.group_name,
+            metadata={
+                TABLE_NAME: spec.source.table.qualified_name,
+                "dagster/column_schema": dagster_table_schema(spec.source.table),
+            },
+        )
+        def raw(context: dg.OpExecutionContext, postgres: PostgresResource) -> dg.DataVersionsByPartition:
+            return raw_companies(context, spec.reads(postgres))
+
+        @dg.asset(
+            key=spec.asset_key,
+            partitions_def=spec.partitions,
+            deps=[raw],
+            output_required=False,  # a debug (dry-run) run records observations and materializes nothing
+            group_name=spec.group_name,
+            kinds={"pandas", "postgres"},
+            code_version=spec.code_version,
+            # A backfill's zip codes in runs of contiguous ranges: one run reads its range from one snapshot and
+            # writes it in one transaction, so Dagster's per-run cost is paid once per range, not per zip code.
+            backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=spec.partitions_per_run),
+            # A lost connection or a restarting server is worth another try: 2 s, 4 s, 8 s later. Errors that
+            # cannot fix themselves (bad credentials, missing table, bad data) raise Failure(allow_retries=False).
+            retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+            description=spec.description,
+            metadata={
+                "dagster/column_schema": dagster_table_schema(spec.target.table),
+                "partition_expr": spec.target.table.partition_column,
+                "primary_key": list(spec.target.table.primary_key),
+            },
+        )
+        def cleaned(context: dg.AssetExecutionContext, postgres: PostgresResource,
+                    postgres_writer: dg.ResourceParam[PostgresWriter]):
+            yield from cleaned_companies(context, *spec.bind(postgres, postgres_writer), spec)
+
+    return raw, cleaned
+
+
 def cleaned_companies(
     context: dg.AssetExecutionContext,
-    postgres: PostgresResource,
-    postgres_writer: dg.ResourceParam[PostgresWriter],
+    postgres: RawReads,
+    postgres_writer: TargetWrites,
+    spec: TableCleaning,
 ):
     """Clean the run's zip codes (see CLEANED_COMPANIES_DESCRIPTION, shown in the UI), streamed in
     chunks of `postgres.chunk_rows` rows, so memory does not grow with the size of a zip code.
@@ -150,7 +187,7 @@ def cleaned_companies(
     dry_run = postgres_writer.dry_run or context.run.tags.get(MODE_TAG) == DEBUG_MODE
     written = report = None
     with failures_explained():
-        stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.chunk_rows)
+        stream = spec.stream(postgres, zip_codes)
         try:
             if dry_run:
                 with WhatIf(postgres.url(), target) as what_if:
@@ -219,7 +256,7 @@ def partition_metadata(stream: PartitionStream) -> dict[str, dict]:
             "rows_in": row.rows_in,
             "rows_out": row.rows_out,
             "rows_rejected": row.rows_rejected,
-            **{f"rejected_{reason}": getattr(row, f"rejected_{reason}") for reason in REJECTION_REASONS},
+            **{column: getattr(row, column) for column in stream.stats.columns if column.startswith("rejected_")},
         }
         for zip_code, row in zip(stream.stats.index, stream.stats.itertuples())
     }

@@ -1,6 +1,8 @@
-"""Data-quality checks on `cleaned_companies`, evaluated over the zip codes of the run that
-materialized them (one query per run, whatever its number of zip codes), or over the whole table
-when a check is launched on its own (the Checks tab's "Execute all" launches them without partitions).
+"""Data-quality checks on a cleaned table (`cleaned_companies`), evaluated over the zip codes of the run
+that materialized them (one query per run, whatever its number of zip codes), or over the whole table
+when a check is launched on its own (the Checks tab's "Execute all" launches them without partitions). `build_checks` makes them for one `TableCleaning` (a component
+instance's YAML); the functions named after the checks are their bodies, run on that table's reads
+and writes.
 
 Blocking (a failure stops downstream assets in the same run): a table that does not match its
 declared schema, duplicate keys, missing required values or rows filed under a zip code that is not
@@ -13,6 +15,7 @@ shows both per check: after a backfill, a check's latest result is its last run'
 
 import bisect
 import contextlib
+import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,22 +26,22 @@ from psycopg2 import sql
 from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
 from zip_etl.db.connection import transaction
 from zip_etl.db.ddl import column_differences, table_exists
-from zip_etl.defs.assets import cleaned_companies
-from zip_etl.partitions import ZIP_CODES, zip_code_partitions
+from zip_etl.partitions import zip_code_partitions
 from zip_etl.resources.postgres import failures_explained
-from zip_etl.resources.writer import PostgresWriter
+from zip_etl.resources.writer import PostgresWriter, TargetWrites
+from zip_etl.table_cleaning import TableCleaning
 from zip_etl.tables import MIGRATE_HINT, Table
+from zip_etl.testmode import compare_with_truth, read_table
 
-ZIP_CODE_SET = frozenset(ZIP_CODES)
 
-
-def run_zip_codes(context: dg.AssetCheckExecutionContext) -> list[str] | None:
+def run_zip_codes(context: dg.AssetCheckExecutionContext,
+                  partitions: dg.StaticPartitionsDefinition = zip_code_partitions) -> list[str] | None:
     """The zip codes of the run the check belongs to; None means the whole table."""
     tags = context.run.tags
     if PARTITION_NAME_TAG in tags:
         return [tags[PARTITION_NAME_TAG]]
     if ASSET_PARTITION_RANGE_START_TAG in tags:
-        return zip_code_partitions.get_partition_keys_in_range(
+        return partitions.get_partition_keys_in_range(
             dg.PartitionKeyRange(tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG])
         )
     return None
@@ -66,7 +69,7 @@ def coverage(keys: Sequence[str] | None) -> dict[str, str | int]:
 def _missing_table(table: Table) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=False,
-        description=f"{table.qualified_name} does not exist: materialize cleaned_companies first",
+        description=f"{table.qualified_name} does not exist: materialize {table.name} first",
     )
 
 
@@ -84,16 +87,16 @@ class _Scope:
 
 
 @contextlib.contextmanager
-def check_scope(context: dg.AssetCheckExecutionContext | None, writer: PostgresWriter) -> Iterator[_Scope]:
+def check_scope(context: dg.AssetCheckExecutionContext | None, writer: TargetWrites) -> Iterator[_Scope]:
     """The check's scope in one read transaction."""
     table = writer.target.table
-    keys = run_zip_codes(context) if context is not None else None
+    keys = run_zip_codes(context, writer.partitions) if context is not None else None
     where, params = _where(table, keys)
     with transaction(writer.postgres.url()) as cursor:
         yield _Scope(table, table_exists(cursor, table.schema, table.name), keys, where, params, cursor)
 
 
-def evaluate(context: dg.AssetCheckExecutionContext | None, writer: PostgresWriter, body,
+def evaluate(context: dg.AssetCheckExecutionContext | None, writer: TargetWrites, body,
              *, needs_table: bool = True) -> dg.AssetCheckResult:
     """`body(scope, writer)` over the check's scope, in one read transaction (`context` None: the
     whole table), with what it covered in its metadata; a table that does not exist yet fails the
@@ -164,15 +167,15 @@ def _missing_required_values(scope: _Scope, _) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=not bad, metadata={"rows_missing_a_required_value": dg.MetadataValue.json(bad)})
 
 
-def _unknown_zip_codes(scope: _Scope, _) -> dg.AssetCheckResult:
-    if scope.keys is not None and ZIP_CODE_SET.issuperset(scope.keys):
+def _unknown_zip_codes(scope: _Scope, writer: TargetWrites) -> dg.AssetCheckResult:
+    if scope.keys is not None and all(map(writer.partitions.has_partition_key, scope.keys)):
         # A run's rows are those of its zip codes, every one of them a partition: none can be a stray.
         return dg.AssetCheckResult(passed=True, metadata={"unknown_zip_codes": dg.MetadataValue.json([])})
     scope.cursor.execute(
         sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {w} AND NOT ({c} = ANY(%s))").format(
             c=sql.Identifier(scope.table.partition_column), t=scope.table.identifier, w=scope.where
         ),
-        (*scope.params, ZIP_CODES),
+        (*scope.params, list(writer.partitions.get_partition_keys())),
     )
     strays = sorted(r[0] for r in scope.cursor.fetchall())
     return dg.AssetCheckResult(passed=not strays, metadata={"unknown_zip_codes": dg.MetadataValue.json(strays[:50])})
@@ -190,7 +193,7 @@ def _counts_by_partition(cursor, table: Table, where: sql.Composable, params: tu
     return dict(cursor.fetchall())
 
 
-def _unreconciled_rows(scope: _Scope, writer: PostgresWriter) -> dg.AssetCheckResult:
+def _unreconciled_rows(scope: _Scope, writer: TargetWrites) -> dg.AssetCheckResult:
     counts = {
         name: _counts_by_partition(scope.cursor, table, scope.where, scope.params)
         for name, table in (
@@ -220,43 +223,46 @@ def _unreconciled_rows(scope: _Scope, writer: PostgresWriter) -> dg.AssetCheckRe
     )
 
 
-def _raw_share(column: sql.Identifier, keys: Sequence[str] | None) -> tuple[sql.Composable, tuple, str]:
+def _raw_share(column: sql.Identifier, keys: Sequence[str] | None, partitions: Sequence[str]
+               ) -> tuple[sql.Composable, tuple, str]:
     """The raw zip_code values a run's contiguous zip codes answer for, as a WHERE clause, its
     parameters and in words: from its first zip code up to the zip code after its last (a ZIP+4 or a
     typo between two partitions falls to the run before it), the first partition's run also
     everything before it and NULL, the last's everything after. Every value is in exactly one run's
-    share, whatever the server's collation (zip codes, five digits, sort alike in all)."""
+    share, whatever the server's collation (zip codes, five digits, sort alike in all). `partitions`:
+    all the partition keys, in order (the component sorts a YAML's list of them)."""
     if keys is None:
         return sql.SQL("TRUE"), (), "all"
-    after = bisect.bisect_right(ZIP_CODES, keys[-1])
+    after = bisect.bisect_right(partitions, keys[-1])
     bounds, params, words = [], [], []
-    if keys[0] != ZIP_CODES[0]:
+    if keys[0] != partitions[0]:
         bounds.append(sql.SQL("{} >= %s").format(column))
         params.append(keys[0])
         words.append(f"from {keys[0]}")
-    if after < len(ZIP_CODES):
+    if after < len(partitions):
         bounds.append(sql.SQL("{} < %s").format(column))
-        params.append(ZIP_CODES[after])
-        words.append(f"below {ZIP_CODES[after]}")
+        params.append(partitions[after])
+        words.append(f"below {partitions[after]}")
     share = sql.SQL(" AND ").join(bounds) if bounds else sql.SQL("TRUE")
-    if keys[0] == ZIP_CODES[0]:
+    if keys[0] == partitions[0]:
         share = sql.SQL("({} IS NULL OR {})").format(column, share)
         words.append("and NULL")
     return share, tuple(params), " ".join(words) or "all"
 
 
-def _raw_rows_without_partition(scope: _Scope, writer: PostgresWriter) -> dg.AssetCheckResult:
+def _raw_rows_without_partition(scope: _Scope, writer: TargetWrites) -> dg.AssetCheckResult:
     table = writer.postgres.raw
     if not table_exists(scope.cursor, table.schema, table.name):
         return dg.AssetCheckResult(passed=False, description=f"{table.qualified_name} does not exist")
     column = sql.Identifier(table.partition_column)
-    share, params, in_words = _raw_share(column, scope.keys)
+    partitions = list(writer.partitions.get_partition_keys())
+    share, params, in_words = _raw_share(column, scope.keys, partitions)
     # Inside a run's share the only partitions are the run's own zip codes.
-    partitions = scope.keys if scope.keys is not None else ZIP_CODES
+    in_share = scope.keys if scope.keys is not None else partitions
     scope.cursor.execute(
         sql.SQL("SELECT {c}, count(*) FROM {t} WHERE {share} AND ({c} IS NULL OR {c} <> ALL(%s)) "
                 "GROUP BY 1 ORDER BY 2 DESC").format(c=column, t=table.identifier, share=share),
-        (*params, list(partitions)),
+        (*params, list(in_share)),
     )
     strays = scope.cursor.fetchall()
     rows = sum(n for _, n in strays)
@@ -272,56 +278,96 @@ def _raw_rows_without_partition(scope: _Scope, writer: PostgresWriter) -> dg.Ass
     )
 
 
-Writer = dg.ResourceParam[PostgresWriter]
-
-
-@dg.asset_check(asset=cleaned_companies, blocking=True, description="columns and types are the declared ones")
-def schema_matches_declaration(postgres_writer: Writer) -> dg.AssetCheckResult:
+def schema_matches_declaration(postgres_writer: TargetWrites) -> dg.AssetCheckResult:
     return evaluate(None, postgres_writer, _schema_differences)  # the table as a whole
 
 
-@dg.asset_check(asset=cleaned_companies, blocking=True, description="one row per (zip_code, record_id)")
-def key_is_unique(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
+def key_is_unique(context: dg.AssetCheckExecutionContext, postgres_writer: TargetWrites) -> dg.AssetCheckResult:
     return evaluate(context, postgres_writer, _duplicate_keys)
 
 
-@dg.asset_check(asset=cleaned_companies, blocking=True, description="required columns have values")
-def required_values_present(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
+def required_values_present(context: dg.AssetCheckExecutionContext, postgres_writer: TargetWrites) -> dg.AssetCheckResult:
     return evaluate(context, postgres_writer, _missing_required_values)
 
 
-@dg.asset_check(asset=cleaned_companies, blocking=True, description="every row's zip code is an active zip code of the run")
-def zip_codes_are_partitions(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
+def zip_codes_are_partitions(context: dg.AssetCheckExecutionContext, postgres_writer: TargetWrites) -> dg.AssetCheckResult:
     return evaluate(context, postgres_writer, _unknown_zip_codes)
 
 
-@dg.asset_check(
-    asset=cleaned_companies,
-    description=(
-        "no row lost: per zip code, rows in the raw table = rows in the cleaned table + rows in its "
-        "quarantine (the run's zip codes; launched alone, every zip code written so far)"
-    ),
-)
-def rows_reconcile(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
+def rows_reconcile(context: dg.AssetCheckExecutionContext, postgres_writer: TargetWrites) -> dg.AssetCheckResult:
     return evaluate(context, postgres_writer, _unreconciled_rows)
 
 
-@dg.asset_check(
-    asset=cleaned_companies,
-    description=(
-        "every raw row belongs to a partition: raw rows whose zip_code is not an active zip code (ZIP+4, "
-        "malformed, retired) are read by no run, so they are listed here rather than lost unseen (a run: the raw "
-        "values from its first zip code up to the next run's; launched alone, the whole raw table)"
-    ),
-)
-def raw_rows_have_partitions(context: dg.AssetCheckExecutionContext, postgres_writer: Writer) -> dg.AssetCheckResult:
-    """A check of cleaned_companies, run with every run of it, so a backfill or a refresh checks
+def raw_rows_have_partitions(context: dg.AssetCheckExecutionContext, postgres_writer: TargetWrites
+                             ) -> dg.AssetCheckResult:
+    """A check of the cleaned table, run with every run of it, so a backfill or a refresh checks
     the raw rows it leaves out as it goes, beside rows_reconcile (which counts the rows of its zip
     codes): together they say that no raw row was lost. A run looks only at its share of the raw
-    zip_code values (`_raw_share`): an index range, not the whole raw table, which a backfill's 21
+    partition values (`_raw_share`): an index range, not the whole raw table, which a backfill's 21
     runs would otherwise each scan; the shares of a backfill's runs cover every value once."""
     return evaluate(context, postgres_writer, _raw_rows_without_partition, needs_table=False)
 
 
-QUALITY_CHECKS = [schema_matches_declaration, key_is_unique, required_values_present, zip_codes_are_partitions,
-                  rows_reconcile, raw_rows_have_partitions]
+def matches_truth(context: dg.AssetCheckExecutionContext, postgres_writer: TargetWrites, truth_table: Table
+                  ) -> dg.AssetCheckResult:
+    with check_scope(context, postgres_writer) as scope:
+        if not scope.exists:
+            return dg.AssetCheckResult(passed=False, description="the test table does not exist yet",
+                                       metadata=coverage(scope.keys))
+        url = postgres_writer.postgres.url()
+        truth = read_table(url, truth_table, None)
+        partition = scope.table.partition_column
+        keys = sorted(set(truth[partition]) & set(scope.keys if scope.keys is not None else truth[partition]))
+        actual = read_table(url, scope.table, keys)
+    truth = truth[truth[partition].isin(keys)]
+    problems = compare_with_truth(actual.astype(object), truth.astype(object), list(scope.table.primary_key))
+    return dg.AssetCheckResult(
+        passed=not problems,
+        description="; ".join(problems[:5]) if problems else None,
+        metadata={
+            **coverage(scope.keys),
+            "zip_codes_compared": dg.MetadataValue.json(keys),
+            "rows_expected": len(truth),
+            "rows_actual": len(actual),
+            "mismatches": len(problems),
+            "first_mismatches": dg.MetadataValue.json(problems[:20]),
+        },
+    )
+
+
+def build_checks(spec: TableCleaning, cleaned: dg.AssetsDefinition) -> list[dg.AssetChecksDefinition]:
+    """The checks of one cleaned table, each body run on its reads and writes (raw_rows_have_partitions
+    too: a check of the cleaned table, so that it runs with every run of it)."""
+    key = ", ".join(spec.target.table.primary_key)
+
+    def of_cleaned(body, description: str, blocking: bool = False, **extra) -> dg.AssetChecksDefinition:
+        takes_context = "context" in inspect.signature(body).parameters
+
+        @dg.asset_check(asset=cleaned, name=body.__name__, blocking=blocking, description=description)
+        def check(context: dg.AssetCheckExecutionContext,
+                  postgres_writer: dg.ResourceParam[PostgresWriter]) -> dg.AssetCheckResult:
+            writes = spec.bind(postgres_writer.postgres, postgres_writer)[1]
+            return body(context, writes, **extra) if takes_context else body(writes, **extra)
+
+        return check
+
+    checks = [
+        of_cleaned(schema_matches_declaration, "columns and types are the declared ones", blocking=True),
+        of_cleaned(key_is_unique, f"one row per ({key})", blocking=True),
+        of_cleaned(required_values_present, "required columns have values", blocking=True),
+        of_cleaned(zip_codes_are_partitions, "every row's zip code is an active zip code of the run", blocking=True),
+        of_cleaned(rows_reconcile, (
+            "no row lost: per zip code, rows in the raw table = rows in the cleaned table + rows in its "
+            "quarantine (the run's zip codes; launched alone, every zip code written so far)"
+        )),
+        of_cleaned(raw_rows_have_partitions, (
+            f"every raw row belongs to a partition: raw rows whose {spec.source.table.partition_column} is not a "
+            "partition (for zip codes: ZIP+4, malformed, retired) are read by no run, so they are listed here rather "
+            "than lost unseen (a run: the raw values from its first partition up to the next run's; launched alone, "
+            "the whole raw table)"
+        )),
+    ]
+    if spec.truth is not None:
+        checks.append(of_cleaned(matches_truth, "test partitions equal the hand-written truth table",
+                                 truth_table=spec.truth))
+    return checks

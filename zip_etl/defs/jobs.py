@@ -1,4 +1,6 @@
-"""Jobs for the ways users run cleaned_companies besides a plain materialization.
+"""Jobs for the ways users run a cleaned table besides a plain materialization (`build_jobs` makes them
+for one `TableCleaning`; `cleaned_companies_debug`, `observe_raw_companies` and
+`refresh_cleaned_companies` for cleaned_companies).
 
 Debug mode is selected by the run tag `zip_etl/mode: debug` (so it is visible on every such run):
 the same asset code reads and cleans the chosen zip codes and records per-zip-code metadata as
@@ -8,25 +10,33 @@ launch in the launchpad, or run `zip-etl demo --debug`. `PostgresWriter(dry_run=
 the same for a whole deployment.
 """
 
+from __future__ import annotations
+
 import dagster as dg
 
-from zip_etl.defs.assets import DEBUG_MODE, MODE_TAG, cleaned_companies, raw_companies
+from zip_etl.defs.assets import DEBUG_MODE, MODE_TAG
+from zip_etl.table_cleaning import TableCleaning
 
-cleaned_companies_debug = dg.define_asset_job(
-    "cleaned_companies_debug",
-    selection=dg.AssetSelection.assets(cleaned_companies).without_checks(),
-    tags={MODE_TAG: DEBUG_MODE},
-    description="Debug mode: read and clean, record metadata, write nothing.",
-)
 
-# The refresh cycle's jobs (zip_etl/refresh.py): its sensor launches them.
-observe_raw_companies = dg.define_asset_job(
-    "observe_raw_companies",
-    selection=dg.AssetSelection.assets(raw_companies.key),
-    description="Record each zip code's raw data version (only the changed ones are written).",
-)
-refresh_cleaned_companies = dg.define_asset_job(
-    "refresh_cleaned_companies",
-    selection=dg.AssetSelection.assets(cleaned_companies),
-    description="Rebuild a range of stale or missing zip codes (launched by refresh_changed_zip_codes).",
-)
+def debug_job(spec: TableCleaning) -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        f"{spec.name}_debug",
+        selection=dg.AssetSelection.assets(spec.asset_key).without_checks(),
+        tags={MODE_TAG: DEBUG_MODE},
+        description="Debug mode: read and clean, record metadata, write nothing.",
+    )
+
+
+def refresh_jobs(spec: TableCleaning) -> tuple[dg.UnresolvedAssetJobDefinition, dg.UnresolvedAssetJobDefinition]:
+    """The refresh cycle's jobs (zip_etl/refresh.py): its sensor launches them."""
+    observe = dg.define_asset_job(
+        f"observe_{spec.source_name}",
+        selection=dg.AssetSelection.assets(spec.source_key),
+        description="Record each zip code's raw data version (only the changed ones are written).",
+    )
+    refresh = dg.define_asset_job(
+        f"refresh_{spec.name}",
+        selection=dg.AssetSelection.assets(spec.asset_key),
+        description=f"Rebuild a range of stale or missing zip codes (launched by {spec.refresh_sensor}).",
+    )
+    return observe, refresh

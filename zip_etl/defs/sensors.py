@@ -1,26 +1,27 @@
-"""The refresh sensor: every minute, rebuild the zip codes whose raw rows changed (zip_etl/refresh.py)."""
+"""The refresh sensor: every minute, rebuild the zip codes whose raw rows changed (zip_etl/refresh.py);
+`build_refresh_sensor` makes it for one `TableCleaning` (`refresh_changed_zip_codes` for cleaned_companies)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from zip_etl import settings
-from zip_etl.defs.jobs import observe_raw_companies, refresh_cleaned_companies
-from zip_etl.refresh import CLEANED_KEY, RAW_KEY, digest, plan_refresh, refresh_run_requests, runs_in_progress
+from zip_etl.refresh import digest, plan_refresh, refresh_run_requests, runs_in_progress
 from zip_etl.resources.postgres import PostgresResource
+from zip_etl.table_cleaning import TableCleaning
 
 
 def build_refresh_sensor(
+    spec: TableCleaning,
     observe_job: dg.UnresolvedAssetJobDefinition,
     refresh_job: dg.UnresolvedAssetJobDefinition,
     *,
-    name: str = "refresh_changed_zip_codes",
-    raw_key: dg.AssetKey = RAW_KEY,
-    cleaned_key: dg.AssetKey = CLEANED_KEY,
     minimum_interval_seconds: int = 60,
 ) -> dg.SensorDefinition:
+    raw_key, cleaned_key = spec.source_key, spec.asset_key
+
     @dg.sensor(
-        name=name,
+        name=spec.refresh_sensor,
         jobs=[observe_job, refresh_job],
         minimum_interval_seconds=minimum_interval_seconds,
         # On unless ZIP_ETL_AUTO_REFRESH=off (e.g. while a test drives backfills by hand).
@@ -32,13 +33,15 @@ def build_refresh_sensor(
         ),
     )
     def refresh_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
+        postgres = spec.reads(postgres)
         busy = runs_in_progress(context.instance, cleaned_key)
         if busy:
             return dg.SkipReason(
                 f"{len(busy)} run(s) of {cleaned_key.to_user_string()} in progress (e.g. {busy[0]}); "
                 "checking again when they finish, so no zip code gets two writers"
             )
-        plan = plan_refresh(context.instance, postgres, raw_key=raw_key, cleaned_key=cleaned_key)
+        plan = plan_refresh(context.instance, postgres, raw_key=raw_key, cleaned_key=cleaned_key,
+                            code_version=spec.code_version, max_per_run=spec.partitions_per_run)
         requests = refresh_run_requests(plan, refresh_job.name)
         if plan.observed_changes:
             requests.insert(
@@ -54,6 +57,3 @@ def build_refresh_sensor(
         return dg.SensorResult(run_requests=requests)
 
     return refresh_sensor
-
-
-refresh_changed_zip_codes = build_refresh_sensor(observe_raw_companies, refresh_cleaned_companies)

@@ -4,6 +4,7 @@
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import adbc_driver_manager
 import dagster as dg
@@ -14,28 +15,43 @@ from pydantic import Field
 from zip_etl.db.arrow_io import driver_error_is_transient
 from zip_etl.db.connection import DatabaseError, etl_database_url, transaction
 from zip_etl.db.ddl import information_schema_type, raw_data_versions, table_exists
-from zip_etl.tables import RAW_COMPANIES, Table, validate_identifier
+from zip_etl.partitions import zip_code_partitions
+from zip_etl.tables import RAW_SOURCE, Source, Table, validate_identifier
+
+DEFAULT_CHUNK_ROWS = 200_000
+"""Raw rows read and cleaned at once, unless a component's `chunk_rows` or the resource's says otherwise."""
 
 
 class PostgresResource(dg.ConfigurableResource):
-    """Connections to the ETL database and reads of the raw table.
+    """Connections to the ETL database and reads of raw tables.
 
     With no `database_url`, ``ZIP_ETL_DATABASE_URL`` is used, else the embedded server. Set the URL
     with ``dg.EnvVar`` so that credentials stay out of run config and the UI.
+
+    Which raw table an asset reads, and in chunks of how many rows, is its component's (its
+    `defs.yaml`: `source`, `chunk_rows`); `reads(source)` gives those reads. `raw_schema`, `raw_table`
+    and `chunk_rows` set here override them for every asset this resource serves (the tests and the
+    benchmarks point runs at a schema of their own this way). With no source named, the reads are
+    `raw_companies`'s (`raw`, `raw_snapshot`, `raw_data_versions`: the zip-etl commands use them).
     """
 
     database_url: str | None = Field(
         default=None, description="libpq URL; default: ZIP_ETL_DATABASE_URL, else the embedded server"
     )
-    raw_schema: str = Field(default=RAW_COMPANIES.schema, description="schema of the raw table")
-    raw_table: str = Field(default=RAW_COMPANIES.name, description="table holding the raw records")
-    chunk_rows: int = Field(
-        default=200_000,
+    raw_schema: str | None = Field(
+        default=None, description="schema of the raw table (default: the one the component's YAML names)"
+    )
+    raw_table: str | None = Field(
+        default=None, description="table holding the raw records (default: the one the component's YAML names)"
+    )
+    chunk_rows: int | None = Field(
+        default=None,
         gt=0,
         description=(
-            "raw rows read and cleaned at once: a run streams its zip codes through in chunks of at most "
-            "this many rows (a zip code with more streams in parts), so a run's memory follows this "
-            "setting, not the size of its zip codes (`zip-etl sizing` measures memory per chunk)"
+            "raw rows read and cleaned at once (default: the component's `chunk_rows`, 200,000): a run streams "
+            "its zip codes through in chunks of at most this many rows (a zip code with more streams in parts), "
+            "so a run's memory follows this setting, not the size of its zip codes (`zip-etl sizing` measures "
+            "memory per chunk)"
         ),
     )
 
@@ -48,11 +64,53 @@ class PostgresResource(dg.ConfigurableResource):
         with transaction(self.url()) as cursor:
             yield cursor
 
+    def reads(self, source: Source = RAW_SOURCE, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+              partitions: dg.StaticPartitionsDefinition = zip_code_partitions) -> "RawReads":
+        """Reads of `source` (as declared, partitioned by `partitions`) in chunks of `chunk_rows`, this
+        resource's settings applied."""
+        table = source.table
+        schema = validate_identifier(self.raw_schema, "raw_schema") if self.raw_schema is not None else table.schema
+        name = validate_identifier(self.raw_table, "raw_table") if self.raw_table is not None else table.name
+        return RawReads(self, source.located(schema, name), self.chunk_rows or chunk_rows, partitions)
+
     @property
     def raw(self) -> Table:
-        return RAW_COMPANIES.with_name(
-            validate_identifier(self.raw_schema, "raw_schema"), validate_identifier(self.raw_table, "raw_table")
-        )
+        return self.reads().raw
+
+    def raw_snapshot(self):
+        return self.reads().raw_snapshot()
+
+    def raw_data_versions(self, zip_codes: Sequence[str] | None = None) -> dict[str, str]:
+        return self.reads().raw_data_versions(zip_codes)
+
+    @property
+    def partition_keys(self) -> Sequence[str]:
+        return self.reads().partition_keys
+
+
+@dataclass(frozen=True)
+class RawReads:
+    """What an asset reads through a `PostgresResource`: one raw table (`source`, where the settings
+    put it) in chunks of `chunk_rows` rows."""
+
+    resource: PostgresResource
+    source: Source
+    chunk_rows: int
+    partitions: dg.StaticPartitionsDefinition
+
+    @property
+    def partition_keys(self) -> Sequence[str]:
+        return self.partitions.get_partition_keys()
+
+    def url(self) -> str:
+        return self.resource.url()
+
+    def transaction(self):
+        return self.resource.transaction()
+
+    @property
+    def raw(self) -> Table:
+        return self.source.table
 
     def raw_snapshot(self):
         """A `TableSnapshot` of the raw table (enter it to open its REPEATABLE READ transaction): rows of
@@ -75,7 +133,7 @@ class PostgresResource(dg.ConfigurableResource):
         table = self.raw
         with self.transaction() as cursor:
             raw_column_expressions(cursor, table)  # the table exists, with the declared columns
-            return raw_data_versions(cursor, table, zip_codes)
+            return raw_data_versions(cursor, table, zip_codes, key=self.source.key, updated_at=self.source.updated_at)
 
 
 @contextlib.contextmanager
@@ -108,7 +166,7 @@ def _require_table(cursor, table: Table) -> None:
     if not table_exists(cursor, table.schema, table.name):
         raise DatabaseError(
             f"The raw table {table.qualified_name} does not exist. Load it (`zip-etl seed` for "
-            "demo data) or point the `raw_table`/`raw_schema` settings of the `postgres` resource at it."
+            "demo data) or point the component's `source` (its defs.yaml) at it."
         )
     cursor.execute("SELECT has_table_privilege(current_user, %s, 'SELECT')", (f'"{table.schema}"."{table.name}"',))
     if not cursor.fetchone()[0]:
@@ -145,8 +203,8 @@ def raw_column_expressions(cursor, table: Table, qualifier: str | None = None) -
     if missing:
         raise DatabaseError(
             f"The raw table {table.qualified_name} lacks the column(s) {missing} that zip_etl reads "
-            f"(it has {sorted(actual)}). Restore them, or change RAW_COMPANIES in zip_etl/tables.py and the "
-            "cleaning rules together."
+            f"(it has {sorted(actual)}). Restore them, or change the table's declaration (for raw_companies, "
+            "RAW_COMPANIES in zip_etl/tables.py) and the cleaning rules together."
         )
     extra = sorted(set(actual) - set(table.column_names))
     if extra:

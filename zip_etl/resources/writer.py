@@ -1,4 +1,4 @@
-"""`PostgresWriter`: the resource `cleaned_companies` writes its partitions with.
+"""`PostgresWriter`: the resource a cleaned table (`cleaned_companies`) writes its partitions with.
 
 It is a resource the asset calls, not a Dagster IO manager: a run's rows never exist all at once (they
 stream through in chunks), so there is no output object for an IO manager to store; the asset writes
@@ -35,7 +35,7 @@ from zip_etl.db.connection import transaction
 from zip_etl.db.ddl import ensure_target
 from zip_etl.db.partition_writer import PartitionWriter
 from zip_etl.partition_stream import CleanedChunk
-from zip_etl.resources.postgres import PostgresResource
+from zip_etl.resources.postgres import PostgresResource, RawReads
 from zip_etl.tables import CLEANED_TARGET, Table, Target
 
 
@@ -52,19 +52,53 @@ class WriteResult:
 
 
 class PostgresWriter(dg.ConfigurableResource):
-    """Writes `cleaned_companies`' partitions (and their quarantine and counts) to `target_schema`."""
+    """Writes partitions of a target table (and of its quarantine and counts).
+
+    Which table is the asset's component's (its `defs.yaml`: `target`); `writes(target)` gives those
+    writes. `target_schema` set here overrides the schema for every asset this resource serves (the
+    tests and benchmarks write a schema of their own). With no target named, the writes are
+    `cleaned_companies`'s (`target`, `write`)."""
 
     postgres: PostgresResource
-    target_schema: str = Field(default="public", description="schema of the tables this writer writes")
+    target_schema: str | None = Field(
+        default=None, description="schema of the tables this writer writes (default: the one the component's YAML names)"
+    )
     dry_run: bool = Field(
         default=False,
         description="debug mode: assets run in full and record their metadata, but nothing is written",
     )
 
+    def writes(self, target: Target = CLEANED_TARGET, postgres: RawReads | None = None) -> TargetWrites:
+        """Writes of `target` (as declared), this resource's settings applied; `postgres`: the reads
+        that go with them (the target's source; `raw_companies`' by default)."""
+        located = target.in_schema(self.target_schema) if self.target_schema is not None else target
+        return TargetWrites(self, located, postgres or self.postgres.reads())
+
     @property
     def target(self) -> Target:
-        """The tables a write of cleaned_companies needs, in `target_schema`."""
-        return CLEANED_TARGET.in_schema(self.target_schema)
+        """The tables a write of cleaned_companies needs, where the settings put them."""
+        return self.writes().target
+
+    def write(self, chunks: Iterable[CleanedChunk], zip_codes: Sequence[str]) -> WriteResult:
+        return self.writes().write(chunks, zip_codes)
+
+
+@dataclass(frozen=True)
+class TargetWrites:
+    """What an asset writes through a `PostgresWriter`: one target (where the settings put it), and
+    the reads of its source (`postgres`)."""
+
+    resource: PostgresWriter
+    target: Target
+    postgres: RawReads
+
+    @property
+    def dry_run(self) -> bool:
+        return self.resource.dry_run
+
+    @property
+    def partitions(self) -> dg.StaticPartitionsDefinition:
+        return self.postgres.partitions
 
     def write(self, chunks: Iterable[CleanedChunk], zip_codes: Sequence[str]) -> WriteResult:
         """Apply `chunks` (whole zip codes of `zip_codes`, in order) to the target in ONE transaction:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -470,6 +471,11 @@ def clean_companies(raw: pd.DataFrame, *, today: dt.date | None = None) -> Clean
     )
 
 
+# The reasons each partition's metadata counts, in this order (the transform contract's optional
+# attribute, zip_etl/table_cleaning.py).
+clean_companies.rejection_reasons = tuple(REJECTION_REASONS)
+
+
 def _details_in_row_order(rejections: list[_Rejected], raw: dict[str, pa.Array],
                           clean: dict[str, _Coded]) -> tuple[pa.Array, pa.Array]:
     """(detail, kept raw_id of a duplicate) for each rejected row, in row order."""
@@ -601,20 +607,24 @@ def _by_zip(counts: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
     return counts
 
 
-def partition_stats(raw: pd.DataFrame, result: CleaningResult) -> pd.DataFrame:
-    """Rows in, out and rejected by reason, one row per zip code present in `raw`."""
-    rows_in = _by_zip(raw.groupby("zip_code", observed=True).size().rename("rows_in"))
-    rows_out = _by_zip(result.cleaned.groupby("zip_code", observed=True).size().rename("rows_out"))
+def partition_stats(raw: pd.DataFrame, result: CleaningResult, partition_column: str = "zip_code",
+                    reasons: Sequence[str] | None = REJECTION_REASONS) -> pd.DataFrame:
+    """Rows in, out and rejected by reason, one row per partition (zip code) present in `raw`: a
+    column per reason of `reasons` (None: per reason the rows were rejected for), in that order."""
+    rows_in = _by_zip(raw.groupby(partition_column, observed=True).size().rename("rows_in"))
+    rows_out = _by_zip(result.cleaned.groupby(partition_column, observed=True).size().rename("rows_out"))
     rejected = (
-        result.rejected.groupby(["zip_code", "reason"], observed=True).size().unstack(fill_value=0)
+        result.rejected.groupby([partition_column, "reason"], observed=True).size().unstack(fill_value=0)
         if len(result.rejected)
         else pd.DataFrame(index=rows_in.index)
     )
-    rejected = _by_zip(rejected.reindex(columns=REJECTION_REASONS, fill_value=0).add_prefix("rejected_"))
+    if reasons is None:
+        reasons = sorted(str(c) for c in rejected.columns)
+    rejected = _by_zip(rejected.reindex(columns=reasons, fill_value=0).add_prefix("rejected_"))
     rejected.columns = [str(c) for c in rejected.columns]
     stats = pd.concat([rows_in, rows_out, rejected], axis=1).fillna(0).astype("int64")
     stats.index = stats.index.astype(str)
-    stats["rows_rejected"] = stats[[f"rejected_{r}" for r in REJECTION_REASONS]].sum(axis=1)
+    stats["rows_rejected"] = stats[[f"rejected_{r}" for r in reasons]].sum(axis=1)
     return stats
 
 

@@ -20,10 +20,11 @@ def clean_isolating_failures(
     raw: pd.DataFrame,
     zip_codes: Sequence[str],
     clean: Callable[[pd.DataFrame], CleaningResult] = clean_companies,
+    partition_column: str = "zip_code",
 ) -> tuple[CleaningResult, dict[str, str]]:
-    """Clean `raw` (rows of `zip_codes`); return the merged result of every zip code that cleaned
-    and, for each one that raised, its error message."""
-    groups = raw.groupby("zip_code", sort=False, observed=True).indices if len(raw) else {}
+    """Clean `raw` (rows of `zip_codes`, the partitions in its `partition_column`); return the merged
+    result of every zip code that cleaned and, for each one that raised, its error message."""
+    groups = raw.groupby(partition_column, sort=False, observed=True).indices if len(raw) else {}
     results: list[CleaningResult] = []
     failures: dict[str, str] = {}
 

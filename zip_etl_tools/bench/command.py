@@ -261,7 +261,7 @@ def bench_shape(shape: Shape, *, workers: int, seed_sample: int, max_rows_per_ru
 
     from zip_etl.resources import PostgresResource
 
-    chunk_rows = PostgresResource().chunk_rows
+    chunk_rows = PostgresResource().reads().chunk_rows
     if shape.name == "many-small":
         # A range of small zip codes that fills one chunk, as `zip-etl sizing` samples them.
         full = partition_ranges(keys, len(keys), rows_per_key, chunk_rows)

@@ -196,7 +196,7 @@ def zip_etl_read(schema: str, zip_codes: list[str], meter: CpuMeter) -> Measurem
     from zip_etl.resources import PostgresResource
 
     postgres = PostgresResource(raw_schema=schema)
-    stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.chunk_rows)
+    stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.reads().chunk_rows)
     with meter.measure() as cpu:
         started = time.perf_counter()
         frames = [len(frame) for frame in stream.raw_frames()]
@@ -212,7 +212,7 @@ def zip_etl_clean(schema: str, zip_codes: list[str]) -> tuple[list, Measurement]
     from zip_etl.resources import PostgresResource
 
     postgres = PostgresResource(raw_schema=schema)
-    stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.chunk_rows)
+    stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.reads().chunk_rows)
     chunks = list(stream)
     if stream.failures:
         raise RuntimeError(f"zip_etl failed on {len(stream.failures)} zip code(s): {list(stream.failures.items())[:3]}")
@@ -241,7 +241,7 @@ def stream_write(schema: str, zip_codes: list[str], chunk_rows: int | None = Non
     from zip_etl.resources import PostgresResource, PostgresWriter
 
     postgres = PostgresResource(raw_schema=schema, **({"chunk_rows": chunk_rows} if chunk_rows else {}))
-    stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.chunk_rows)
+    stream = PartitionStream(postgres.raw_snapshot(), zip_codes, postgres.reads().chunk_rows)
     result = PostgresWriter(postgres=postgres, target_schema=schema).write(stream, zip_codes)
     if stream.failures:
         raise RuntimeError(f"zip_etl failed on {len(stream.failures)} zip code(s): {list(stream.failures.items())[:3]}")
@@ -287,7 +287,7 @@ def leftovers(schema: str, url: str, meter: CpuMeter) -> dict:
 def _chunk_rows() -> int:
     from zip_etl.resources import PostgresResource
 
-    return PostgresResource().chunk_rows
+    return PostgresResource().reads().chunk_rows
 
 
 # --- memory and single zip codes, each in a fresh process -------------------------------------------

@@ -5,8 +5,8 @@ bookkeeping (a run's process, its events, one materialization per partition)."""
 import dagster as dg
 
 from zip_etl import settings
+from zip_etl.definitions import cleaned_companies, raw_companies
 from zip_etl.definitions import defs as zip_etl_defs
-from zip_etl.defs.assets import cleaned_companies, raw_companies
 from zip_etl.partitions import zip_code_partitions
 
 
