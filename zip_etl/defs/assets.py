@@ -251,14 +251,16 @@ def run_events(context: dg.AssetExecutionContext, stream: PartitionStream, targe
 
 def partition_metadata(stream: PartitionStream) -> dict[str, dict]:
     """Each cleaned zip code's own facts (nothing of its run: that is recorded once per run)."""
+    stats = stream.stats  # computed on each access: once here, not once per zip code
+    reasons = [column for column in stats.columns if column.startswith("rejected_")]
     return {
         zip_code: {
             "rows_in": row.rows_in,
             "rows_out": row.rows_out,
             "rows_rejected": row.rows_rejected,
-            **{column: getattr(row, column) for column in stream.stats.columns if column.startswith("rejected_")},
+            **{column: getattr(row, column) for column in reasons},
         }
-        for zip_code, row in zip(stream.stats.index, stream.stats.itertuples())
+        for zip_code, row in zip(stats.index, stats.itertuples())
     }
 
 
