@@ -235,12 +235,15 @@ class PartitionWriter(ArrowTransaction):
             (list(keys), [r[0] for r in rows], [r[1] for r in rows]),
         )
 
-    def totals(self) -> dict[str, int]:
-        """Rows in the table and its quarantine, and partitions written, as this transaction sees them."""
-        ((rows, quarantined, partitions),) = self.fetch(sql.SQL(
-            "SELECT coalesce(sum(rows), 0)::bigint, coalesce(sum(rows_quarantined), 0)::bigint, count(*) FROM {}"
-        ).format(self.target.counts.identifier))
-        return {"rows": int(rows), "rows_quarantined": int(quarantined), "partitions": int(partitions)}
+
+
+def read_totals(cursor, target: Target) -> dict[str, int]:
+    """Rows in the table and its quarantine, and partitions written, from its partition counts."""
+    cursor.execute(sql.SQL(
+        "SELECT coalesce(sum(rows), 0)::bigint, coalesce(sum(rows_quarantined), 0)::bigint, count(*) FROM {}"
+    ).format(target.counts.identifier))
+    ((rows, quarantined, partitions),) = cursor.fetchall()
+    return {"rows": int(rows), "rows_quarantined": int(quarantined), "partitions": int(partitions)}
 
 
 def key_order(data: pa.Table, key: Sequence[str]) -> pa.Array:

@@ -3,6 +3,7 @@ and its cleaned copy partitioned by zip code. `build_assets` makes both for one 
 component instance's YAML: zip_etl/components/); `raw_companies` and `cleaned_companies` are their
 bodies, run on that table's reads and writes."""
 
+import dataclasses
 import os
 import resource
 import socket
@@ -13,6 +14,8 @@ import dagster as dg
 
 from zip_etl.code_version import CLEANING_CODE_VERSION
 from zip_etl.dagster_internals import DATA_VERSION_TAG, batched_events
+from zip_etl.db.connection import transaction
+from zip_etl.db.partition_writer import read_totals
 from zip_etl.partition_stream import PartitionStream
 from zip_etl.provenance import changed_raw_versions, latest_data_versions, partition_provenance, raw_dependency
 from zip_etl.resources.postgres import PostgresResource, RawReads, failures_explained
@@ -200,25 +203,26 @@ def cleaned_companies(
             raise dg.Failure(description=f"{'A write to' if dry_run else 'Nothing written to'} "
                              f"{target.table.qualified_name}{' would fail' if dry_run else ''}: {error}",
                              allow_retries=False) from None
-    yield from run_events(context, stream, target, written, report)
+    yield from run_events(context, stream, target, written, report, postgres.url())
 
 
 def run_events(context: dg.AssetExecutionContext, stream: PartitionStream, target: Target,
-               written: WriteResult | None, report: WhatIfReport | None) -> Iterator:
+               written: WriteResult | None, report: WhatIfReport | None, url: str) -> Iterator:
     """Everything a run of cleaned_companies records, once, at its end.
 
     - A write: each written partition materialized with its own facts (Dagster's materializations,
       from a MaterializeResult; when some zip codes failed, only the written ones, as one batch),
       then one batch of observations: each partition's provenance (Dagster gives every partition of a
       run the same data-version tags; zip_etl/provenance.py), and the run's facts with the table's
-      totals as the write returned them.
+      totals read once the materializations are stored (a run committing meanwhile is counted: the
+      latest observation, whose row count the asset shows, is never older than the table).
     - Debug mode: one batch of observations, each zip code's facts and what its write would change,
       restating its recorded data version (nothing was written, and the refresh must not mistake a
       debugged partition for an unknown one); then the run's facts.
     - Zip codes that failed to clean: the run fails naming them, after the rest is recorded."""
     metadata = partition_metadata(stream)
-    run = run_observation(context, stream, target, written, report)
     if report is not None:
+        run = run_observation(context, stream, target, written, report)
         recorded = latest_data_versions(context.instance, context.asset_key, dg.DagsterEventType.ASSET_OBSERVATION,
                                         list(metadata))
         context.log.info(f"What-if (compared with {report.target}): {report.summary()}")
@@ -242,6 +246,9 @@ def run_events(context: dg.AssetExecutionContext, stream: PartitionStream, targe
             for zip_code, values in metadata.items():
                 context.add_asset_metadata(values, partition_key=zip_code)
             yield dg.MaterializeResult()
+        with transaction(url) as cursor:
+            written = dataclasses.replace(written, totals=read_totals(cursor, target))
+        run = run_observation(context, stream, target, written, report)
         yield from batched_events(context, [
             dg.AssetObservation(asset_key=context.asset_key, partition=z, tags=tags) for z, tags in provenance.items()
         ] + [run])

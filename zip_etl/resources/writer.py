@@ -33,7 +33,7 @@ from pydantic import Field
 
 from zip_etl.db.connection import transaction
 from zip_etl.db.ddl import ensure_target
-from zip_etl.db.partition_writer import PartitionWriter
+from zip_etl.db.partition_writer import PartitionWriter, read_totals
 from zip_etl.partition_stream import CleanedChunk
 from zip_etl.resources.postgres import PostgresResource, RawReads
 from zip_etl.tables import CLEANED_TARGET, Table, Target
@@ -41,7 +41,7 @@ from zip_etl.tables import CLEANED_TARGET, Table, Target
 
 @dataclass
 class WriteResult:
-    """What a write did, and the table's totals after it (as its transaction saw them at the end)."""
+    """What a write did, and the table's totals right after its commit."""
 
     rows_written: int
     rows_quarantined: int
@@ -117,7 +117,10 @@ def write_target(url: str, target: Target, chunks: Iterable[CleanedChunk], zip_c
         writer.lock_partitions(zip_codes)  # a concurrent writer of these zip codes finishes first
         seconds = in_background(chunks, lambda chunk: apply_chunk(writer, chunk, zip_codes, replaced),
                                 lambda: writer.record_partition_counts(replaced))
-        totals = writer.totals()
+    # Read after the commit: inside the transaction, two runs committing side by side each counted
+    # without the other's rows, and the asset's row count showed whichever was recorded last.
+    with transaction(url) as cursor:
+        totals = read_totals(cursor, target)
     return WriteResult(writer.rows_written, writer.rows_quarantined, seconds, totals)
 
 
