@@ -65,7 +65,8 @@ def test_changing_a_rule_in_a_copy_makes_every_built_partition_stale(zip_etl_env
     # The user's throwaway copy of the project, with one rule changed.
     copy = tmp_path / "project"
     shutil.copytree(ROOT / "zip_etl", copy / "zip_etl", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dagster.yaml", copy / "dagster.yaml")
+    for config in ("dagster.yaml", "dg.toml"):  # dg.toml makes it a dg project, as the defs folder's loader needs
+        shutil.copy(ROOT / config, copy / config)
     rules = copy / "zip_etl" / "transform" / "rules.py"
     rules.write_text(rules.read_text().replace("MIN_FOUNDED_YEAR = 1800", "MIN_FOUNDED_YEAR = 1801"))
     env = {**os.environ, "PYTHONPATH": str(copy)}
