@@ -46,8 +46,8 @@ def test_script_launches_one_partition_waits_and_prints_its_metadata(zip_etl_env
     reasons = re.findall(r"^  rejected_\w+\s+(\d+)$", out, re.M)
     assert len(reasons) == 7 and sum(map(int, reasons)) == len(cleaned.rejected)  # every reason, adding up
     passed = re.findall(r"^check (\w+): passed$", out, re.M)
-    assert sorted(passed) == ["key_is_unique", "required_values_present", "rows_reconcile",
-                              "schema_matches_declaration", "zip_codes_are_partitions"], out
+    assert sorted(passed) == ["key_is_unique", "raw_rows_have_partitions", "required_values_present",
+                              "rows_reconcile", "schema_matches_declaration", "zip_codes_are_partitions"], out
     assert written == len(cleaned.cleaned)
 
 
