@@ -2,34 +2,19 @@
 its examples (zip_etl/transform/rules.py, run by test_rules.py), not here: here, the transform as a
 whole (every row accounted for, details, counts, dtypes and memory, merged results)."""
 
-import datetime as dt
 
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 from zip_etl.transform import RAW_COLUMNS, clean_companies, downcast, frame_bytes, partition_stats
+from zip_etl.transform.rulebook import EXAMPLE_DATE, EXAMPLE_ROW
 
-TODAY = dt.date(2026, 11, 23)
+TODAY = EXAMPLE_DATE
 
 
 def raw_rows(*rows: dict) -> pd.DataFrame:
-    base = {
-        "updated_at": pd.Timestamp("2026-01-01", tz="UTC"),
-        "record_id": "C1",
-        "company_name": "Acme",
-        "street_address": "1 Main St",
-        "city": "New York",
-        "state": "NY",
-        "zip_code": "10016",
-        "postal_code": "10016",
-        "phone": "212-555-0123",
-        "employees": "10",
-        "annual_revenue": "1000",
-        "founded_year": "1999",
-        "industry": "Retail",
-    }
-    records = [{**base, "raw_id": i + 1, **row} for i, row in enumerate(rows)]
+    records = [{**EXAMPLE_ROW, "raw_id": i + 1, **row} for i, row in enumerate(rows)]
     return pd.DataFrame(records)[RAW_COLUMNS]
 
 
