@@ -446,23 +446,30 @@ class PartitionStream:
                 parts = snap.side.rows([zip_code], self.chunk_rows)
         raise RuntimeError(f"zip code {zip_code}: record id hashes collided with three hash keys")
 
+    def _clean_part(self, zip_code: str, raw: pd.DataFrame):
+        """One part of a zip code larger than a chunk, cleaned and timed; None when cleaning raised,
+        the zip code's failure recorded (it fails alone)."""
+        started = time.perf_counter()
+        try:
+            return self.clean(raw)
+        except Exception as error:  # noqa: BLE001 - this zip code fails alone
+            self.failures[zip_code] = f"{type(error).__name__}: {error}"
+            return None
+        finally:
+            self.transform_seconds += time.perf_counter() - started
+
     def _large_zip_code_in_parts(self, zip_code: str, parts: Iterator[pd.DataFrame]) -> Iterator[CleanedChunk]:
         """A zip code larger than a chunk, each part cleaned on its own (a transform other than
         clean_companies), between a savepoint and its release: if a part fails to clean, the zip code
         fails alone and its previous rows come back."""
         stats_start, first = len(self._stats), True
         for raw in parts:
-            started = time.perf_counter()
-            try:
-                result = self.clean(raw)
-            except Exception as error:  # noqa: BLE001 - this zip code fails alone
-                self.transform_seconds += time.perf_counter() - started
-                self.failures[zip_code] = f"{type(error).__name__}: {error}"
+            result = self._clean_part(zip_code, raw)
+            if result is None:
                 del self._stats[stats_start:]
                 if not first:
                     yield CleanedChunk(aborts=zip_code)
                 return
-            self.transform_seconds += time.perf_counter() - started
             self._count(raw, result)
             yield CleanedChunk(replace=[zip_code] if first else [], begins=zip_code if first else None,
                                cleaned=result.cleaned, rejected=result.rejected)
@@ -477,17 +484,14 @@ class PartitionStream:
         stats_start, moved, first = len(self._stats), 0, True
         self._adjust[zip_code] = 0
         for raw in parts:
-            started = time.perf_counter()
-            try:
-                result = self.clean(raw)
-            except Exception as error:  # noqa: BLE001 - this zip code fails alone
-                self.transform_seconds += time.perf_counter() - started
-                self.failures[zip_code] = f"{type(error).__name__}: {error}"
+            result = self._clean_part(zip_code, raw)
+            if result is None:
                 del self._stats[stats_start:]
                 self._adjust.pop(zip_code, None)
                 if not first:
                     yield CleanedChunk(aborts=zip_code)
                 return
+            started = time.perf_counter()  # the duplicates across parts count as cleaning too
             cleaned, rejected = result.cleaned, result.rejected
             ids = cleaned[_ID].to_numpy(dtype="int64")
             hashes = index.hash(cleaned[_KEY].to_numpy(dtype=object))

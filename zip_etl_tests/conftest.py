@@ -37,8 +37,9 @@ def pg_server_url():
 @pytest.fixture(scope="session")
 def zip_etl_environment(pg_server_url, tmp_path_factory):
     """Point zip_etl (resources, CLI, Dagster storage) at the test server, never at local state."""
-    etl_url = ensure_database(pg_server_url, "zip_etl_test")
-    dagster_url = ensure_database(pg_server_url, "dagster_test")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # test processes sharing your server: a database each
+    etl_url = ensure_database(pg_server_url, f"zip_etl_test{worker}")
+    dagster_url = ensure_database(pg_server_url, f"dagster_test{worker}")
     saved = {k: os.environ.get(k) for k in (settings.DATABASE_URL, settings.DAGSTER_DATABASE_URL, settings.HOME)}
     os.environ[settings.DATABASE_URL] = etl_url
     os.environ[settings.DAGSTER_DATABASE_URL] = dagster_url
@@ -104,6 +105,24 @@ def fresh_dagster_storage(pg_server_url, zip_etl_environment, monkeypatch):
 
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+# pytest runs in two processes (pyproject.toml: `-n 2 --dist loadgroup`). The tests of one group run
+# in the same process, one after another: those driving the shared `dagster dev` (one server and
+# log, not one per process), and the Celery deployment's (each starts a cluster loading both cores).
+XDIST_GROUPS = {"dagster_dev": "dagster_dev"}
+XDIST_MODULE_GROUPS = {"test_distributed": "celery"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = XDIST_MODULE_GROUPS.get(item.module.__name__.rpartition(".")[2])
+        group = group or next((g for f, g in XDIST_GROUPS.items() if f in item.fixturenames), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+    if hasattr(config, "workerinput"):
+        # Slow tests first (a stable sort: each module's order kept), so that the two processes end
+        # on short tests together instead of one waiting out a long one alone.
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ and its cleaned copy partitioned by zip code. `build_assets` makes both for one 
 component instance's YAML: zip_etl/components/); `raw_companies` and `cleaned_companies` are their
 bodies, run on that table's reads and writes."""
 
-import dataclasses
 import os
 import resource
 import socket
@@ -14,8 +13,6 @@ import dagster as dg
 
 from zip_etl.code_version import CLEANING_CODE_VERSION
 from zip_etl.dagster_internals import DATA_VERSION_TAG, batched_events
-from zip_etl.db.connection import transaction
-from zip_etl.db.partition_writer import read_totals
 from zip_etl.partition_stream import PartitionStream
 from zip_etl.provenance import changed_raw_versions, latest_data_versions, partition_provenance, raw_dependency
 from zip_etl.resources.postgres import PostgresResource, RawReads, failures_explained
@@ -179,8 +176,8 @@ def cleaned_companies(
     in the same transaction, so per zip code rows in = rows out + rows quarantined.
 
     The rows flow one way: the stream reads and cleans them (zip_etl/partition_stream.py), the writer
-    writes them in one transaction and returns the table's totals (zip_etl/resources/writer.py), and
-    `run_events` records the run, once, at the end. In debug mode the stream's chunks go to a what-if
+    writes them in one transaction (zip_etl/resources/writer.py), and `run_events` records the run,
+    once, at the end, with the table's totals. In debug mode the stream's chunks go to a what-if
     comparison instead (zip_etl/what_if.py): nothing is written or created.
 
     A run covers a range of zip codes. If cleaning raises for some of them, the others are still
@@ -203,11 +200,11 @@ def cleaned_companies(
             raise dg.Failure(description=f"{'A write to' if dry_run else 'Nothing written to'} "
                              f"{target.table.qualified_name}{' would fail' if dry_run else ''}: {error}",
                              allow_retries=False) from None
-    yield from run_events(context, stream, target, written, report, postgres.url())
+    yield from run_events(context, stream, postgres_writer, written, report)
 
 
-def run_events(context: dg.AssetExecutionContext, stream: PartitionStream, target: Target,
-               written: WriteResult | None, report: WhatIfReport | None, url: str) -> Iterator:
+def run_events(context: dg.AssetExecutionContext, stream: PartitionStream, writer: PostgresWriter,
+               written: WriteResult | None, report: WhatIfReport | None) -> Iterator:
     """Everything a run of cleaned_companies records, once, at its end.
 
     - A write: each written partition materialized with its own facts (Dagster's materializations,
@@ -221,8 +218,9 @@ def run_events(context: dg.AssetExecutionContext, stream: PartitionStream, targe
       debugged partition for an unknown one); then the run's facts.
     - Zip codes that failed to clean: the run fails naming them, after the rest is recorded."""
     metadata = partition_metadata(stream)
+    target = writer.target
     if report is not None:
-        run = run_observation(context, stream, target, written, report)
+        run = run_observation(context, stream, target, written, report, report.totals_now)
         recorded = latest_data_versions(context.instance, context.asset_key, dg.DagsterEventType.ASSET_OBSERVATION,
                                         list(metadata))
         context.log.info(f"What-if (compared with {report.target}): {report.summary()}")
@@ -246,9 +244,7 @@ def run_events(context: dg.AssetExecutionContext, stream: PartitionStream, targe
             for zip_code, values in metadata.items():
                 context.add_asset_metadata(values, partition_key=zip_code)
             yield dg.MaterializeResult()
-        with transaction(url) as cursor:
-            written = dataclasses.replace(written, totals=read_totals(cursor, target))
-        run = run_observation(context, stream, target, written, report)
+        run = run_observation(context, stream, target, written, report, writer.totals())
         yield from batched_events(context, [
             dg.AssetObservation(asset_key=context.asset_key, partition=z, tags=tags) for z, tags in provenance.items()
         ] + [run])
@@ -272,12 +268,11 @@ def partition_metadata(stream: PartitionStream) -> dict[str, dict]:
 
 
 def run_observation(context, stream: PartitionStream, target: Target, written: WriteResult | None,
-                    report: WhatIfReport | None) -> dg.AssetObservation:
+                    report: WhatIfReport | None, totals: dict[str, int]) -> dg.AssetObservation:
     """One event per run: the table's totals (the asset's overview shows its row count) and the run's
     own facts; in a debug run, the totals of the tables as they are and what its write would have
     changed."""
     stats = stream.stats
-    totals = written.totals if written is not None else report.totals_now
     return dg.AssetObservation(
         asset_key=context.asset_key,
         metadata={

@@ -6,7 +6,8 @@ them inside its step and reports the result with a `MaterializeResult`. A write 
 (the table, its quarantine and its partition counts, declared once in zip_etl/tables.py) in the
 configured schema, ensures the three in one step, then applies the run's chunks in ONE transaction
 (`zip_etl.db.partition_writer.PartitionWriter`): atomic and idempotent, a failure leaves the previous
-rows, writing the same partitions again replaces them whole. It returns the table's totals.
+rows, writing the same partitions again replaces them whole. `totals()` reads the table's totals
+(rows, quarantined rows, partitions) from its partition counts.
 
 The chunks are applied by a thread of the writer's own while the caller's thread reads and cleans the
 next one (the driver sends the COPY without holding the GIL); a bounded hand-off keeps at most one
@@ -41,14 +42,12 @@ from zip_etl.tables import CLEANED_TARGET, Table, Target
 
 @dataclass
 class WriteResult:
-    """What a write did, and the table's totals right after its commit."""
+    """What a write did."""
 
     rows_written: int
     rows_quarantined: int
     seconds: float
     """The writing thread's busy time (it overlaps the reading and cleaning)."""
-    totals: dict[str, int]
-    """`rows`, `rows_quarantined` and `partitions` of the whole table, from its partition counts."""
 
 
 class PostgresWriter(dg.ConfigurableResource):
@@ -107,6 +106,10 @@ class TargetWrites:
             raise RuntimeError(f"dry run: refusing to write {self.target.table.qualified_name}")
         return write_target(self.postgres.url(), self.target, chunks, zip_codes)
 
+    def totals(self) -> dict[str, int]:
+        """The target's totals now (`target_totals`)."""
+        return target_totals(self.postgres.url(), self.target)
+
 
 def write_target(url: str, target: Target, chunks: Iterable[CleanedChunk], zip_codes: Sequence[str]) -> WriteResult:
     """The write of `PostgresWriter.write`, to any target (the tests write tables of every supported
@@ -117,11 +120,16 @@ def write_target(url: str, target: Target, chunks: Iterable[CleanedChunk], zip_c
         writer.lock_partitions(zip_codes)  # a concurrent writer of these zip codes finishes first
         seconds = in_background(chunks, lambda chunk: apply_chunk(writer, chunk, zip_codes, replaced),
                                 lambda: writer.record_partition_counts(replaced))
-    # Read after the commit: inside the transaction, two runs committing side by side each counted
-    # without the other's rows, and the asset's row count showed whichever was recorded last.
+    return WriteResult(writer.rows_written, writer.rows_quarantined, seconds)
+
+
+def target_totals(url: str, target: Target) -> dict[str, int]:
+    """`rows`, `rows_quarantined` and `partitions` of the whole table now, from its partition counts.
+    Read by a run once its events are stored, not in its write's transaction: two runs committing side
+    by side would each count without the other's rows, and the asset's row count would show whichever
+    was recorded last."""
     with transaction(url) as cursor:
-        totals = read_totals(cursor, target)
-    return WriteResult(writer.rows_written, writer.rows_quarantined, seconds, totals)
+        return read_totals(cursor, target)
 
 
 def ensure(url: str, target: Target) -> None:
