@@ -26,6 +26,6 @@ cleaned_companies = _named("cleaned_companies")
 raw_companies = _named("raw_companies")
 QUALITY_CHECKS = [c for c in defs.asset_checks if {k.asset_key for k in c.check_keys} & {cleaned_companies.key, raw_companies.key}]
 """The data-quality checks of cleaned_companies and raw_companies (zip_etl/defs/checks.py)."""
-CHECKS = {key.name: check for check in QUALITY_CHECKS for key in check.check_keys}
-"""The same, by name: `CHECKS["key_is_unique"]`."""
+CHECKS = {key.name: key for check in QUALITY_CHECKS for key in check.check_keys}
+"""Their keys by name, to select some: `dg.AssetSelection.checks(CHECKS["key_is_unique"])`."""
 (cleaned_companies_debug,) = [job for job in defs.jobs if job.name == "cleaned_companies_debug"]

@@ -140,7 +140,7 @@ def test_corpus_rows_are_cleaned_or_quarantined_never_lost(schema, etl_url, quer
 
     # Rows filed under no partition (ZIP+4, malformed) are read by no run: the raw check lists them.
     checked = dg.materialize(
-        [raw_companies, cleaned_companies, CHECKS["raw_rows_have_partitions"]],
+        [raw_companies, cleaned_companies, *QUALITY_CHECKS],
         selection=dg.AssetSelection.checks(CHECKS["raw_rows_have_partitions"]),
         resources=pipeline_resources(schema),
     )
@@ -167,7 +167,7 @@ def test_rows_reconcile_fails_when_a_row_goes_missing(schema, etl_url, query):
     seed_raw(etl_url, schema, corpus_frame())
     assert materialize(schema).success
     query(sql.SQL("DELETE FROM {} WHERE record_id = 'WS1'").format(sql.Identifier(schema, "cleaned_companies")))
-    result = dg.materialize([raw_companies, cleaned_companies, CHECKS["rows_reconcile"]],
+    result = dg.materialize([raw_companies, cleaned_companies, *QUALITY_CHECKS],
                             selection=dg.AssetSelection.checks(CHECKS["rows_reconcile"]),
                             resources=pipeline_resources(schema))
     evaluation = result.get_asset_check_evaluations()[0]
