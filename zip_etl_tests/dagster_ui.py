@@ -76,6 +76,7 @@ class DagsterUI:
         self.base_url = base_url.rstrip("/")
         self.artifacts = artifacts
         self.asset = asset
+        self._toast_links: dict = {}  # run or backfill id -> the "View" link of the toast that announced it
         dismiss_community_dialog(self.base_url)  # before any page is opened
 
     # -- navigation and evidence ------------------------------------------------------------
@@ -112,6 +113,7 @@ class DagsterUI:
         match = re.search(r"/runs/(?:b/)?([\w-]+)", href)
         if not match:
             raise self.fail(f"no link to the launched {kind.split()[-1]} in {href!r}")
+        self._toast_links[match.group(1)] = link
         return match.group(1)
 
     def materialize_partition(self, key: str) -> tuple[str, float]:
@@ -191,9 +193,16 @@ class DagsterUI:
         header = self.page.get_by_text(re.compile(r"^(Queued|Starting|Started|Success|Failure|Canceled|Canceling)$"))
         return header.first.inner_text() if header.count() else ""
 
-    def wait_for_run(self, run_id: str, timeout: float = 300) -> str:
-        """Open the run's page and wait until it shows a final status; return it."""
-        self.open(f"/runs/{run_id}")
+    def wait_for_run(self, run_id: str, timeout: float = 300, *, via_toast: bool = False) -> str:
+        """Open the run's page and wait until it shows a final status; return it. `via_toast`: as a
+        person does right after a launch, by the toast's "View" link (the page changes in place),
+        when the toast still shows; otherwise by loading the run's address."""
+        link = self._toast_links.pop(run_id, None) if via_toast else None
+        if link is not None and link.is_visible():
+            link.click()
+            self.page.wait_for_url(f"**/runs/{run_id}*")
+        else:
+            self.open(f"/runs/{run_id}")
         self.poll(f"run {run_id} to finish", lambda: self.run_status() in {"Success", "Failure", "Canceled"}, timeout)
         return self.run_status()
 
