@@ -78,7 +78,7 @@ def test_quality_checks_pass_on_a_batched_run(seeded):
     )
     assert result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(evaluations) == {k.name for c in QUALITY_CHECKS for k in c.check_keys if k.asset_key == cleaned_companies.key}
+    assert set(evaluations) == {name for name, key in CHECKS.items() if key.asset_key == cleaned_companies.key}
     assert all(e.passed for e in evaluations.values()), {k: e.metadata for k, e in evaluations.items() if not e.passed}
     # Every result says what it covered: the run's range, as its first and last zip code and count.
     in_range = len(zip_code_partitions.get_partition_keys_in_range(dg.PartitionKeyRange("00501", "10016")))
@@ -126,7 +126,7 @@ def test_checks_launched_without_partitions_cover_the_whole_table(seeded):
                             selection=dg.AssetSelection.checks(*QUALITY_CHECKS), resources=defs.resources,
                             instance=instance)
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(evaluations) == {k.name for c in QUALITY_CHECKS for k in c.check_keys}
+    assert set(evaluations) == set(CHECKS)
     assert {name: e.metadata["checked"].value for name, e in evaluations.items()} == {
         name: "the whole table" for name in evaluations}
     assert all(e.passed for e in evaluations.values())
@@ -142,7 +142,7 @@ def test_zip_etl_checks_runs_every_check_over_the_whole_table_into_dagsters_stor
                           resources=pipeline_resources(seeded)).success
     assert main(["checks", "--schema", seeded]) == 0
     lines = capsys.readouterr().out.splitlines()
-    names = sorted(k.name for c in QUALITY_CHECKS for k in c.check_keys)
+    names = sorted(CHECKS)
     assert lines[:-1] == [f"{'passed':17} {name} (checked the whole table)" for name in names]
     run_id = lines[-1].split()[1].rstrip(":")
     with get_instance() as instance:
