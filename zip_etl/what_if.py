@@ -36,6 +36,7 @@ from psycopg2 import sql
 from zip_etl.db.arrow_io import SqlText, connect_arrow, load_zip_codes, reading, to_arrow
 from zip_etl.db.connection import DatabaseError, transaction
 from zip_etl.db.ddl import column_differences, create_table_statement, table_exists
+from zip_etl.db.partition_writer import read_totals
 from zip_etl.partition_stream import CleanedChunk
 from zip_etl.tables import MIGRATE_HINT, Column, Table, Target
 
@@ -148,9 +149,7 @@ class WhatIf:
             self.quarantine_exists = table_exists(cursor, self.quarantine.schema, self.quarantine.name)
             self._totals_now = {"rows": 0, "rows_quarantined": 0, "partitions": 0}
             if table_exists(cursor, self.target.counts.schema, self.target.counts.name):
-                cursor.execute(sql.SQL("SELECT coalesce(sum(rows), 0), coalesce(sum(rows_quarantined), 0), count(*) "
-                                       "FROM {}").format(self.target.counts.identifier))
-                self._totals_now = dict(zip(self._totals_now, map(int, cursor.fetchone())))
+                self._totals_now = read_totals(cursor, self.target)
             for target, exists in ((self.table, self.table_exists), (self.quarantine, self.quarantine_exists)):
                 differences = column_differences(cursor, target) if exists else []
                 if differences:

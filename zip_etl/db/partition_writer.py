@@ -236,7 +236,6 @@ class PartitionWriter(ArrowTransaction):
         )
 
 
-
 def read_totals(cursor, target: Target) -> dict[str, int]:
     """Rows in the table and its quarantine, and partitions written, from its partition counts."""
     cursor.execute(sql.SQL(

@@ -28,6 +28,7 @@ from psycopg2 import sql
 
 from zip_etl import settings
 from zip_etl.db.connection import ensure_database, etl_database_url, transaction
+from zip_etl.resources.writer import target_totals
 from zip_etl.tables import CLEANED_TARGET
 from zip_etl_tools.bench.cpu import postmaster_pid, process_tree_cpu
 from zip_etl_tools.bench.shapes import SHAPES, Shape, seed
@@ -114,10 +115,8 @@ def measure(workers: int, keys: list[str], rows_in: int, env: dict, per_run: int
                 raise RuntimeError(f"backfill {backfill_id}: runs without start/end times: {records}")
             per_worker = _runs_per_worker(instance, [r.dagster_run.run_id for r in records])
         span = max(r.end_time for r in records) - min(r.start_time for r in records)
-    with transaction(etl_url) as cursor:
-        cursor.execute(sql.SQL("SELECT coalesce(sum(rows), 0), coalesce(sum(rows_quarantined), 0) FROM {}")
-                       .format(CLEANED_TARGET.counts.identifier))
-        rows_out, quarantined = (int(v) for v in cursor.fetchone())
+    totals = target_totals(etl_url, CLEANED_TARGET)
+    rows_out, quarantined = totals["rows"], totals["rows_quarantined"]
     cpu = [None if a is None or b is None else a - b for a, b in zip(cpu_after, cpu_before)]
     return ClusterMeasurement(workers, cluster.isolate, seconds, span, len(records), per_worker, *cpu, rows_in,
                               rows_out, quarantined, load=load_1m())
