@@ -16,8 +16,8 @@ shows both per check: after a backfill, a check's latest result is its last run'
 import bisect
 import contextlib
 import inspect
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -335,6 +335,25 @@ def matches_truth(context: dg.AssetCheckExecutionContext, postgres_writer: Targe
     )
 
 
+@dataclass
+class _Check:
+    """One check of build_checks: its body (named as the check), what it checks, whether it blocks."""
+
+    body: Callable[..., dg.AssetCheckResult]
+    description: str
+    blocking: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.body.__name__
+
+    def run(self, context: dg.AssetCheckExecutionContext, writes: TargetWrites) -> dg.AssetCheckResult:
+        if "context" in inspect.signature(self.body).parameters:
+            return self.body(context, writes, **self.extra)
+        return self.body(writes, **self.extra)
+
+
 def build_checks(spec: TableCleaning, cleaned: dg.AssetsDefinition) -> list[dg.AssetChecksDefinition]:
     """The checks of one cleaned table, each body run on its reads and writes (raw_rows_have_partitions
     too: a check of the cleaned table, so that it runs with every run of it).
@@ -345,39 +364,40 @@ def build_checks(spec: TableCleaning, cleaned: dg.AssetsDefinition) -> list[dg.A
     launched alone or all together; a failed blocking check fails the step once every selected check
     has reported, so the others' results are never lost to it."""
     key = ", ".join(spec.target.table.primary_key)
-    bodies = [
-        (schema_matches_declaration, "columns and types are the declared ones", True, {}),
-        (key_is_unique, f"one row per ({key})", True, {}),
-        (required_values_present, "required columns have values", True, {}),
-        (zip_codes_are_partitions, "every row's zip code is an active zip code of the run", True, {}),
-        (rows_reconcile, (
+    checks = [
+        _Check(schema_matches_declaration, "columns and types are the declared ones", blocking=True),
+        _Check(key_is_unique, f"one row per ({key})", blocking=True),
+        _Check(required_values_present, "required columns have values", blocking=True),
+        _Check(zip_codes_are_partitions, "every row's zip code is an active zip code of the run", blocking=True),
+        _Check(rows_reconcile, (
             "no row lost: per zip code, rows in the raw table = rows in the cleaned table + rows in its "
             "quarantine (the run's zip codes; launched alone, every zip code written so far)"
-        ), False, {}),
-        (raw_rows_have_partitions, (
+        )),
+        _Check(raw_rows_have_partitions, (
             f"every raw row belongs to a partition: raw rows whose {spec.source.table.partition_column} is not a "
             "partition (for zip codes: ZIP+4, malformed, retired) are read by no run, so they are listed here rather "
             "than lost unseen (a run: the raw values from its first partition up to the next run's; launched alone, "
             "the whole raw table)"
-        ), False, {}),
+        )),
     ]
     if spec.truth is not None:
-        bodies.append((matches_truth, "test partitions equal the hand-written truth table", False,
-                       {"truth_table": spec.truth}))
-    specs = [dg.AssetCheckSpec(body.__name__, asset=cleaned.key, description=description, blocking=blocking)
-             for body, description, blocking, _ in bodies]
+        checks.append(_Check(matches_truth, "test partitions equal the hand-written truth table",
+                             extra={"truth_table": spec.truth}))
 
-    @dg.multi_asset_check(specs=specs, can_subset=True, name=f"{cleaned.key.to_python_identifier()}_checks")
-    def checks(context: dg.AssetCheckExecutionContext,
-               postgres_writer: dg.ResourceParam[PostgresWriter]) -> Iterator[dg.AssetCheckResult]:
+    @dg.multi_asset_check(
+        specs=[dg.AssetCheckSpec(c.name, asset=cleaned.key, description=c.description, blocking=c.blocking)
+               for c in checks],
+        can_subset=True, name=f"{cleaned.key.to_python_identifier()}_checks",
+    )
+    def evaluate_selected(context: dg.AssetCheckExecutionContext,
+                          postgres_writer: dg.ResourceParam[PostgresWriter]) -> Iterator[dg.AssetCheckResult]:
         writes = spec.bind(postgres_writer.postgres, postgres_writer)[1]
         selected = {check_key.name for check_key in context.selected_asset_check_keys}
-        for body, _, _, extra in bodies:
-            if body.__name__ in selected:
-                takes_context = "context" in inspect.signature(body).parameters
-                result = body(context, writes, **extra) if takes_context else body(writes, **extra)
-                yield dg.AssetCheckResult(asset_key=cleaned.key, check_name=body.__name__, passed=result.passed,
+        for check in checks:
+            if check.name in selected:
+                result = check.run(context, writes)
+                yield dg.AssetCheckResult(asset_key=cleaned.key, check_name=check.name, passed=result.passed,
                                           severity=result.severity, description=result.description,
                                           metadata=result.metadata)
 
-    return [checks]
+    return [evaluate_selected]
