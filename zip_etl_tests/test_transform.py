@@ -2,7 +2,6 @@
 its examples (zip_etl/transform/rules.py, run by test_rules.py), not here: here, the transform as a
 whole (every row accounted for, details, counts, dtypes and memory, merged results)."""
 
-
 import pandas as pd
 import pyarrow as pa
 import pytest
