@@ -344,14 +344,12 @@ class _Check:
     blocking: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def name(self) -> str:
-        return self.body.__name__
+    def __post_init__(self) -> None:
+        self.name = self.body.__name__
+        self.takes_context = "context" in inspect.signature(self.body).parameters
 
     def run(self, context: dg.AssetCheckExecutionContext, writes: TargetWrites) -> dg.AssetCheckResult:
-        if "context" in inspect.signature(self.body).parameters:
-            return self.body(context, writes, **self.extra)
-        return self.body(writes, **self.extra)
+        return self.body(context, writes, **self.extra) if self.takes_context else self.body(writes, **self.extra)
 
 
 def build_checks(spec: TableCleaning, cleaned: dg.AssetsDefinition) -> list[dg.AssetChecksDefinition]:
