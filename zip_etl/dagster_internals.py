@@ -32,6 +32,9 @@ Dagster's public one, proves that both paths store the same thing).
    (`retry_pg_connection_fn`) and reports each retry only as a root-logger warning, which
    zip_etl/storage_retries.py recognises to tell it in the run's event log; and its pooled engine
    (`_engine` after `optimize_for_webserver`), whose connections zip_etl checks before use.
+10. Event-log cursors (`EventLogCursor`): the run page's live view hands the storage's watcher a
+   cursor string and takes one back with each event; zip_etl's watcher (zip_etl/run_event_watch.py)
+   reads and writes them as Dagster's does.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from dagster._core.definitions.data_version import (
     get_input_data_version_tag,
     get_input_event_pointer_tag,
 )
+from dagster._core.event_api import EventLogCursor
 from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, generate_event_batch_id
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
@@ -394,3 +398,19 @@ def _ping_pooled_connection(dbapi_connection, _record, _proxy) -> None:
             dbapi_connection.rollback()
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
         raise sqlalchemy.exc.DisconnectionError(str(error).strip()) from error
+
+
+# --- 10. Event-log cursors ---
+
+
+def event_log_cursor(storage_id: int) -> str:
+    """The cursor string Dagster gives the run page's live view with the event stored as `storage_id`."""
+    return str(EventLogCursor.from_storage_id(storage_id))
+
+
+def event_log_cursor_storage_id(cursor: str) -> int:
+    """The storage id a cursor string points after; Dagster's watchers refuse offset cursors too."""
+    parsed = EventLogCursor.parse(cursor)
+    if parsed.is_offset_cursor():
+        raise ValueError(f"an offset cursor cannot be watched: {cursor}")
+    return parsed.storage_id()

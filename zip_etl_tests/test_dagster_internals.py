@@ -4,6 +4,7 @@ both paths store the same thing."""
 
 import logging
 import os
+import uuid
 
 import dagster as dg
 import pytest
@@ -536,3 +537,23 @@ def test_run_retry_tags_are_the_documented_strings():
 
     assert MAX_RETRIES_TAG == ours == "dagster/max_retries"
     assert WILL_RETRY_TAG == "dagster/will_retry"
+
+
+def test_event_log_cursors_are_the_ones_dagster_reads(zip_etl_environment):
+    """The cursor zip_etl's run-event watcher hands the run page is one Dagster's storage reads back
+    as "after this event", and an offset cursor is refused as Dagster's watcher refuses it."""
+    from dagster._core.event_api import EventLogCursor
+
+    from zip_etl.instance import get_instance
+
+    with get_instance() as instance:
+        run = instance.add_run(dg.DagsterRun(job_name="cursors", run_id=str(uuid.uuid4())))
+        for message in ("one", "two", "three"):
+            instance.report_engine_event(message, run)
+        records = instance.get_records_for_run(run.run_id).records
+        cursor = internals.event_log_cursor(records[0].storage_id)
+        assert internals.event_log_cursor_storage_id(cursor) == records[0].storage_id
+        after = instance.get_records_for_run(run.run_id, cursor=cursor).records
+        assert [r.event_log_entry.message for r in after] == ["two", "three"]
+    with pytest.raises(ValueError, match="offset cursor"):
+        internals.event_log_cursor_storage_id(str(EventLogCursor.from_offset(10)))
