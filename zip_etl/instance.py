@@ -199,6 +199,39 @@ def warm_start_message(forked: Forked) -> str:
     return message
 
 
+class ZipEtlRunCoordinator(dg.QueuedRunCoordinator):
+    """Dagster's run queue, with `dequeue_interval_seconds` in fractions of a second.
+
+    Dagster's queue daemon takes its loop's interval from this setting, which QueuedRunCoordinator
+    reads as whole seconds, and sleeps in steps of 0.5 s: at 1 s (the least it allows) a run
+    launched from the UI waits in the queue 0-1 s before the daemon starts it; at 0.5 s, 0-0.5 s.
+    A shorter interval changes nothing more, and costs one query on the runs table per loop.
+    """
+
+    def __init__(self, *args, dequeue_interval_seconds: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if dequeue_interval_seconds is not None:
+            if dequeue_interval_seconds <= 0:
+                raise dg.DagsterInvalidConfigError(
+                    f"run_coordinator dequeue_interval_seconds in dagster.yaml must be above 0, not "
+                    f"{dequeue_interval_seconds}", [], None)
+            self._fractional_dequeue_interval = float(dequeue_interval_seconds)
+        else:
+            self._fractional_dequeue_interval = float(super().dequeue_interval_seconds)
+
+    @classmethod
+    def config_type(cls):
+        fields = dict(super().config_type())
+        fields["dequeue_interval_seconds"] = Field(
+            float, is_required=False,
+            description="Seconds between the queue daemon's checks for queued runs (Dagster's default: 5).")
+        return fields
+
+    @property
+    def dequeue_interval_seconds(self) -> float:  # the daemon reads it; Dagster's returns an int
+        return self._fractional_dequeue_interval
+
+
 class ZipEtlRunLauncher(dg.DefaultRunLauncher):
     """Starts each run in a process forked from a warm process that has already imported Dagster,
     pandas, pyarrow and the run's code location (zip_etl/warm_runs.py); Dagster's DefaultRunLauncher
