@@ -203,7 +203,15 @@ class DagsterUI:
             self.page.wait_for_url(f"**/runs/{run_id}*")
         else:
             self.open(f"/runs/{run_id}")
-        self.poll(f"run {run_id} to finish", lambda: self.run_status() in {"Success", "Failure", "Canceled"}, timeout)
+        # Playwright's own wait checks the page as it renders, so the time it returns is when the
+        # status showed, not up to a polling interval later (scripts/ui_latency.py times it).
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+        final = self.page.get_by_text(re.compile(r"^(Success|Failure|Canceled)$")).first
+        try:
+            final.wait_for(state="attached", timeout=timeout * 1000)
+        except PlaywrightTimeoutError:
+            raise self.fail(f"timed out after {timeout:.0f}s waiting for run {run_id} to finish") from None
         return self.run_status()
 
     def backfill_status(self) -> str:
