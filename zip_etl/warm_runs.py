@@ -14,7 +14,8 @@ files of the code location's definitions folders (a component's `defs.yaml` edit
 removed: Dagster reads them as the definitions load, not as modules). When something changed it
 forks nothing, says which file, and exits once its running children are done;
 the launcher starts a new warm process, which imports the code as it is now, and forks the run from
-that one. The launcher also replaces a warm process when its code location was reloaded (`dagster
+that one. An idle warm process also looks every 2 s and tells the launcher, which starts the
+replacement at once: the run launched after a rule is edited and saved finds it ready. The launcher also replaces a warm process when its code location was reloaded (`dagster
 dev` restarted the code server, which then has a new id): a reload also picks up what the code
 reads when it loads, such as environment variables. Modules the warm process never imported are
 imported by the child itself, from the files as they are.
@@ -65,6 +66,9 @@ FORK_TIMEOUT_SECONDS = 30.0
 # After a warm process failed to start, runs of its code location start the way Dagster does for
 # this long, instead of each waiting for another attempt.
 RETRY_START_AFTER_SECONDS = 300.0
+# An idle warm process looks at its code's files this often (about 10 ms each time), and tells the
+# launcher when they changed, so that a replacement imports the new code before the next run asks.
+CODE_CHECK_SECONDS = 2.0
 
 
 # --- what the warm process imported, and whether it changed -------------------------------------
@@ -236,10 +240,18 @@ def serve(control_fd: int, modules: Sequence[str], working_directory: str | None
 def _fork_on_request(sock: socket.socket, fingerprint: CodeFingerprint, control_fd: int, wake_read: int,
                      wake_write: int) -> None:
     children: dict[int, str] = {}
-    accepting = True
+    accepting, told_changed = True, False
     buffer = bytearray()
+    next_check = time.monotonic() + CODE_CHECK_SECONDS
     while accepting or children:
-        readable, _, _ = select.select([sock, wake_read], [], [])
+        watching = accepting and not told_changed
+        timeout = max(0.0, next_check - time.monotonic()) if watching else None
+        readable, _, _ = select.select([sock, wake_read], [], [], timeout)
+        if watching and time.monotonic() >= next_check:
+            next_check = time.monotonic() + CODE_CHECK_SECONDS
+            if changed := fingerprint.changed():
+                told_changed = True
+                _send(sock, {"code_changed": changed})
         if wake_read in readable:
             with contextlib.suppress(BlockingIOError):
                 while os.read(wake_read, 512):
@@ -351,12 +363,14 @@ ExitHandler = Callable[[str, int, float, int], None]
 class WarmProcess:
     """One warm process, as its launcher sees it: started, asked to fork run workers, heard when one exits."""
 
-    def __init__(self, target: WarmTarget, code_server_id: str | None, on_exit: ExitHandler, why: str):
+    def __init__(self, target: WarmTarget, code_server_id: str | None, on_exit: ExitHandler, why: str,
+                 on_code_changed: Callable[[WarmProcess, list[str]], None] | None = None):
         self.target = target
         self.code_server_id = code_server_id
         self.why = why  # why it was started: told in the engine event of the first run it forks
         self.forked = 0
         self._on_exit = on_exit
+        self._on_code_changed = on_code_changed
         self._replies: queue.Queue[dict] = queue.Queue()
         self._started: dict[int, float] = {}
         self._lock = threading.Lock()
@@ -393,6 +407,9 @@ class WarmProcess:
                             self._on_exit(message["run_id"], message["exited"], started, message["code"])
                         except Exception:  # noqa: BLE001 - the reader must go on hearing exits
                             logger.exception("handling the exit of run worker %s failed", message["exited"])
+                elif "code_changed" in message:
+                    if self._on_code_changed is not None:
+                        self._on_code_changed(self, message["code_changed"])
                 else:
                     if "forked" in message:  # before its exit can be heard
                         self._started[message["forked"]] = message["started"]
@@ -454,16 +471,22 @@ class StaleCode(WarmProcessError):
 
 
 class WarmProcesses:
-    """The warm processes of one launcher, one per code location, replaced when their code changes."""
+    """The warm processes of one launcher, one per code location, replaced when their code changes:
+    as soon as the files change (the warm process says so), so that the run launched after a rule is
+    edited does not wait for the imports, and at the latest when a run finds its code stale."""
 
     def __init__(self, on_exit: ExitHandler):
         self._on_exit = on_exit
         self._by_location: dict[str, WarmProcess] = {}
         self._start_failed: dict[str, tuple[float, str]] = {}  # location -> (when, why)
+        self._replacing: dict[str, threading.Event] = {}  # location -> set when its replacement is done
+        self._closed = False
         self._lock = threading.Lock()
 
     def fork(self, target: WarmTarget, code_server_id: str | None, run_id: str, execute_run_args: str) -> Forked:
         """The run's process, forked from a warm process that holds the code as it is now."""
+        if replacing := self._replacing.get(target.location):
+            replacing.wait(START_TIMEOUT_SECONDS)  # its imports are under way: sooner than starting another
         with self._lock:
             warm = self._by_location.pop(target.location, None)
             if warm is None:
@@ -493,13 +516,47 @@ class WarmProcesses:
         if failed and time.monotonic() - failed[0] < RETRY_START_AFTER_SECONDS:
             raise WarmProcessError(f"{failed[1]} (a new attempt after {RETRY_START_AFTER_SECONDS:.0f} s)")
         try:
-            return WarmProcess(target, code_server_id, self._on_exit, why)
+            return WarmProcess(target, code_server_id, self._on_exit, why, self._code_changed)
         except WarmProcessError as error:
             self._start_failed[target.location] = (time.monotonic(), str(error))
             raise
 
+    def current(self, location: str) -> WarmProcess | None:
+        """The warm process the next run of `location` would be forked from, if one is up."""
+        with self._lock:
+            return self._by_location.get(location)
+
+    def _code_changed(self, stale: WarmProcess, changed: list[str]) -> None:
+        """Told by `stale`'s reader thread, which must go on reading (a fork may be waiting on it):
+        the replacement starts in a thread of its own."""
+        threading.Thread(target=self._replace, args=(stale, changed), daemon=True,
+                         name=f"warm-process-replace-{stale.process.pid}").start()
+
+    def _replace(self, stale: WarmProcess, changed: list[str]) -> None:
+        location = stale.target.location
+        with self._lock:
+            if self._closed or self._by_location.get(location) is not stale or location in self._replacing:
+                return
+            done = self._replacing[location] = threading.Event()
+        fresh = None
+        try:
+            fresh = WarmProcess(stale.target, stale.code_server_id, self._on_exit, str(StaleCode(changed)),
+                                self._code_changed)
+        except WarmProcessError as error:  # the next run finds the code stale and starts one itself
+            logger.warning("could not start a warm process for the changed code of %s: %s", location, error)
+        finally:
+            with self._lock:
+                del self._replacing[location]
+                if fresh is not None and not self._closed and self._by_location.get(location) is stale:
+                    self._by_location[location] = fresh
+                    stale.retire()
+                elif fresh is not None:
+                    fresh.close()
+            done.set()
+
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for warm in self._by_location.values():
                 warm.close()
             self._by_location.clear()

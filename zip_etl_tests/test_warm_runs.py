@@ -166,6 +166,29 @@ def test_a_warm_process_that_died_is_replaced_at_the_next_run(zip_etl_environmen
         warm_processes.close()
 
 
+def test_a_warm_process_whose_code_changed_is_replaced_before_the_next_run(tmp_path):
+    """A rule edited and saved while nothing runs: the idle warm process notices within its 2 s look,
+    the launcher imports the new code in a replacement at once, and the next run is forked from that
+    one (no import waited for at launch). The stale one retires and exits."""
+    module = tmp_path / "probe_rule.py"
+    module.write_text("RULE = 1\n")
+    warm_processes = WarmProcesses(on_exit=lambda *a: None)
+    target = _target("probe_rule", tmp_path)
+    try:
+        first = warm_processes.fork(target, None, "not-a-run-1", "{}").parent
+        module.write_text("RULE = 2  # edited\n")
+        wait_for("the replacement to be ready", lambda: warm_processes.current("probe") not in (None, first),
+                 timeout=120)
+        replacement = warm_processes.current("probe")
+        assert replacement.why == f"code changed since the warm process imported it: {module}"
+        assert replacement.forked == 0
+        forked = warm_processes.fork(target, None, "not-a-run-2", "{}")
+        assert forked.parent is replacement and replacement.forked == 1
+        first.process.wait(60)  # retired: it exits once its children have
+    finally:
+        warm_processes.close()
+
+
 # -- under dagster dev: warm runs, terminate, a code change, a reload ------------------------------
 
 
