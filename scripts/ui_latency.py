@@ -2,6 +2,7 @@
 
     python scripts/ui_latency.py                       # starts dagster dev on a free port
     python scripts/ui_latency.py --repeat 5 --url http://127.0.0.1:3000
+    python scripts/ui_latency.py --repeat 5 --after-edit zip_etl/transform/rules.py   # a rule saved before each click
 
 Drives headless Chromium (Debian's /usr/bin/chromium) like a person: Materialize -> pick a zip code
 -> Launch 1 run -> the toast's View, then watches the run's page (which updates live) until it shows "Success".
@@ -65,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="then launch a backfill of the first N zip codes as the UI does, and time it to done; "
                              "then the same zip codes with `zip-etl launch`")
     parser.add_argument("--artifacts", default="test-artifacts/ui_latency", help="screenshots and logs")
+    parser.add_argument("--after-edit", type=Path, metavar="FILE",
+                        help="before each launch, mark FILE as saved now (its modification time; the content stays), "
+                             "then wait --think seconds, as a person editing a rule and going back to the browser")
+    parser.add_argument("--think", type=float, default=5.0,
+                        help="seconds from the save to the click with --after-edit (default %(default)s)")
     parser.add_argument(
         "--checkout",
         help="run dagster dev from this checkout's code instead (e.g. a clone of main, for a before/after "
@@ -92,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         page = stack.enter_context(chromium_page(artifacts))
         ui = DagsterUI(page, server.url, artifacts)
         for key in keys:
+            if args.after_edit:
+                os.utime(args.after_edit)
+                time.sleep(args.think)
             run_id, clicked = ui.materialize_partition(key)
             clicked_at = time.time() - (time.monotonic() - clicked)  # the click on the wall clock, as runs record time
             status = ui.wait_for_run(run_id, via_toast=True)

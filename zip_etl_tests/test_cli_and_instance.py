@@ -191,18 +191,3 @@ def test_sizing_measures_a_run_process_and_recommends_runs(zip_etl_environment, 
     assert abs(fits - 2 * 1024 / max(int(s[5]) for s in samples)) <= 1, sized.stdout
     assert re.search(r"^Recommended concurrent runs: \d+", sized.stdout, re.M)
 
-
-def test_the_run_queue_is_checked_twice_a_second(zip_etl_environment):
-    """The queue daemon `dagster dev` starts takes the committed dagster.yaml's half-second interval
-    (Dagster's own coordinator takes whole seconds only); a bad value is one clear error."""
-    from dagster._daemon.controller import create_daemon_of_type
-
-    from zip_etl.instance import ZipEtlRunCoordinator
-
-    with get_instance() as instance:
-        assert isinstance(instance.run_coordinator, ZipEtlRunCoordinator)
-        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 2
-        daemon = create_daemon_of_type("QUEUED_RUN_COORDINATOR", instance)
-        assert daemon.interval_seconds == 0.5
-    with pytest.raises(dg.DagsterInvalidConfigError, match="dequeue_interval_seconds .* above 0"):
-        ZipEtlRunCoordinator(dequeue_interval_seconds=0)

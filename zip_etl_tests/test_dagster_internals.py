@@ -557,3 +557,20 @@ def test_event_log_cursors_are_the_ones_dagster_reads(zip_etl_environment):
         assert [r.event_log_entry.message for r in after] == ["two", "three"]
     with pytest.raises(ValueError, match="offset cursor"):
         internals.event_log_cursor_storage_id(str(EventLogCursor.from_offset(10)))
+
+
+def test_the_run_queue_is_checked_twice_a_second(zip_etl_environment):
+    """The queue daemon `dagster dev` starts takes its interval from the coordinator's
+    `dequeue_interval_seconds`, so the committed dagster.yaml's half second reaches it (Dagster's own
+    coordinator takes whole seconds only); a bad value is one clear error."""
+    from dagster._daemon.controller import create_daemon_of_type
+
+    from zip_etl.instance import ZipEtlRunCoordinator, get_instance
+
+    with get_instance() as instance:
+        assert isinstance(instance.run_coordinator, ZipEtlRunCoordinator)
+        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 2
+        daemon = create_daemon_of_type("QUEUED_RUN_COORDINATOR", instance)
+        assert daemon.interval_seconds == 0.5
+    with pytest.raises(dg.DagsterInvalidConfigError, match="dequeue_interval_seconds .* above 0"):
+        ZipEtlRunCoordinator(dequeue_interval_seconds=0)
