@@ -572,4 +572,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m` runs this file as `__main__`, a second copy of the module beside the
+    # `zip_etl.warm_runs` that the rest of zip_etl imports. Run the imported one, so that the run
+    # worker's `in_warm_run_worker()` is the flag zip_etl.instance reads (it keeps the run's storage
+    # connections open only when that says True).
+    from zip_etl.warm_runs import main as imported_main
+
+    imported_main()

@@ -244,7 +244,9 @@ import dagster as dg
 
 @dg.asset
 def probe():
-    return dg.MaterializeResult(metadata={{"version": {version}}})
+    from zip_etl.warm_runs import in_warm_run_worker
+
+    return dg.MaterializeResult(metadata={{"version": {version}, "warm_run_worker": in_warm_run_worker()}})
 
 @dg.asset
 def deaf_to_sigterm():
@@ -324,6 +326,9 @@ def test_a_run_executes_the_code_as_of_its_launch(fresh_dagster_storage, tmp_pat
         assert probe_version(instance, second) == 1
         warm = warm_parent_pid(instance, first)
         assert warm_parent_pid(instance, second) == warm, run_events(instance, second)
+        # The run worker knows it is one (zip_etl.instance then keeps its storage connections open).
+        materialization = instance.all_logs(second, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)[0]
+        assert materialization.asset_materialization.metadata["warm_run_worker"].value is True
 
         module.write_text(PROBE.format(version=2))  # an edit, no reload
         edited = launch_probe(server)
