@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             run_id, clicked = ui.materialize_partition(key)
             clicked_at = time.time() - (time.monotonic() - clicked)  # the click on the wall clock, as runs record time
             status = ui.wait_for_run(run_id, via_toast=True)
-            seen = time.monotonic() - clicked
+            shown_at = ui.final_status_shown_at(run_id)  # as the page recorded it
+            seen = shown_at - clicked_at if shown_at else time.monotonic() - clicked
             if status != "Success":
                 raise SystemExit(f"run {run_id} for {key}: {status} (see {artifacts})")
             run = run_times(client, run_id)

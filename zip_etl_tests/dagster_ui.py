@@ -68,6 +68,27 @@ def dismiss_community_dialog(base_url: str) -> None:
         raise UIError(f"{base_url} still shows the community dialog after setNuxSeen")
 
 
+# In the page: the wall-clock time at which each run page (by its path) first showed a final status,
+# so that scripts/ui_latency.py reports when the page showed it, not when a check from Python saw it
+# (Playwright's waits look again up to every 0.5 s).
+RECORD_FINAL_STATUS_SHOWN = """
+(() => {
+  const shownAt = window.__zipEtlFinalStatusShownAt = {};
+  const FINAL = new Set(['Success', 'Failure', 'Canceled']);
+  const isFinal = (el) => el.childElementCount === 0 && FINAL.has(el.textContent);
+  const shows = (node) => {
+    const el = node.nodeType === Node.TEXT_NODE ? node.parentElement : node;
+    return !!el && el.nodeType === Node.ELEMENT_NODE && (isFinal(el) || [...el.querySelectorAll('*')].some(isFinal));
+  };
+  new MutationObserver((records) => {
+    const path = location.pathname;
+    if (!path.startsWith('/runs/') || shownAt[path]) return;
+    if (records.some((r) => shows(r.target) || [...r.addedNodes].some(shows))) shownAt[path] = Date.now() / 1000;
+  }).observe(document, {subtree: true, childList: true, characterData: true});
+})();
+"""
+
+
 class DagsterUI:
     """One asset's pages in the Dagster UI."""
 
@@ -77,6 +98,7 @@ class DagsterUI:
         self.artifacts = artifacts
         self.asset = asset
         self._toast_links: dict = {}  # run or backfill id -> the "View" link of the toast that announced it
+        page.add_init_script(RECORD_FINAL_STATUS_SHOWN)  # for the documents opened from now on
         dismiss_community_dialog(self.base_url)  # before any page is opened
 
     # -- navigation and evidence ------------------------------------------------------------
@@ -203,16 +225,13 @@ class DagsterUI:
             self.page.wait_for_url(f"**/runs/{run_id}*")
         else:
             self.open(f"/runs/{run_id}")
-        # Playwright's own wait checks the page as it renders, so the time it returns is when the
-        # status showed, not up to a polling interval later (scripts/ui_latency.py times it).
-        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-
-        final = self.page.get_by_text(re.compile(r"^(Success|Failure|Canceled)$")).first
-        try:
-            final.wait_for(state="attached", timeout=timeout * 1000)
-        except PlaywrightTimeoutError:
-            raise self.fail(f"timed out after {timeout:.0f}s waiting for run {run_id} to finish") from None
+        self.poll(f"run {run_id} to finish", lambda: self.run_status() in {"Success", "Failure", "Canceled"}, timeout)
         return self.run_status()
+
+    def final_status_shown_at(self, run_id: str) -> float | None:
+        """When (time.time()) the run's page first showed its final status, as the page recorded it."""
+        return self.page.evaluate(
+            "(path) => (window.__zipEtlFinalStatusShownAt || {})[path] ?? null", f"/runs/{run_id}")
 
     def backfill_status(self) -> str:
         """The backfill page's Status field ("In progress", "Succeeded", "Failed", ...)."""
