@@ -87,6 +87,40 @@ def test_batched_events_store_what_log_event_stores(monkeypatch):
     assert instance.get_materialized_partitions(batched.key) == {"a", "b", "c"}
 
 
+def test_partition_metadata_added_at_once_is_what_add_asset_metadata_stores():
+    """The same metadata per partition, one asset adding it with Dagster's public call per partition,
+    the other at once: the same materializations. A partition the run does not target is refused."""
+    values = {p: {"rows": i, "rows_rejected": 10 * i} for i, p in enumerate(("a", "c"))}
+
+    @dg.asset(partitions_def=PARTITIONS, code_version="v1")  # else each run's id: tags that differ
+    def public(context: dg.AssetExecutionContext):
+        context.add_asset_metadata({"shared": 1})
+        for partition, metadata in values.items():
+            context.add_asset_metadata(metadata, partition_key=partition)
+        return dg.MaterializeResult()
+
+    @dg.asset(partitions_def=PARTITIONS, code_version="v1")
+    def at_once(context: dg.AssetExecutionContext):
+        context.add_asset_metadata({"shared": 1})
+        internals.add_partition_metadata(context, values)
+        return dg.MaterializeResult()
+
+    @dg.asset(partitions_def=PARTITIONS)
+    def untargeted(context: dg.AssetExecutionContext):
+        internals.add_partition_metadata(context, {"c": {"rows": 1}})
+        return dg.MaterializeResult()
+
+    instance = dg.DagsterInstance.ephemeral()
+    tags = {internals.ASSET_PARTITION_RANGE_START_TAG: "a", internals.ASSET_PARTITION_RANGE_END_TAG: "c"}
+    for asset in (public, at_once):
+        dg.materialize([asset], instance=instance, tags=tags)
+    assert _stored(instance, public.key, "m") == _stored(instance, at_once.key, "m")
+    assert {p: m for p, _, m in _stored(instance, at_once.key, "m")} == {
+        "a": {"shared": 1, "rows": 0, "rows_rejected": 0}, "b": {"shared": 1}, "c": {"shared": 1, "rows": 1, "rows_rejected": 10}}
+    with pytest.raises(dg.DagsterInvariantViolationError, match="'c' that is not being targeted"):
+        dg.materialize([untargeted], instance=instance, partition_key="a")
+
+
 def test_batched_events_are_stored_when_built_without_being_yielded():
     """An observable source asset's function cannot yield events: raw_companies relies on Dagster
     logging a DagsterEvent when it is built. If that stops, its observations would vanish silently."""

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from zip_etl.code_version import CLEANING_CODE_VERSION
-from zip_etl.dagster_internals import DATA_VERSION_TAG, batched_events
+from zip_etl.dagster_internals import DATA_VERSION_TAG, add_partition_metadata, batched_events
 from zip_etl.partition_stream import PartitionStream
 from zip_etl.provenance import changed_raw_versions, latest_data_versions, partition_provenance, raw_dependency
 from zip_etl.resources.postgres import PostgresResource, RawReads, failures_explained
@@ -241,8 +241,7 @@ def run_events(context: dg.AssetExecutionContext, stream: PartitionStream, write
                 for z, values in metadata.items()
             ])
         else:
-            for zip_code, values in metadata.items():
-                context.add_asset_metadata(values, partition_key=zip_code)
+            add_partition_metadata(context, metadata)  # context.add_asset_metadata per zip code, at once
             yield dg.MaterializeResult()
         run = run_observation(context, stream, target, written, report, writer.totals())
         yield from batched_events(context, [
