@@ -9,12 +9,12 @@ Dagster's public one, proves that both paths store the same thing).
    strings are Dagster's documented run and event tags; the constants are private.
 2. Data provenance per partition: Dagster records one provenance for all partitions of a multi-
    partition Output, and derives a partition's stale status from the data-version tags on its latest
-   event. zip_etl computes each partition's tags as Dagster does (`compute_logical_data_version`).
+   materialization. zip_etl computes each partition's tags as Dagster does (`compute_logical_data_version`)
+   and puts them on the partition's own materialization; the step's Output then carries none
+   (`output_without_asset_events`), so that the steps after it (the checks) still run.
 3. Asset events in one batch: `context.log_event` stores one event per INSERT; an Output's events
    are batched by Dagster, but carry the same tags for every partition. `batched_events` builds the
-   DagsterEvents as `execute_step` does for an Output, with batch metadata. `add_partition_metadata`
-   gives each partition of an Output its metadata at once, which `context.add_asset_metadata` does
-   one partition per call at a cost that grows with the partitions added before it.
+   DagsterEvents as `execute_step` does for an Output, with batch metadata.
 4. An asset's events stored in order and its partition status read from one moment: dagster-postgres
    stores planned materializations one connection each (~2,000 per 2,000-partition run), and
    stores an event and its asset's record in two transactions with no order between writers, which
@@ -59,8 +59,8 @@ from dagster._core.definitions.data_version import (
     get_input_data_version_tag,
     get_input_event_pointer_tag,
 )
+from dagster._core.definitions.source_asset import SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION
 from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, generate_event_batch_id
-from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
@@ -84,7 +84,6 @@ __all__ = [
     "STORED_IN_ORDER",
     "CheckRunHealthResult",
     "WorkerStatus",
-    "add_partition_metadata",
     "asset_event_groups",
     "asset_events_settled",
     "batched_events",
@@ -95,6 +94,7 @@ __all__ = [
     "import_run_execution",
     "instance_from_folder",
     "logical_data_version",
+    "output_without_asset_events",
     "pool_storage_connections",
     "provenance_tags",
     "run_code_location",
@@ -113,14 +113,17 @@ def logical_data_version(code_version: str, inputs: Mapping[dg.AssetKey, str]) -
     return compute_logical_data_version(code_version, {k: dg.DataVersion(v) for k, v in inputs.items()}).value
 
 
-def provenance_tags(input_key: dg.AssetKey, input_version: str, code_version: str) -> dict[str, str]:
+def provenance_tags(input_key: dg.AssetKey, input_version: str, code_version: str,
+                    input_event: int | None = None) -> dict[str, str]:
     """The data-provenance tags Dagster writes on a materialization built by `code_version` from
-    `input_version` of `input_key` (no event pointer: the input is an observed source)."""
+    `input_version` of `input_key`, whose latest event then was `input_event` (its storage id; None:
+    it had none). Dagster's stale status takes a partition's input as changed when an event of the
+    input's partition after that one has another data version."""
     return {
         DATA_VERSION_TAG: logical_data_version(code_version, {input_key: input_version}),
         CODE_VERSION_TAG: code_version,
         get_input_data_version_tag(input_key, INPUT_DATA_VERSION_TAG_PREFIX): input_version,
-        get_input_event_pointer_tag(input_key): NULL_EVENT_POINTER,
+        get_input_event_pointer_tag(input_key): str(input_event) if input_event is not None else NULL_EVENT_POINTER,
     }
 
 
@@ -151,26 +154,15 @@ def batched_events(
     return out
 
 
-def add_partition_metadata(context: dg.AssetExecutionContext, metadata: Mapping[str, Mapping]) -> None:
-    """What `context.add_asset_metadata(values, partition_key=z)` does for each `z: values` of
-    `metadata`, in one step: the materializations Dagster makes from the step's output carry them.
+def output_without_asset_events() -> dg.MaterializeResult:
+    """The step's output, for the steps that depend on it (the checks: without it Dagster skips them),
+    with none of the materializations Dagster would make of it: the step has yielded each partition's
+    own (`batched_events`), with its provenance, which an Output would overwrite with one for all.
 
-    Dagster's call checks its partition against a list of the run's partition keys and copies (and
-    type-checks) every partition's metadata added so far: quadratic in a run's partitions, 0.37 s of
-    CPU for a 2,000-zip-code run (docs/BENCHMARKS.md). Here the keys are checked against a set and
-    the metadata stored once."""
-    targeted = set(context.partition_keys)
-    unknown = [key for key in metadata if key not in targeted]
-    if unknown:
-        raise dg.DagsterInvariantViolationError(
-            f"Attempted to add metadata for partition key {unknown[0]!r} that is not being targeted.")
-    step_context = context.op_execution_context.get_step_execution_context()
-    accumulator = step_context._metadata_accumulator  # noqa: SLF001
-    merged = dict(accumulator.per_output_metadata)
-    for partition, values in metadata.items():
-        handle = AssetMetadataHandle(asset_key=context.asset_key, partition_key=partition)
-        merged[handle] = {**merged.get(handle, {}), **values}
-    step_context._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)  # noqa: SLF001
+    Dagster makes no asset events of an Output whose metadata has this key: its auto-converted
+    observable source assets log their events from their body, as this step does
+    (`_log_materialization_or_observation_events_for_asset`)."""
+    return dg.MaterializeResult(metadata={SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION: True})
 
 
 # --- 4. an asset's events stored in order, its partition status read from one moment ---
