@@ -161,7 +161,8 @@ def output_without_asset_events() -> dg.MaterializeResult:
 
     Dagster makes no asset events of an Output whose metadata has this key: its auto-converted
     observable source assets log their events from their body, as this step does
-    (`_log_materialization_or_observation_events_for_asset`)."""
+    (`_log_materialization_or_observation_events_for_asset`). The run's log shows the key on the
+    step's output event."""
     return dg.MaterializeResult(metadata={SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION: True})
 
 
