@@ -9,7 +9,9 @@ Dagster's public one, proves that both paths store the same thing).
    strings are Dagster's documented run and event tags; the constants are private.
 2. Data provenance per partition: Dagster records one provenance for all partitions of a multi-
    partition Output, and derives a partition's stale status from the data-version tags on its latest
-   event. zip_etl computes each partition's tags as Dagster does (`compute_logical_data_version`).
+   materialization. zip_etl computes each partition's tags as Dagster does (`compute_logical_data_version`)
+   and puts them on the partition's own materialization; the step's Output then carries none
+   (`output_without_asset_events`), so that the steps after it (the checks) still run.
 3. Asset events in one batch: `context.log_event` stores one event per INSERT; an Output's events
    are batched by Dagster, but carry the same tags for every partition. `batched_events` builds the
    DagsterEvents as `execute_step` does for an Output, with batch metadata.
@@ -60,6 +62,7 @@ from dagster._core.definitions.data_version import (
     get_input_data_version_tag,
     get_input_event_pointer_tag,
 )
+from dagster._core.definitions.source_asset import SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION
 from dagster._core.event_api import EventLogCursor
 from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, generate_event_batch_id
 from dagster._core.instance.ref import InstanceRef
@@ -95,6 +98,7 @@ __all__ = [
     "import_run_execution",
     "instance_from_folder",
     "logical_data_version",
+    "output_without_asset_events",
     "pool_storage_connections",
     "provenance_tags",
     "run_code_location",
@@ -113,14 +117,17 @@ def logical_data_version(code_version: str, inputs: Mapping[dg.AssetKey, str]) -
     return compute_logical_data_version(code_version, {k: dg.DataVersion(v) for k, v in inputs.items()}).value
 
 
-def provenance_tags(input_key: dg.AssetKey, input_version: str, code_version: str) -> dict[str, str]:
+def provenance_tags(input_key: dg.AssetKey, input_version: str, code_version: str,
+                    input_event: int | None = None) -> dict[str, str]:
     """The data-provenance tags Dagster writes on a materialization built by `code_version` from
-    `input_version` of `input_key` (no event pointer: the input is an observed source)."""
+    `input_version` of `input_key`, whose latest event then was `input_event` (its storage id; None:
+    it had none). Dagster's stale status takes a partition's input as changed when an event of the
+    input's partition after that one has another data version."""
     return {
         DATA_VERSION_TAG: logical_data_version(code_version, {input_key: input_version}),
         CODE_VERSION_TAG: code_version,
         get_input_data_version_tag(input_key, INPUT_DATA_VERSION_TAG_PREFIX): input_version,
-        get_input_event_pointer_tag(input_key): NULL_EVENT_POINTER,
+        get_input_event_pointer_tag(input_key): str(input_event) if input_event is not None else NULL_EVENT_POINTER,
     }
 
 
@@ -149,6 +156,18 @@ def batched_events(
         else:
             out.append(DagsterEvent.asset_observation(step_context, event, batch))
     return out
+
+
+def output_without_asset_events() -> dg.MaterializeResult:
+    """The step's output, for the steps that depend on it (the checks: without it Dagster skips them),
+    with none of the materializations Dagster would make of it: the step has yielded each partition's
+    own (`batched_events`), with its provenance, which an Output would overwrite with one for all.
+
+    Dagster makes no asset events of an Output whose metadata has this key: its auto-converted
+    observable source assets log their events from their body, as this step does
+    (`_log_materialization_or_observation_events_for_asset`). The run's log shows the key on the
+    step's output event."""
+    return dg.MaterializeResult(metadata={SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION: True})
 
 
 # --- 4. an asset's events stored in order, its partition status read from one moment ---

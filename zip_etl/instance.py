@@ -98,17 +98,28 @@ def _storage_url(config_value: Mapping[str, Any]) -> str:
     return sqlalchemy_url(url)
 
 
+_one_run_process = False
+
+
+def this_process_runs_one_run() -> None:
+    """Say that this process executes one run and exits (a pool worker of the zip-etl CLI, whose
+    parent created Dagster's tables): its storages then keep their connections, as in a warm run worker."""
+    global _one_run_process
+    _one_run_process = True
+
+
 def _storage(cls, config_value: Mapping[str, Any], inst_data):
     """One of dagster-postgres's storages at the configured URL.
 
-    In a run worker forked from a warm process (one process, one run) the storage keeps one
-    connection for the run instead of opening one per call: dagster-postgres opens a connection per
-    call (NullPool) so that processes creating many instances hold none, and here each costs ~5 ms
-    and a server backend, dozens of times per run (docs/BENCHMARKS.md). The tables exist already
-    (the daemon that launched the run uses them), so the worker does not inspect them either. Each
-    pooled connection is checked before use, so that one a server restart closed is replaced.
+    In a process that executes one run (a run worker forked from a warm process, a pool worker of
+    the CLI) the storage keeps one connection for the run instead of opening one per call:
+    dagster-postgres opens a connection per call (NullPool) so that processes creating many
+    instances hold none, and here each costs ~5 ms and a server backend, dozens of times per run
+    (docs/BENCHMARKS.md). The tables exist already (the daemon or the CLI that launched the run
+    uses them), so the worker does not inspect them either. Each pooled connection is checked
+    before use, so that one a server restart closed is replaced.
     """
-    if not in_warm_run_worker():
+    if not (in_warm_run_worker() or _one_run_process):
         return cls(postgres_url=_storage_url(config_value), inst_data=inst_data)
     storage = cls(postgres_url=_storage_url(config_value), inst_data=inst_data, should_autocreate_tables=False)
     pool_storage_connections(storage)

@@ -2,10 +2,11 @@
 code's version, hashed into its data version exactly as Dagster does it (zip_etl/dagster_internals.py).
 
 A run of cleaned_companies reads each zip code's raw version from the rows it cleans
-(zip_etl/partition_stream.py) and records the provenance per partition (Dagster gives every partition
-of a run the same tags); the refresh (zip_etl/refresh.py) compares it with each zip code's raw version
-now, and the raw asset's observations record the versions that changed. Both sides read the recorded
-versions from Dagster's indexed event tags, one query per asset, not one lookup per partition.
+(zip_etl/partition_stream.py) and records the provenance on each partition's materialization (an
+Output would give every partition of a run the same tags); the refresh (zip_etl/refresh.py) compares
+it with each zip code's raw version now, and the raw asset's observations record the versions that
+changed. Both sides read the recorded versions from Dagster's indexed event tags, a query or two per
+asset, not one lookup per partition.
 """
 
 from __future__ import annotations
@@ -30,10 +31,14 @@ def cleaned_data_version(raw_key: dg.AssetKey, raw_version: str, code_version: s
     return logical_data_version(code_version, {raw_key: raw_version})
 
 
-def partition_provenance(raw_key: dg.AssetKey, raw_versions: Mapping[str, str], code_version: str,
-                         partitions: Sequence[str]) -> dict[str, dict[str, str]]:
-    """The provenance tags of each of `partitions`, built by `code_version` from its raw version."""
-    return {z: provenance_tags(raw_key, raw_versions[z], code_version) for z in partitions}
+def partition_provenance(instance: dg.DagsterInstance, raw_key: dg.AssetKey, raw_versions: Mapping[str, str],
+                         code_version: str, partitions: Sequence[str]) -> dict[str, dict[str, str]]:
+    """The provenance tags of each of `partitions`, built by `code_version` from its raw version, each
+    pointing at its raw partition's latest observation (one query), as Dagster's own tags would: the
+    UI shows the partition stale once a later observation finds another raw version."""
+    observed = instance.event_log_storage.get_latest_storage_id_by_partition(
+        raw_key, dg.DagsterEventType.ASSET_OBSERVATION, set(partitions))
+    return {z: provenance_tags(raw_key, raw_versions[z], code_version, observed.get(z)) for z in partitions}
 
 
 def latest_data_versions(
@@ -45,6 +50,22 @@ def latest_data_versions(
         key, event_type, [DATA_VERSION_TAG], asset_partitions=list(partitions) if partitions is not None else None
     )
     return {partition: values[DATA_VERSION_TAG] for partition, values in tags.items() if DATA_VERSION_TAG in values}
+
+
+def recorded_data_versions(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: Sequence[str] | None = None
+                           ) -> dict[str, str]:
+    """The data version each partition of a materialized asset was last recorded with: its latest
+    materialization's, or a later observation's (a debug run restates the version; runs before the
+    materializations carried their own provenance recorded it on an observation after them)."""
+    built = latest_data_versions(instance, key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions)
+    observed = latest_data_versions(instance, key, dg.DagsterEventType.ASSET_OBSERVATION, partitions)
+    differ = {p for p, version in observed.items() if p in built and built[p] != version}
+    if differ:  # the later event of the two says it
+        storage = instance.event_log_storage
+        built_ids = storage.get_latest_storage_id_by_partition(key, dg.DagsterEventType.ASSET_MATERIALIZATION, differ)
+        observed_ids = storage.get_latest_storage_id_by_partition(key, dg.DagsterEventType.ASSET_OBSERVATION, differ)
+        differ = {p for p in differ if observed_ids.get(p, -1) > built_ids.get(p, -1)}
+    return {**observed, **{p: v for p, v in built.items() if p not in differ}}
 
 
 def current_raw_versions(postgres: PostgresResource | RawReads, partition_keys: Sequence[str] | None = None

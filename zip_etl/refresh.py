@@ -4,9 +4,9 @@ rebuild only those, in batched runs.
 Every run of cleaned_companies records, per partition it writes, the data provenance of what it
 wrote (zip_etl/provenance.py). A partition is stale when the data version it would have if built now
 (from the zip code's current raw version) differs from the recorded one, and missing when none is
-recorded. Both sides come from one query each: every zip code's raw version from PostgreSQL
+recorded. Both sides come from a query or two each: every zip code's raw version from PostgreSQL
 (`zip_etl.db.ddl.raw_data_versions`), every partition's latest data version from Dagster's indexed
-event tags. So a check over all 41,749 zip codes costs seconds, not 41,749 lookups (Dagster's own
+event tags (`recorded_data_versions`). So a check over all 41,749 zip codes costs seconds, not 41,749 lookups (Dagster's own
 stale-status resolver looks partitions up one by one; docs/BENCHMARKS.md).
 
 The `refresh_changed_zip_codes` sensor (zip_etl/defs/sensors.py) and `zip-etl refresh` run this
@@ -28,7 +28,7 @@ import dagster as dg
 from zip_etl import settings
 from zip_etl.code_version import CLEANING_CODE_VERSION
 from zip_etl.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from zip_etl.provenance import cleaned_data_version, current_raw_versions, latest_data_versions
+from zip_etl.provenance import cleaned_data_version, current_raw_versions, latest_data_versions, recorded_data_versions
 from zip_etl.resources.postgres import PostgresResource, RawReads
 
 REFRESH_TAG = "zip_etl/refresh"
@@ -88,7 +88,7 @@ def plan_refresh(
     partition_keys = partition_keys or postgres.partition_keys
     raw_versions = current_raw_versions(postgres, partition_keys)
     observed = latest_data_versions(instance, raw_key, dg.DagsterEventType.ASSET_OBSERVATION)
-    recorded = latest_data_versions(instance, cleaned_key, dg.DagsterEventType.ASSET_OBSERVATION)
+    recorded = recorded_data_versions(instance, cleaned_key)
     expected = {k: cleaned_data_version(raw_key, v, code_version) for k, v in raw_versions.items()}
     missing = [k for k in partition_keys if k not in recorded]
     stale = [k for k in partition_keys if k in recorded and (everything or recorded[k] != expected[k])]

@@ -23,8 +23,9 @@ def test_tag_names_are_the_documented_strings():
 
 
 def test_provenance_tags_are_the_ones_dagster_writes_for_a_materialization():
-    """Dagster's own path, on an asset with one observed source: the same tag names, and the data
-    version zip_etl computes from the same code version and input version is the one Dagster wrote."""
+    """Dagster's own path, on an asset with one observed source: the same tags, the data version
+    zip_etl computes from the same code version and input version and the pointer at the input's
+    observation included."""
 
     @dg.observable_source_asset(name="upstream")
     def upstream():
@@ -41,9 +42,10 @@ def test_provenance_tags_are_the_ones_dagster_writes_for_a_materialization():
     tags = result.get_asset_materialization_events()[0].materialization.tags
     source_version = tags["dagster/input_data_version/upstream"]
     assert source_version == "12-abc"
-    ours = internals.provenance_tags(upstream.key, source_version, "v7")
-    assert set(ours) == {k for k in tags if k.startswith("dagster/") and k != "dagster/data_version_is_user_provided"}
-    assert ours[internals.DATA_VERSION_TAG] == tags[internals.DATA_VERSION_TAG]
+    observation = instance.fetch_observations(upstream.key, limit=1).records[0].storage_id
+    ours = internals.provenance_tags(upstream.key, source_version, "v7", observation)
+    assert ours == {k: v for k, v in tags.items() if k.startswith("dagster/") and k != "dagster/data_version_is_user_provided"}
+    assert internals.provenance_tags(upstream.key, source_version, "v7")["dagster/input_event_pointer/upstream"] == "NULL"
     assert ours[internals.CODE_VERSION_TAG] == tags[internals.CODE_VERSION_TAG] == "v7"
     assert internals.logical_data_version("v8", {upstream.key: source_version}) != ours[internals.DATA_VERSION_TAG]
 
@@ -86,6 +88,35 @@ def test_batched_events_store_what_log_event_stores(monkeypatch):
     for kind in ("m", "o"):
         assert _stored(instance, one_by_one.key, kind) == _stored(instance, batched.key, kind) != []
     assert instance.get_materialized_partitions(batched.key) == {"a", "b", "c"}
+
+
+def test_an_output_without_asset_events_adds_none_and_the_checks_after_it_run():
+    """cleaned_companies yields each partition's materialization with its own provenance, then an
+    output without asset events: Dagster must store exactly those materializations (an Output's
+    would carry one provenance for every partition, and come after ours), and still run the step
+    that checks the asset (a step whose input was never output is skipped)."""
+
+    @dg.asset(partitions_def=PARTITIONS, output_required=False)
+    def built(context: dg.AssetExecutionContext):
+        yield from internals.batched_events(context, [
+            dg.AssetMaterialization(asset_key=context.asset_key, partition=p, metadata={"rows": i},
+                                    tags={internals.DATA_VERSION_TAG: f"v-{p}"})
+            for i, p in enumerate(context.partition_keys)
+        ])
+        yield internals.output_without_asset_events()
+
+    @dg.asset_check(asset=built)
+    def looked_at() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([built, looked_at], instance=instance, tags={
+        internals.ASSET_PARTITION_RANGE_START_TAG: "a", internals.ASSET_PARTITION_RANGE_END_TAG: "c"})
+    assert result.success
+    assert _stored(instance, built.key, "m") == [
+        (p, {internals.DATA_VERSION_TAG: f"v-{p}"}, {"rows": i}) for i, p in enumerate(("a", "b", "c"))]
+    assert [e.check_name for e in result.get_asset_check_evaluations()] == ["looked_at"]
+    assert instance.get_materialized_partitions(built.key) == {"a", "b", "c"}
 
 
 def test_batched_events_are_stored_when_built_without_being_yielded():

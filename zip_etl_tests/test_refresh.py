@@ -268,3 +268,29 @@ def test_seed_change_names_unknown_zip_codes(zip_etl_environment, capsys):
     assert main(["seed", "--change", "10016,1001X", "--delete-all", "00000"]) == 2
     error = capsys.readouterr().err
     assert "not active zip codes" in error and "1001X" in error
+
+
+def test_the_recorded_version_is_the_later_of_materialization_and_observation():
+    """A partition's provenance is on its materialization; a later observation's counts instead: a
+    debug run restating it, or a run from before the materializations carried it (Dagster's shared
+    tags on the materialization, the partition's own on an observation just after)."""
+    from zip_etl.dagster_internals import DATA_VERSION_TAG
+    from zip_etl.provenance import recorded_data_versions
+
+    key = dg.AssetKey("built")
+    instance = dg.DagsterInstance.ephemeral()
+
+    def record(event_class, partition, version):
+        instance.report_runless_asset_event(event_class(asset_key=key, partition=partition,
+                                                        tags={DATA_VERSION_TAG: version}))
+
+    record(dg.AssetMaterialization, "a", "shared")  # before: Dagster's tags, then the partition's own
+    record(dg.AssetObservation, "a", "a-1")
+    record(dg.AssetMaterialization, "b", "shared")
+    record(dg.AssetObservation, "b", "b-1")
+    record(dg.AssetMaterialization, "b", "b-2")  # rebuilt since: its own tags on the materialization
+    record(dg.AssetMaterialization, "c", "c-1")
+    record(dg.AssetObservation, "c", "c-1")  # a debug run restating it
+    record(dg.AssetMaterialization, "d", "d-1")
+    assert recorded_data_versions(instance, key) == {"a": "a-1", "b": "b-2", "c": "c-1", "d": "d-1"}
+    assert recorded_data_versions(instance, key, ["a", "b", "e"]) == {"a": "a-1", "b": "b-2"}

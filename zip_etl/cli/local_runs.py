@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
 from zip_etl.cli.progress import Progress
-from zip_etl.instance import get_instance
+from zip_etl.instance import get_instance, this_process_runs_one_run
 from zip_etl.run_liveness import dead_process_message, how_it_ended
 
 
@@ -131,6 +131,7 @@ def what_if_facts(metadata) -> dict | None:
 
 def _worker_main(keys: list[str], target: Target, run_id: str, results: Connection) -> None:
     """A pool worker: one range, its result sent back to the parent."""
+    this_process_runs_one_run()
     try:
         result = materialize_range(keys, target, run_id)
     except BaseException as error:  # noqa: BLE001 - the parent must hear back, whatever happened

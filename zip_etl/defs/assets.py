@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import dagster as dg
 
 from zip_etl.code_version import CLEANING_CODE_VERSION
-from zip_etl.dagster_internals import DATA_VERSION_TAG, batched_events
+from zip_etl.dagster_internals import DATA_VERSION_TAG, batched_events, output_without_asset_events
 from zip_etl.partition_stream import PartitionStream
-from zip_etl.provenance import changed_raw_versions, latest_data_versions, partition_provenance, raw_dependency
+from zip_etl.provenance import changed_raw_versions, partition_provenance, raw_dependency, recorded_data_versions
 from zip_etl.resources.postgres import PostgresResource, RawReads, failures_explained
 from zip_etl.resources.writer import PostgresWriter, TargetWrites, WriteResult
 from zip_etl.table_cleaning import TableCleaning
@@ -207,12 +207,13 @@ def run_events(context: dg.AssetExecutionContext, stream: PartitionStream, write
                written: WriteResult | None, report: WhatIfReport | None) -> Iterator:
     """Everything a run of cleaned_companies records, once, at its end.
 
-    - A write: each written partition materialized with its own facts (Dagster's materializations,
-      from a MaterializeResult; when some zip codes failed, only the written ones, as one batch),
-      then one batch of observations: each partition's provenance (Dagster gives every partition of a
-      run the same data-version tags; zip_etl/provenance.py), and the run's facts with the table's
-      totals read once the materializations are stored (a run committing meanwhile is counted: the
-      latest observation, whose row count the asset shows, is never older than the table).
+    - A write: one batch of materializations, each written partition's with its own facts and its
+      provenance (zip_etl/provenance.py: an Output would give every partition of the run the same
+      data-version tags, so the step's output carries no events of its own and exists only for the
+      checks after it; when some zip codes failed there is none, and the checks do not run); then the
+      run's facts with the table's totals, read once the materializations are stored (a run
+      committing meanwhile is counted: the latest observation, whose row count the asset shows, is
+      never older than the table).
     - Debug mode: one batch of observations, each zip code's facts and what its write would change,
       restating its recorded data version (nothing was written, and the refresh must not mistake a
       debugged partition for an unknown one); then the run's facts.
@@ -221,8 +222,7 @@ def run_events(context: dg.AssetExecutionContext, stream: PartitionStream, write
     target = writer.target
     if report is not None:
         run = run_observation(context, stream, target, written, report, report.totals_now)
-        recorded = latest_data_versions(context.instance, context.asset_key, dg.DagsterEventType.ASSET_OBSERVATION,
-                                        list(metadata))
+        recorded = recorded_data_versions(context.instance, context.asset_key, list(metadata))
         context.log.info(f"What-if (compared with {report.target}): {report.summary()}")
         yield from batched_events(context, [
             dg.AssetObservation(asset_key=context.asset_key, partition=z,
@@ -233,21 +233,15 @@ def run_events(context: dg.AssetExecutionContext, stream: PartitionStream, write
     else:
         _log_run(context, stream, written)
         code_version = context.assets_def.code_versions_by_key[context.asset_key] or CLEANING_CODE_VERSION
-        provenance = partition_provenance(raw_dependency(context.assets_def, context.asset_key), stream.raw_versions,
-                                          code_version, list(metadata))
-        if stream.failures:
-            yield from batched_events(context, [
-                dg.AssetMaterialization(asset_key=context.asset_key, partition=z, metadata=values, tags=provenance[z])
-                for z, values in metadata.items()
-            ])
-        else:
-            for zip_code, values in metadata.items():
-                context.add_asset_metadata(values, partition_key=zip_code)
-            yield dg.MaterializeResult()
-        run = run_observation(context, stream, target, written, report, writer.totals())
+        provenance = partition_provenance(context.instance, raw_dependency(context.assets_def, context.asset_key),
+                                          stream.raw_versions, code_version, list(metadata))
         yield from batched_events(context, [
-            dg.AssetObservation(asset_key=context.asset_key, partition=z, tags=tags) for z, tags in provenance.items()
-        ] + [run])
+            dg.AssetMaterialization(asset_key=context.asset_key, partition=z, metadata=values, tags=provenance[z])
+            for z, values in metadata.items()
+        ])
+        if not stream.failures:
+            yield output_without_asset_events()
+        yield from batched_events(context, [run_observation(context, stream, target, written, report, writer.totals())])
     if stream.failures:
         raise _failure(stream, "cleaned (debug mode: nothing written)" if report is not None else "written")
 

@@ -227,6 +227,12 @@ def apply_chunk(writer: PartitionWriter, chunk: CleanedChunk, zip_codes: Sequenc
         writer.release_savepoint()
 
 
+# pandera registers its pandas backends on a process's first validation, importing its hypothesis
+# strategies (70 ms): done here, on import, a warm process or a backfill's parent pays it once instead
+# of every run forked from it.
+DataFrameSchema.get_backend(check_type=pd.DataFrame)
+
+
 def frame_contract(table: Table) -> DataFrameSchema:
     """What a frame written to `table` must be, from its declaration: exactly its columns, and values
     in every NOT NULL one. (Types are not checked here: the writer casts each column to its declared
